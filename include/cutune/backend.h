@@ -1,0 +1,162 @@
+/* The op interface.
+ *
+ * Layers know shapes and names; backends know memory and arithmetic. A backend is a table of
+ * function pointers plus a private context (ggml's iface + context). Every pointer an op takes
+ * is backend memory (host memory for "cpu", device memory for "cuda"). Arguments go outputs
+ * first, then inputs, then sizes (llm.c). Tensors are NHWC; convolution kernels are (K, 3, 3, C)
+ * (cuDNN's KRSC for NHWC filters), dense kernels are (in, out) as in Keras.
+ *
+ * The CPU backend implements every op forward and backward; it is the numerical oracle for the
+ * CUDA backend and the fallback that trains where no GPU is present. */
+#ifndef CUTUNE_BACKEND_H
+#define CUTUNE_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cutune/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 3x3, stride 1, 'same' (zero padding 1) cross-correlation + bias, then ReLU when `relu`. */
+typedef struct ct_conv_args {
+    int n, h, w, c, k;
+    const float *x;  /* (n, h, w, c) input */
+    const float *wt; /* (k, 3, 3, c) kernel */
+    const float *b;  /* (k) bias */
+    float *y;        /* (n, h, w, k) output after the activation */
+    /* backward only: */
+    float *dy;       /* (n, h, w, k) dL/dy; overwritten with dL/d(pre-activation) */
+    float *dx;       /* (n, h, w, c) dL/dx, written when need_dgrad */
+    float *dw;       /* (k, 3, 3, c) dL/dw, written (not accumulated) when need_wgrad */
+    float *db;       /* (k) dL/db, written when need_wgrad */
+    bool relu;
+} ct_conv_args;
+
+/* y = act(x · w + b) for x (n, in), w (in, out); act is identity or ReLU. */
+typedef struct ct_dense_args {
+    int n, in, out;
+    const float *x;  /* (n, in) */
+    const float *wt; /* (in, out) */
+    const float *b;  /* (out) */
+    float *y;        /* (n, out) */
+    float *dy;       /* (n, out), overwritten with dL/d(pre-activation) when relu */
+    float *dx;       /* (n, in) */
+    float *dw;       /* (in, out) */
+    float *db;       /* (out) */
+    bool relu;
+} ct_dense_args;
+
+typedef enum { CT_GLOBAL_AVG, CT_GLOBAL_MAX } ct_global_pool;
+
+typedef enum {
+    CT_LOSS_BINARY_CE,      /* sigmoid + binary cross-entropy from logits (n, 1) */
+    CT_LOSS_CATEGORICAL_CE  /* softmax + categorical cross-entropy from logits (n, k) */
+} ct_loss_kind;
+
+/* Which dropout stream a layer draws from: see CT_RNG_DROPOUT in rng.h. */
+typedef struct ct_dropout_key {
+    uint64_t seed;
+    uint32_t layer;
+    uint32_t step;
+} ct_dropout_key;
+
+/* Hyper-parameters of one optimizer step, resolved by the optimizer (decay, bias correction). */
+typedef struct ct_update_args {
+    float lr;          /* effective learning rate of this step */
+    float momentum;    /* SGD */
+    bool nesterov;     /* SGD */
+    float beta1, beta2, eps; /* Adam */
+    float weight_decay; /* decoupled (AdamW) decay, times lr */
+} ct_update_args;
+
+typedef struct ct_backend_ops {
+    const char *name; /* "cpu", "cuda" */
+    void (*free)(void *ctx);
+
+    /* memory */
+    ct_status (*alloc)(void *ctx, void **out, size_t bytes); /* zero-filled */
+    void (*release)(void *ctx, void *p);
+    ct_status (*copy_to_device)(void *ctx, void *dst, const void *src, size_t bytes);
+    ct_status (*copy_to_host)(void *ctx, void *dst, const void *src, size_t bytes);
+    ct_status (*synchronize)(void *ctx);
+
+    /* convolution */
+    ct_status (*conv3x3_forward)(void *ctx, const ct_conv_args *a);
+    ct_status (*conv3x3_backward)(void *ctx, const ct_conv_args *a, bool need_dgrad,
+                                  bool need_wgrad);
+
+    /* 2x2 stride-2 max pool, 'valid': (n, h, w, c) -> (n, h/2, w/2, c), odd sizes floor */
+    ct_status (*maxpool_forward)(void *ctx, float *y, const float *x, int n, int h, int w, int c);
+    ct_status (*maxpool_backward)(void *ctx, float *dx, const float *dy, const float *x,
+                                  const float *y, int n, int h, int w, int c);
+
+    /* global average / max pool: (n, h, w, c) -> (n, c) */
+    ct_status (*global_pool_forward)(void *ctx, ct_global_pool kind, float *y, const float *x,
+                                     int n, int h, int w, int c);
+    ct_status (*global_pool_backward)(void *ctx, ct_global_pool kind, float *dx, const float *dy,
+                                      const float *x, const float *y, int n, int h, int w, int c);
+
+    /* dense */
+    ct_status (*dense_forward)(void *ctx, const ct_dense_args *a);
+    ct_status (*dense_backward)(void *ctx, const ct_dense_args *a, bool need_dgrad,
+                                bool need_wgrad);
+
+    /* inverted dropout over (n, dim): kept with p = 1 - rate, scaled by 1 / (1 - rate) */
+    ct_status (*dropout_forward)(void *ctx, float *y, const float *x, int n, int dim, float rate,
+                                 ct_dropout_key key);
+    ct_status (*dropout_backward)(void *ctx, float *dx, const float *dy, int n, int dim,
+                                  float rate, ct_dropout_key key);
+
+    /* concatenate along features: y (n, da + db) = [a (n, da), b (n, db)] */
+    ct_status (*concat_forward)(void *ctx, float *y, const float *a, const float *b, int n,
+                                int da, int db);
+    /* dA or dB may be NULL when that side needs no gradient */
+    ct_status (*concat_backward)(void *ctx, float *da, float *db, const float *dy, int n, int da_dim,
+                                 int db_dim);
+
+    /* Loss from logits, averaged over the batch with optional per-sample weights (NULL: 1).
+     * Writes the mean loss to *loss (backend memory, one float), the probabilities (n, k) and
+     * dL/dlogits (n, k). labels: (n, 1) of 0/1 for binary, (n, k) one-hot or soft for
+     * categorical. */
+    ct_status (*loss_forward_backward)(void *ctx, ct_loss_kind kind, float *loss, float *probs,
+                                       float *dlogits, const float *logits, const float *labels,
+                                       const float *weights, int n, int k);
+
+    /* Optimizer updates over `count` parameters. */
+    ct_status (*sgd_update)(void *ctx, float *p, float *velocity, const float *g, size_t count,
+                            const ct_update_args *u);
+    ct_status (*adam_update)(void *ctx, float *p, float *m, float *v, const float *g,
+                             size_t count, const ct_update_args *u);
+
+    /* Whether all `count` floats are finite, to host memory: detects NaN/Inf in losses and
+     * gradients within one step. */
+    ct_status (*check_finite)(void *ctx, bool *finite, const float *x, size_t count);
+} ct_backend_ops;
+
+typedef struct ct_backend {
+    const ct_backend_ops *ops;
+    void *ctx;
+} ct_backend;
+
+/* The CPU backend (OpenBLAS + OpenMP). `threads` <= 0 keeps the libraries' defaults. */
+ct_status ct_backend_cpu_init(ct_backend *be, int threads);
+
+/* The CUDA backend on device `device` (cuDNN + cuBLAS). CT_ENODEV with a message saying why
+ * when no usable device is present or cutune was built without CUDA. */
+ct_status ct_backend_cuda_init(ct_backend *be, int device);
+
+/* Picks a backend by name: "cpu", "cuda" or "auto" (CUDA when usable, else the CPU, saying so
+ * through `note` when not NULL). */
+ct_status ct_backend_init_by_name(ct_backend *be, const char *name, char *note, size_t note_len);
+
+/* Frees the context. A zeroed backend is a no-op. */
+void ct_backend_free(ct_backend *be);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,175 @@
+/* The model: a VGG16 backbone with Keras layer names and a head described by a spec string.
+ *
+ * Layers run in order. Each reads the output of its source layer (or the image / auxiliary
+ * input) and writes its own output. A head may carry one auxiliary branch: `aux:U` applies a
+ * Dense(U) to the auxiliary scalars (the iceberg incidence angle) and the next `concat` joins it
+ * to the image features, as the seed notebook's Keras model does.
+ *
+ * Head spec: comma-separated tokens, each optionally followed by @name to set the Keras name.
+ *   flatten | gap | gmp             Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D
+ *   aux:U                           Dense(U) on the auxiliary input, joined by the next concat
+ *   concat                          concatenate([features, aux branch])
+ *   dense:U[:relu|linear|sigmoid|softmax]
+ *   dropout:R                       Dropout(R), 0 <= R < 1
+ * Presets: "iceberg" (the seed notebook's head) and "mri" (the seed book's head).
+ * The last layer must be a Dense with sigmoid (1 unit, binary cross-entropy) or softmax (>= 2
+ * units, categorical cross-entropy); that activation is applied inside the loss, from logits.
+ *
+ * Freezing follows Keras: every layer has a `trainable` flag. Backward runs from the loss down to
+ * the lowest trainable layer only; frozen layers get no weight gradient, no gradient memory and
+ * no optimizer state, and activations below the lowest trainable layer are not kept. */
+#ifndef CUTUNE_MODEL_H
+#define CUTUNE_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cutune/backend.h"
+#include "cutune/status.h"
+#include "cutune/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CT_HEAD_ICEBERG                                                                        \
+    "gmp,aux:1,concat,dense:512:relu@fc2,dropout:0.3,dense:512:relu@fc3,dropout:0.3,"          \
+    "dense:1:sigmoid"
+#define CT_HEAD_MRI "flatten,dense:64:relu,dense:2:softmax"
+
+#define CT_MIN_INPUT 32 /* ImageNet VGG16 needs inputs of at least 32x32 */
+#define CT_NAME_MAX 64
+
+typedef enum {
+    CT_LAYER_CONV,     /* Conv2D 3x3 'same' + ReLU */
+    CT_LAYER_MAXPOOL,  /* MaxPooling2D 2x2 stride 2 'valid' */
+    CT_LAYER_FLATTEN,
+    CT_LAYER_GAP,      /* GlobalAveragePooling2D */
+    CT_LAYER_GMP,      /* GlobalMaxPooling2D */
+    CT_LAYER_DENSE,
+    CT_LAYER_DROPOUT,
+    CT_LAYER_CONCAT
+} ct_layer_kind;
+
+typedef enum { CT_ACT_LINEAR, CT_ACT_RELU, CT_ACT_SIGMOID, CT_ACT_SOFTMAX } ct_activation;
+
+#define CT_SRC_IMAGE (-1) /* a layer whose input is the image batch */
+#define CT_SRC_AUX (-2)   /* a layer whose input is the auxiliary scalars */
+
+typedef struct ct_layer {
+    char name[CT_NAME_MAX];      /* Keras name: block1_conv1, block5_pool, dense_1, ... */
+    ct_layer_kind kind;
+    ct_activation act;
+    int units;                   /* conv filters or dense units */
+    float rate;                  /* dropout rate */
+    int src;                     /* index of the input layer, or CT_SRC_IMAGE / CT_SRC_AUX */
+    int src2;                    /* concat: index of the aux branch layer; otherwise -1 */
+    int in_h, in_w, in_c;        /* input shape of one sample (dense: 1, 1, in) */
+    int out_h, out_w, out_c;     /* output shape of one sample */
+    bool trainable;              /* Keras flag; meaningful for layers with parameters */
+
+    ct_tensor kernel;            /* conv (K, 3, 3, C); dense (in, out) */
+    ct_tensor bias;              /* (K) or (out) */
+    ct_tensor dkernel, dbias;    /* gradients; data NULL while frozen */
+    ct_tensor opt_kernel[2], opt_bias[2]; /* optimizer slots; data NULL while unused */
+
+    float *out;                  /* (N, out_h, out_w, out_c) activation, backend memory */
+    float *dout;                 /* (N, out_h, out_w, out_c) dL/dout during backward */
+
+    /* How often backward computed each kind of gradient: tests use these to show that no work
+     * is done below the lowest trainable layer. */
+    unsigned long n_dgrad, n_wgrad;
+} ct_layer;
+
+typedef struct ct_model_config {
+    int input_h, input_w;  /* >= CT_MIN_INPUT */
+    int input_c;           /* 3 (ImageNet weights need 3 channels) */
+    int aux_dim;           /* auxiliary scalars per sample (0: none) */
+    int max_batch;         /* largest batch forward will see; activations are sized for it */
+    const char *head;      /* head spec or preset name; see above */
+    uint64_t seed;         /* Glorot init and dropout streams */
+} ct_model_config;
+
+typedef struct ct_model ct_model;
+
+/* Builds the model and initialises every parameter the Keras way (Glorot uniform kernels, zero
+ * biases) from the seeded counter-based generator. All layers start trainable. */
+ct_status ct_model_init(ct_model **out, const ct_model_config *cfg, ct_backend *be);
+void ct_model_free(ct_model *m);
+
+int ct_model_num_layers(const ct_model *m);
+ct_layer *ct_model_layer(ct_model *m, int i);
+/* The layer with this Keras name, or NULL. */
+ct_layer *ct_model_find(ct_model *m, const char *name);
+ct_loss_kind ct_model_loss_kind(const ct_model *m);
+int ct_model_num_outputs(const ct_model *m);  /* 1 for sigmoid, classes for softmax */
+const ct_model_config *ct_model_get_config(const ct_model *m);
+/* Parameter counts: all, and those of trainable layers. */
+size_t ct_model_num_params(const ct_model *m, size_t *trainable);
+/* The index of the lowest trainable layer with parameters, or the layer count when none is. */
+int ct_model_first_trainable(const ct_model *m);
+
+/* Freezing. Changing flags re-plans the gradient, optimizer and activation arenas, as Keras needs
+ * a recompile: call between steps. */
+ct_status ct_model_set_trainable(ct_model *m, const char *name, bool trainable);
+/* Freezes every layer up to and including `name` and unfreezes every layer after it. NULL or
+ * "" unfreezes everything; "block5_pool" freezes the whole backbone. */
+ct_status ct_model_freeze_to(ct_model *m, const char *name);
+/* Freezes the layers whose flags are false in `trainable` (one per layer). */
+ct_status ct_model_set_trainable_mask(ct_model *m, const bool *trainable);
+
+/* Backend memory for the inputs of the next forward: (max_batch, H, W, C) and
+ * (max_batch, aux_dim). Loaders and the augmentation kernel write here directly. */
+float *ct_model_input(ct_model *m);
+float *ct_model_aux_input(ct_model *m);
+
+/* Forward pass over the first `n` rows of the input buffers. `training` turns dropout on;
+ * `step` addresses the dropout masks. */
+ct_status ct_model_forward(ct_model *m, int n, bool training, uint32_t step);
+/* Copies host arrays into the input buffers, then runs forward. aux may be NULL when
+ * aux_dim is 0. */
+ct_status ct_model_forward_host(ct_model *m, const float *x, const float *aux, int n,
+                                bool training, uint32_t step);
+
+/* Loss of the last forward against host labels ((n, 1) 0/1 for sigmoid heads, (n, classes)
+ * for softmax heads), with optional per-sample weights (NULL: 1). Also keeps dL/dlogits for
+ * backward and the probabilities for ct_model_probs. CT_ENUMERIC if the loss is not finite. */
+ct_status ct_model_loss(ct_model *m, const float *labels, const float *weights, float *loss);
+/* Probabilities of the last ct_model_loss or ct_model_predict call: (n, outputs), host. */
+ct_status ct_model_probs(ct_model *m, float *out);
+/* Forward in inference mode followed by the output activation, without labels. */
+ct_status ct_model_predict(ct_model *m, int n, float *probs_host);
+
+/* Backward from the last ct_model_loss down to the lowest trainable layer. */
+ct_status ct_model_backward(ct_model *m);
+
+/* Called by backward just before each layer's own backward step, while `layer->dout` holds the
+ * gradient of the loss with respect to that layer's output (after the step, ReLU layers have
+ * masked it in place). For inspection: gradient checks, debugging, finite checks. */
+typedef ct_status (*ct_backward_hook)(void *user, ct_model *m, int layer);
+void ct_model_set_backward_hook(ct_model *m, ct_backward_hook hook, void *user);
+
+/* Copies a backend tensor to or from host memory (t->size floats). */
+ct_status ct_model_tensor_get(ct_model *m, const ct_tensor *t, float *host);
+ct_status ct_model_tensor_set(ct_model *m, ct_tensor *t, const float *host);
+
+ct_backend *ct_model_backend(ct_model *m);
+
+/* Bytes held by each arena: parameters, gradients, optimizer state, activations. */
+typedef struct ct_model_memory {
+    size_t params, grads, optimizer, activations, workspace;
+} ct_model_memory;
+void ct_model_memory_get(const ct_model *m, ct_model_memory *mem);
+
+/* Floating-point operations per sample of one forward pass and of one training step (forward,
+ * then the data and weight gradients that the current trainable flags call for), counting a
+ * multiply-add as 2. Convolutions and dense layers only. */
+void ct_model_flops(const ct_model *m, double *forward, double *train);
+
+/* The head spec with presets expanded, for printing and saving. */
+const char *ct_model_head_spec(const ct_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,50 @@
+/* Optimizers, with Keras's names, defaults and update rules.
+ *
+ * SGD follows Keras 2 (lr, momentum, nesterov, and time decay lr / (1 + decay * iterations));
+ * Adam follows Keras (epsilon 1e-7, bias correction folded into the step size); AdamW adds
+ * decoupled weight decay. State is kept only for trainable parameters. */
+#ifndef CUTUNE_OPTIM_H
+#define CUTUNE_OPTIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cutune/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { CT_OPT_SGD, CT_OPT_ADAM, CT_OPT_ADAMW } ct_optimizer_kind;
+
+typedef struct ct_optimizer_config {
+    ct_optimizer_kind kind;
+    float lr;            /* SGD 0.01, Adam/AdamW 0.001 */
+    float momentum;      /* SGD: 0 */
+    bool nesterov;       /* SGD: false */
+    float decay;         /* Keras 2 time decay: 0 */
+    float beta1, beta2;  /* 0.9, 0.999 */
+    float epsilon;       /* 1e-7 */
+    float weight_decay;  /* AdamW: 0.004 (Keras 3's default) */
+} ct_optimizer_config;
+
+/* Keras's defaults for `kind`. */
+void ct_optimizer_defaults(ct_optimizer_config *c, ct_optimizer_kind kind);
+/* "sgd", "adam", "adamw" -> kind. */
+ct_status ct_optimizer_parse(const char *name, ct_optimizer_kind *kind);
+
+/* Attaches an optimizer and allocates its state for the trainable parameters (Keras's
+ * compile). Called again after freezing changes, state is reset as a Keras recompile does. */
+ct_status ct_model_compile(ct_model *m, const ct_optimizer_config *c);
+
+/* One update of every trainable parameter from the gradients of the last backward, with the
+ * learning rate multiplied by `lr_scale` (schedules, callbacks). */
+ct_status ct_model_apply_gradients(ct_model *m, float lr_scale);
+
+/* Updates applied so far (Keras's `iterations`). */
+uint64_t ct_model_iterations(const ct_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

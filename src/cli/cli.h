@@ -1,0 +1,36 @@
+/* Shared pieces of the command-line tool: flag parsing and error reporting. Only src/cli/ may
+ * exit the process. */
+#ifndef CUTUNE_CLI_H
+#define CUTUNE_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cutune/status.h"
+
+#define CLI_EXIT_USAGE 2
+
+/* A flag a command accepts: its name without "--", whether it takes a value, and where the
+ * value (or "1" for a switch) is stored. */
+typedef struct cli_flag {
+    const char *name;
+    bool takes_value;
+    const char **value;
+} cli_flag;
+
+/* Parses argv against `flags`. Accepts --name VALUE and --name=VALUE. Prints the problem and
+ * returns false on an unknown flag, a missing value or a stray argument. */
+bool cli_parse(const char *cmd, int argc, char **argv, const cli_flag *flags, int n_flags);
+
+/* Converts a flag value, printing "cutune CMD: --NAME: ..." and returning false when it is not a
+ * whole number in [lo, hi]. */
+bool cli_int(const char *cmd, const char *name, const char *value, long lo, long hi, long *out);
+
+/* Prints "cutune CMD: <last error>" to stderr and returns the exit code for the status. */
+int cli_fail(const char *cmd, ct_status s);
+
+int cmd_devices(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+#endif

@@ -1,0 +1,102 @@
+/* The CPU backend: context, memory, and the op table. Arithmetic lives in the files named after
+ * each op family (conv.c, pool.c, dense.c, elementwise.c, loss.c, optim.c). Memory is plain host
+ * memory, so "device" copies are memcpy. */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cpu.h"
+
+static void cpu_free(void *ctx) {
+    ct_cpu_ctx *c = ctx;
+    if (c == NULL) return;
+    free(c->workspace);
+    free(c);
+}
+
+static ct_status cpu_alloc(void *ctx, void **out, size_t bytes) {
+    (void)ctx;
+    /* 256-byte alignment keeps every arena piece on its own cache lines and vector aligned. */
+    size_t rounded = (bytes + 255) / 256 * 256;
+    void *p = aligned_alloc(256, rounded);
+    if (p == NULL)
+        return ct_error(CT_ENOMEM, "cannot allocate %zu bytes of host memory", bytes);
+    memset(p, 0, rounded);
+    *out = p;
+    return CT_OK;
+}
+
+static void cpu_release(void *ctx, void *p) {
+    (void)ctx;
+    free(p);
+}
+
+static ct_status cpu_copy(void *ctx, void *dst, const void *src, size_t bytes) {
+    (void)ctx;
+    if (bytes > 0 && dst != src) memmove(dst, src, bytes);
+    return CT_OK;
+}
+
+static ct_status cpu_synchronize(void *ctx) {
+    (void)ctx;
+    return CT_OK;
+}
+
+ct_status ct_cpu_workspace(ct_cpu_ctx *c, size_t floats, float **out) {
+    if (floats > c->workspace_floats) {
+        float *p = NULL;
+        size_t bytes = (floats * sizeof(float) + 255) / 256 * 256;
+        p = aligned_alloc(256, bytes);
+        if (p == NULL)
+            return ct_error(CT_ENOMEM, "cannot grow the CPU workspace to %zu bytes", bytes);
+        free(c->workspace);
+        c->workspace = p;
+        c->workspace_floats = floats;
+    }
+    *out = c->workspace;
+    return CT_OK;
+}
+
+static const ct_backend_ops cpu_ops = {
+    .name = "cpu",
+    .free = cpu_free,
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .copy_to_device = cpu_copy,
+    .copy_to_host = cpu_copy,
+    .synchronize = cpu_synchronize,
+    .conv3x3_forward = ct_cpu_conv3x3_forward,
+    .conv3x3_backward = ct_cpu_conv3x3_backward,
+    .maxpool_forward = ct_cpu_maxpool_forward,
+    .maxpool_backward = ct_cpu_maxpool_backward,
+    .global_pool_forward = ct_cpu_global_pool_forward,
+    .global_pool_backward = ct_cpu_global_pool_backward,
+    .dense_forward = ct_cpu_dense_forward,
+    .dense_backward = ct_cpu_dense_backward,
+    .dropout_forward = ct_cpu_dropout_forward,
+    .dropout_backward = ct_cpu_dropout_backward,
+    .concat_forward = ct_cpu_concat_forward,
+    .concat_backward = ct_cpu_concat_backward,
+    .loss_forward_backward = ct_cpu_loss_forward_backward,
+    .sgd_update = ct_cpu_sgd_update,
+    .adam_update = ct_cpu_adam_update,
+    .check_finite = ct_cpu_check_finite,
+};
+
+ct_status ct_backend_cpu_init(ct_backend *be, int threads) {
+    ct_cpu_ctx *c = calloc(1, sizeof *c);
+    if (c == NULL) return ct_error(CT_ENOMEM, "cannot allocate the CPU backend context");
+    if (threads > 0) {
+        openblas_set_num_threads(threads);
+#ifdef _OPENMP
+        omp_set_num_threads(threads);
+#endif
+    }
+    c->threads = threads > 0 ? threads : openblas_get_num_threads();
+    be->ops = &cpu_ops;
+    be->ctx = c;
+    return CT_OK;
+}

@@ -1,0 +1,52 @@
+/* The CPU backend's private interface: its context and the ops each file implements. */
+#ifndef CUTUNE_CPU_H
+#define CUTUNE_CPU_H
+
+#include <stddef.h>
+
+#include "cutune/backend.h"
+
+typedef struct ct_cpu_ctx {
+    int threads;       /* OpenMP and OpenBLAS threads */
+    float *workspace;  /* grow-only scratch shared by all ops (im2col columns) */
+    size_t workspace_floats;
+} ct_cpu_ctx;
+
+/* Returns scratch of at least `floats` floats, growing the workspace when needed. Ops are called
+ * one at a time, so one buffer serves them all (darknet). */
+ct_status ct_cpu_workspace(ct_cpu_ctx *c, size_t floats, float **out);
+
+ct_status ct_cpu_conv3x3_forward(void *ctx, const ct_conv_args *a);
+ct_status ct_cpu_conv3x3_backward(void *ctx, const ct_conv_args *a, bool need_dgrad,
+                                  bool need_wgrad);
+ct_status ct_cpu_maxpool_forward(void *ctx, float *y, const float *x, int n, int h, int w, int c);
+ct_status ct_cpu_maxpool_backward(void *ctx, float *dx, const float *dy, const float *x,
+                                  const float *y, int n, int h, int w, int c);
+ct_status ct_cpu_global_pool_forward(void *ctx, ct_global_pool kind, float *y, const float *x,
+                                     int n, int h, int w, int c);
+ct_status ct_cpu_global_pool_backward(void *ctx, ct_global_pool kind, float *dx, const float *dy,
+                                      const float *x, const float *y, int n, int h, int w, int c);
+ct_status ct_cpu_dense_forward(void *ctx, const ct_dense_args *a);
+ct_status ct_cpu_dense_backward(void *ctx, const ct_dense_args *a, bool need_dgrad,
+                                bool need_wgrad);
+ct_status ct_cpu_dropout_forward(void *ctx, float *y, const float *x, int n, int dim, float rate,
+                                 ct_dropout_key key);
+ct_status ct_cpu_dropout_backward(void *ctx, float *dx, const float *dy, int n, int dim,
+                                  float rate, ct_dropout_key key);
+ct_status ct_cpu_concat_forward(void *ctx, float *y, const float *a, const float *b, int n, int da,
+                                int db);
+ct_status ct_cpu_concat_backward(void *ctx, float *da, float *db, const float *dy, int n,
+                                 int da_dim, int db_dim);
+ct_status ct_cpu_loss_forward_backward(void *ctx, ct_loss_kind kind, float *loss, float *probs,
+                                       float *dlogits, const float *logits, const float *labels,
+                                       const float *weights, int n, int k);
+ct_status ct_cpu_sgd_update(void *ctx, float *p, float *velocity, const float *g, size_t count,
+                            const ct_update_args *u);
+ct_status ct_cpu_adam_update(void *ctx, float *p, float *m, float *v, const float *g, size_t count,
+                             const ct_update_args *u);
+ct_status ct_cpu_check_finite(void *ctx, bool *finite, const float *x, size_t count);
+
+/* Multiplies dy by the ReLU mask (y > 0) in place: the gradient before the activation. */
+void ct_cpu_relu_backward_inplace(float *dy, const float *y, size_t count);
+
+#endif

@@ -1,0 +1,70 @@
+/* The model's private state, shared by the files of src/model and src/train. */
+#ifndef CUTUNE_MODEL_INTERNAL_H
+#define CUTUNE_MODEL_INTERNAL_H
+
+#include "cutune/model.h"
+#include "cutune/optim.h"
+
+#define CT_HEAD_MAX 1024
+
+typedef struct ct_tensor_names {
+    char kernel[CT_NAME_MAX + 16], bias[CT_NAME_MAX + 16];
+} ct_tensor_names;
+
+struct ct_model {
+    ct_model_config cfg;
+    char head[CT_HEAD_MAX];        /* expanded head spec */
+    ct_backend *be;
+
+    int n_layers;
+    ct_layer *layers;              /* (n_layers) */
+    ct_tensor_names *names;        /* (n_layers) */
+    int n_backbone;                /* 18: block1_conv1 .. block5_pool */
+    ct_loss_kind loss;
+    int n_out;                     /* units of the last dense */
+    int first_trainable;
+
+    ct_arena params, grads, opt, acts;
+
+    /* In the activation arena, all sized for max_batch: */
+    float *input;                  /* (N, H, W, C) */
+    float *aux;                    /* (N, aux_dim) or NULL */
+    float *scratch[2];             /* outputs of the frozen prefix, ping-pong */
+    float *dscratch[2];            /* output gradients, ping-pong */
+    float *labels;                 /* (N, n_out) */
+    float *weights;                /* (N) */
+    float *probs;                  /* (N, n_out) */
+    float *loss_value;             /* (1) */
+
+    /* State of the last passes. */
+    int last_n;
+    bool last_training;
+    uint32_t last_step;
+    bool have_loss;
+
+    ct_backward_hook hook;
+    void *hook_user;
+
+    /* Optimizer. */
+    bool compiled;
+    ct_optimizer_config opt_cfg;
+    int opt_slots;                 /* 0, 1 (SGD momentum) or 2 (Adam) */
+    uint64_t iterations;
+};
+
+/* Parses the head spec (presets expanded) and appends its layers after the backbone. */
+ct_status ct_head_build(ct_model *m, const char *spec);
+
+/* (Re)plans and allocates the gradient, optimizer and activation arenas from the current
+ * trainable flags. */
+ct_status ct_model_replan(ct_model *m);
+
+static inline size_t ct_layer_out_size(const ct_layer *l) {
+    return (size_t)l->out_h * l->out_w * l->out_c;
+}
+
+static inline bool ct_layer_has_params(const ct_layer *l) {
+    return l->kind == CT_LAYER_CONV || l->kind == CT_LAYER_DENSE;
+}
+
+#endif

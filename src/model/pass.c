@@ -1,0 +1,223 @@
+/* Forward, loss and backward passes over the layer list, through the backend's op table.
+ *
+ * Backward walks from the loss down to the lowest trainable layer and stops there: a layer
+ * computes its data gradient only when a trainable layer lies below it, and its weight gradient
+ * only when it is trainable itself. The per-layer counters record both so tests can show that
+ * no work is done under a frozen prefix. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const float *layer_input(const ct_model *m, const ct_layer *l) {
+    if (l->src == CT_SRC_IMAGE) return m->input;
+    if (l->src == CT_SRC_AUX) return m->aux;
+    return m->layers[l->src].out;
+}
+
+static ct_dropout_key dropout_key(const ct_model *m, int layer) {
+    ct_dropout_key k = {m->cfg.seed, (uint32_t)layer, m->last_step};
+    return k;
+}
+
+static ct_status layer_forward(ct_model *m, int i, int n, bool training) {
+    ct_layer *l = &m->layers[i];
+    const ct_backend_ops *ops = m->be->ops;
+    void *ctx = m->be->ctx;
+    const float *x = layer_input(m, l);
+    switch (l->kind) {
+    case CT_LAYER_CONV: {
+        ct_conv_args a = {.n = n, .h = l->in_h, .w = l->in_w, .c = l->in_c, .k = l->units,
+                          .x = x, .wt = l->kernel.data, .b = l->bias.data, .y = l->out,
+                          .relu = true};
+        return ops->conv3x3_forward(ctx, &a);
+    }
+    case CT_LAYER_MAXPOOL:
+        return ops->maxpool_forward(ctx, l->out, x, n, l->in_h, l->in_w, l->in_c);
+    case CT_LAYER_FLATTEN:
+        return CT_OK;
+    case CT_LAYER_GAP:
+    case CT_LAYER_GMP:
+        return ops->global_pool_forward(ctx, l->kind == CT_LAYER_GAP ? CT_GLOBAL_AVG
+                                                                     : CT_GLOBAL_MAX,
+                                        l->out, x, n, l->in_h, l->in_w, l->in_c);
+    case CT_LAYER_DENSE: {
+        ct_dense_args a = {.n = n, .in = l->in_h * l->in_w * l->in_c, .out = l->units, .x = x,
+                           .wt = l->kernel.data, .b = l->bias.data, .y = l->out,
+                           .relu = l->act == CT_ACT_RELU};
+        return ops->dense_forward(ctx, &a);
+    }
+    case CT_LAYER_DROPOUT:
+        /* At rate 0 every element is kept with scale 1: inference is an exact copy. */
+        return ops->dropout_forward(ctx, l->out, x, n, l->out_c, training ? l->rate : 0.0f,
+                                    dropout_key(m, i));
+    case CT_LAYER_CONCAT:
+        return ops->concat_forward(ctx, l->out, x, m->layers[l->src2].out, n,
+                                   m->layers[l->src].out_c, m->layers[l->src2].out_c);
+    }
+    return ct_error(CT_EINVAL, "layer %s has an unknown kind", l->name);
+}
+
+ct_status ct_model_forward(ct_model *m, int n, bool training, uint32_t step) {
+    if (n <= 0 || n > m->cfg.max_batch)
+        return ct_error(CT_EINVAL, "batch of %d samples: expected 1 to %d (the model's batch "
+                        "size)", n, m->cfg.max_batch);
+    m->last_n = n;
+    m->last_training = training;
+    m->last_step = step;
+    m->have_loss = false;
+    for (int i = 0; i < m->n_layers; i++) {
+        ct_status s = layer_forward(m, i, n, training);
+        if (s != CT_OK)
+            return ct_error(s, "forward of %s: %s", m->layers[i].name, ct_last_error());
+    }
+    return CT_OK;
+}
+
+ct_status ct_model_forward_host(ct_model *m, const float *x, const float *aux, int n,
+                                bool training, uint32_t step) {
+    if (n <= 0 || n > m->cfg.max_batch)
+        return ct_error(CT_EINVAL, "batch of %d samples: expected 1 to %d (the model's batch "
+                        "size)", n, m->cfg.max_batch);
+    if (m->cfg.aux_dim > 0 && aux == NULL)
+        return ct_error(CT_EINVAL, "the model takes %d auxiliary value(s) per sample, but none "
+                        "were given", m->cfg.aux_dim);
+    const ct_model_config *c = &m->cfg;
+    ct_status s = m->be->ops->copy_to_device(
+        m->be->ctx, m->input, x, (size_t)n * c->input_h * c->input_w * c->input_c * sizeof(float));
+    if (s == CT_OK && c->aux_dim > 0)
+        s = m->be->ops->copy_to_device(m->be->ctx, m->aux, aux,
+                                       (size_t)n * c->aux_dim * sizeof(float));
+    if (s != CT_OK) return s;
+    return ct_model_forward(m, n, training, step);
+}
+
+static ct_status run_loss(ct_model *m, const float *labels, const float *weights, float *loss) {
+    const ct_backend_ops *ops = m->be->ops;
+    void *ctx = m->be->ctx;
+    const int n = m->last_n;
+    ct_layer *top = &m->layers[m->n_layers - 1];
+    ct_status s = ops->copy_to_device(ctx, m->labels, labels, (size_t)n * m->n_out * sizeof(float));
+    if (s == CT_OK && weights != NULL)
+        s = ops->copy_to_device(ctx, m->weights, weights, (size_t)n * sizeof(float));
+    if (s == CT_OK)
+        s = ops->loss_forward_backward(ctx, m->loss, m->loss_value, m->probs, top->dout, top->out,
+                                       m->labels, weights != NULL ? m->weights : NULL, n,
+                                       m->n_out);
+    if (s == CT_OK && loss != NULL) s = ops->copy_to_host(ctx, loss, m->loss_value, sizeof *loss);
+    return s;
+}
+
+ct_status ct_model_loss(ct_model *m, const float *labels, const float *weights, float *loss) {
+    if (m->last_n <= 0) return ct_error(CT_EINVAL, "loss requested before any forward pass");
+    float value = 0.0f;
+    ct_status s = run_loss(m, labels, weights, &value);
+    if (s != CT_OK) return s;
+    if (loss != NULL) *loss = value;
+    if (!isfinite(value))
+        return ct_error(CT_ENUMERIC, "the loss is %s (at step %u): lower the learning rate or "
+                        "check the inputs for NaN", isnan(value) ? "NaN" : "infinite",
+                        m->last_step);
+    m->have_loss = true;
+    return CT_OK;
+}
+
+ct_status ct_model_probs(ct_model *m, float *out) {
+    if (m->last_n <= 0) return ct_error(CT_EINVAL, "no predictions yet");
+    return m->be->ops->copy_to_host(m->be->ctx, out, m->probs,
+                                    (size_t)m->last_n * m->n_out * sizeof(float));
+}
+
+ct_status ct_model_predict(ct_model *m, int n, float *probs_host) {
+    ct_status s = ct_model_forward(m, n, false, 0);
+    if (s != CT_OK) return s;
+    /* The loss op also yields the output activation; zero labels make it a pure transform. */
+    float *zeros = calloc((size_t)n * m->n_out, sizeof *zeros);
+    if (zeros == NULL) return ct_error(CT_ENOMEM, "cannot allocate %d label rows", n);
+    s = run_loss(m, zeros, NULL, NULL);
+    free(zeros);
+    if (s == CT_OK && probs_host != NULL) s = ct_model_probs(m, probs_host);
+    return s;
+}
+
+static ct_status layer_backward(ct_model *m, int i) {
+    ct_layer *l = &m->layers[i];
+    const ct_backend_ops *ops = m->be->ops;
+    void *ctx = m->be->ctx;
+    const int n = m->last_n, ft = m->first_trainable;
+    const bool wgrad = ct_layer_has_params(l) && l->trainable;
+    const bool dgrad = l->src >= ft;
+    float *dx = dgrad ? m->layers[l->src].dout : NULL;
+    const float *x = layer_input(m, l);
+    ct_status s = CT_OK;
+
+    switch (l->kind) {
+    case CT_LAYER_CONV: {
+        ct_conv_args a = {.n = n, .h = l->in_h, .w = l->in_w, .c = l->in_c, .k = l->units,
+                          .x = x, .wt = l->kernel.data, .b = l->bias.data, .y = l->out,
+                          .dy = l->dout, .dx = dx, .dw = l->dkernel.data, .db = l->dbias.data,
+                          .relu = true};
+        s = ops->conv3x3_backward(ctx, &a, dgrad, wgrad);
+        break;
+    }
+    case CT_LAYER_DENSE: {
+        ct_dense_args a = {.n = n, .in = l->in_h * l->in_w * l->in_c, .out = l->units, .x = x,
+                           .wt = l->kernel.data, .b = l->bias.data, .y = l->out, .dy = l->dout,
+                           .dx = dx, .dw = l->dkernel.data, .db = l->dbias.data,
+                           .relu = l->act == CT_ACT_RELU};
+        if (!dgrad && !wgrad) return CT_OK;
+        s = ops->dense_backward(ctx, &a, dgrad, wgrad);
+        break;
+    }
+    case CT_LAYER_MAXPOOL:
+        if (dgrad) s = ops->maxpool_backward(ctx, dx, l->dout, x, l->out, n, l->in_h, l->in_w,
+                                             l->in_c);
+        break;
+    case CT_LAYER_FLATTEN:
+        break; /* its gradient buffer is its input's */
+    case CT_LAYER_GAP:
+    case CT_LAYER_GMP:
+        if (dgrad)
+            s = ops->global_pool_backward(ctx, l->kind == CT_LAYER_GAP ? CT_GLOBAL_AVG
+                                                                       : CT_GLOBAL_MAX,
+                                          dx, l->dout, x, l->out, n, l->in_h, l->in_w, l->in_c);
+        break;
+    case CT_LAYER_DROPOUT:
+        if (dgrad)
+            s = ops->dropout_backward(ctx, dx, l->dout, n, l->out_c,
+                                      m->last_training ? l->rate : 0.0f, dropout_key(m, i));
+        break;
+    case CT_LAYER_CONCAT: {
+        const ct_layer *branch = &m->layers[l->src2];
+        float *db = branch->trainable ? branch->dout : NULL;
+        if (dx != NULL || db != NULL)
+            s = ops->concat_backward(ctx, dx, db, l->dout, n, m->layers[l->src].out_c,
+                                     branch->out_c);
+        break;
+    }
+    }
+    if (s != CT_OK) return s;
+    bool moved_data = dgrad && l->kind != CT_LAYER_FLATTEN;
+    if (moved_data) l->n_dgrad++;
+    if (wgrad) l->n_wgrad++;
+    return CT_OK;
+}
+
+ct_status ct_model_backward(ct_model *m) {
+    if (!m->have_loss) return ct_error(CT_EINVAL, "backward needs a forward pass and a loss first");
+    for (int i = m->n_layers - 1; i >= m->first_trainable; i--) {
+        ct_status s = CT_OK;
+        if (m->hook != NULL && m->layers[i].dout != NULL) s = m->hook(m->hook_user, m, i);
+        if (s == CT_OK) s = layer_backward(m, i);
+        if (s != CT_OK)
+            return ct_error(s, "backward of %s: %s", m->layers[i].name, ct_last_error());
+    }
+    m->have_loss = false; /* the ReLU masks were applied in place: a second backward is wrong */
+    return CT_OK;
+}
+
+void ct_model_set_backward_hook(ct_model *m, ct_backward_hook hook, void *user) {
+    m->hook = hook;
+    m->hook_user = user;
+}

@@ -1,0 +1,37 @@
+/* Helpers shared by the tests: deterministic random data, error norms, fixtures. */
+#ifndef CUTUNE_TEST_UTIL_H
+#define CUTUNE_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Fills x with uniform values in [lo, hi) from the counter-based generator (stream `tag`). */
+void tu_fill(float *x, size_t n, uint32_t tag, float lo, float hi);
+/* ||a - b|| / ||b||, in double; 0 when both are zero. */
+double tu_rel_err(const float *a, const float *b, size_t n);
+/* The path of a fixture file: $CUTUNE_FIXTURES/name. */
+const char *tu_fixture(const char *name);
+
+
+/* A golden fixture written by tests/reference/vgg16_golden.py: one sampled array per line,
+ * `name size stride count v0 ... v{count-1}`, v_k being element k*stride. */
+typedef struct tu_array {
+    char name[160];
+    size_t size, stride, count;
+    double *v;
+} tu_array;
+
+typedef struct tu_golden {
+    tu_array *a;
+    int n;
+} tu_golden;
+
+/* Returns 0 on success; prints the reason and returns -1 otherwise. */
+int tu_golden_load(tu_golden *g, const char *path);
+const tu_array *tu_golden_get(const tu_golden *g, const char *name);
+void tu_golden_free(tu_golden *g);
+/* ||sample(x) - ref|| / ||ref|| over the sampled indices; `x` holds `size` floats. When the
+ * reference is all zero, the largest absolute sampled value instead. */
+double tu_golden_err(const tu_array *ref, const float *x, size_t size);
+
+#endif
