@@ -26,7 +26,8 @@ ct_status ct_cpu_loss_forward_backward(void *ctx, ct_loss_kind kind, float *loss
                 float zj = z[j];
                 float l = fmaxf(zj, 0.0f) - zj * y[j] + log1pf(expf(-fabsf(zj)));
                 p[j] = zj >= 0.0f ? 1.0f / (1.0f + expf(-zj)) : expf(zj) / (1.0f + expf(zj));
-                dz[j] = (p[j] - y[j]) * wi * inv_n;
+                /* The loss averages over the k outputs, so each gradient carries 1/k. */
+                dz[j] = (p[j] - y[j]) * wi * inv_n / (float)k;
                 total += (double)wi * l / k;
             }
         } else {

@@ -9,7 +9,9 @@ ct_status ct_cpu_sgd_update(void *ctx, float *p, float *velocity, const float *g
                             const ct_update_args *u) {
     (void)ctx;
     const float lr = u->lr, mu = u->momentum;
-    if (velocity == NULL || mu == 0.0f) {
+    if (velocity == NULL && mu != 0.0f)
+        return ct_error(CT_EINVAL, "SGD with momentum %g needs a velocity buffer", mu);
+    if (mu == 0.0f) {
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < count; i++) p[i] -= lr * g[i];
         return CT_OK;

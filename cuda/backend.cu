@@ -1,0 +1,222 @@
+/* The CUDA backend's context: creation, teardown, the op table and the shared workspace.
+ *
+ * ct_backend_cuda_init opens the device, creates one compute stream with the cuDNN and cuBLAS
+ * handles bound to it, reads the precision policy from the environment, and fills the op table
+ * whose functions live in the other files of cuda/. Initialisation has many steps that can each
+ * fail; it backs out through `goto fail_x` labels in the reverse order of creation, so a failure
+ * leaks nothing and leaves the backend zeroed.
+ *
+ * Environment, read once at init:
+ *   CUTUNE_PRECISION=tf32|fp32  tf32 (default) lets cuDNN and cuBLAS use TF32 tensor cores on
+ *                               fp32 data; fp32 forbids it. bf16 storage comes later.
+ *   CUTUNE_DETERMINISTIC=1      only deterministic cuDNN algorithms (bitwise repeatable runs,
+ *                               sometimes slower weight gradients).
+ *   CUTUNE_WORKSPACE_MB=N       the most workspace an algorithm search may use (default 1024). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "context.h"
+
+/* Algorithm searches may ask for at most this much workspace unless told otherwise: enough for
+ * every fast VGG16 algorithm at batch sizes that fit beside the activations, and not so much
+ * that an FFT variant's multi-gigabyte request is granted and then kept by the grow-only
+ * workspace. */
+#define DEFAULT_TUNE_WS_MB 1024
+
+/* The workspace grows in steps of this size so that slightly different requests of successive
+ * layers do not each cost a synchronisation and a reallocation. */
+#define WS_GRANULE ((size_t)1 << 20)
+
+static ct_status read_precision(ct_cu_precision *out) {
+    const char *s = getenv("CUTUNE_PRECISION");
+    if (!s || !*s || strcmp(s, "tf32") == 0) {
+        *out = CT_CU_TF32;
+        return CT_OK;
+    }
+    if (strcmp(s, "fp32") == 0) {
+        *out = CT_CU_FP32;
+        return CT_OK;
+    }
+    if (strcmp(s, "bf16") == 0) {
+        return ct_error(CT_EUNSUPPORTED,
+                        "CUTUNE_PRECISION=bf16: bf16 storage is not implemented yet; use tf32 "
+                        "(the default) or fp32");
+    }
+    return ct_error(CT_EINVAL, "CUTUNE_PRECISION=\"%s\": expected tf32 or fp32", s);
+}
+
+static ct_status read_tune_cap(size_t *out) {
+    const char *s = getenv("CUTUNE_WORKSPACE_MB");
+    *out = (size_t)DEFAULT_TUNE_WS_MB << 20;
+    if (!s || !*s) return CT_OK;
+    char *end = NULL;
+    unsigned long long mb = strtoull(s, &end, 10);
+    if (*end != '\0' || mb > ((size_t)1 << 24)) {
+        return ct_error(CT_EINVAL, "CUTUNE_WORKSPACE_MB=\"%s\": expected a number of MiB", s);
+    }
+    *out = (size_t)mb << 20;
+    return CT_OK;
+}
+
+ct_status ct_cu_enter(ct_cu_ctx *ctx) {
+    CT_CU_CHECK(cudaSetDevice(ctx->device));
+    return CT_OK;
+}
+
+unsigned ct_cu_grid(const ct_cu_ctx *ctx, size_t count, unsigned threads) {
+    size_t needed = (count + threads - 1) / threads;
+    /* Eight blocks of 256 threads per SM keep every SM busy; more only adds scheduling. */
+    size_t full = (size_t)ctx->sm_count * 8;
+    size_t g = needed < full ? needed : full;
+    return g > 0 ? (unsigned)g : 1u;
+}
+
+ct_status ct_cu_workspace(ct_cu_ctx *ctx, size_t bytes, void **out) {
+    if (bytes > ctx->ws_bytes) {
+        size_t grown = (bytes + WS_GRANULE - 1) / WS_GRANULE * WS_GRANULE;
+        /* Queued work may still read the old buffer; cudaFree would wait for the whole device,
+         * this waits for our stream only, which is all that uses it. */
+        CT_CU_CHECK(cudaStreamSynchronize(ctx->stream));
+        if (ctx->ws) {
+            CT_CU_CHECK(cudaFree(ctx->ws));
+            ctx->ws = NULL;
+            ctx->ws_bytes = 0;
+        }
+        cudaError_t e = cudaMalloc(&ctx->ws, grown);
+        if (e != cudaSuccess) {
+            ctx->ws = NULL;
+            size_t free_b = 0, total_b = 0;
+            (void)cudaGetLastError();
+            if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
+            return ct_error(e == cudaErrorMemoryAllocation ? CT_ENOMEM : CT_EDEVICE,
+                            "cuda workspace: cudaMalloc of %zu MiB failed: %s (%zu MiB free of "
+                            "%zu MiB); try a smaller batch size",
+                            grown >> 20, cudaGetErrorString(e), free_b >> 20, total_b >> 20);
+        }
+        ctx->ws_bytes = grown;
+    }
+    if (out) *out = bytes > 0 ? ctx->ws : NULL;
+    return CT_OK;
+}
+
+static void cuda_free(void *p) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    if (!ctx) return;
+    /* Teardown cannot report failures (see CT_CU_DISCARD); it releases everything it can. */
+    CT_CU_DISCARD(cudaSetDevice(ctx->device));
+    CT_CU_DISCARD(cudaStreamSynchronize(ctx->stream));
+    ct_cu_conv_plans_free(ctx);
+    free(ctx->plans);
+    if (ctx->ws) CT_CU_DISCARD(cudaFree(ctx->ws));
+    CT_CU_DISCARD(cudaFreeHost(ctx->flag_host));
+    CT_CU_DISCARD(cudaFree(ctx->flag_dev));
+    CT_CU_DISCARD(cudaEventDestroy(ctx->tune_stop));
+    CT_CU_DISCARD(cudaEventDestroy(ctx->tune_start));
+    CT_CU_DISCARD(cudnnDestroyActivationDescriptor(ctx->relu_desc));
+    CT_CU_DISCARD(cublasDestroy(ctx->cublas));
+    CT_CU_DISCARD(cudnnDestroy(ctx->cudnn));
+    CT_CU_DISCARD(cudaStreamDestroy(ctx->stream));
+    free(ctx);
+}
+
+/* In the order of ct_backend_ops; C++17 has no designated initialisers. */
+static const ct_backend_ops cuda_ops = {
+    "cuda",
+    cuda_free,
+    ct_cu_alloc,
+    ct_cu_release,
+    ct_cu_copy_to_device,
+    ct_cu_copy_to_host,
+    ct_cu_synchronize,
+    ct_cu_conv3x3_forward,
+    ct_cu_conv3x3_backward,
+    ct_cu_maxpool_forward,
+    ct_cu_maxpool_backward,
+    ct_cu_global_pool_forward,
+    ct_cu_global_pool_backward,
+    ct_cu_dense_forward,
+    ct_cu_dense_backward,
+    ct_cu_dropout_forward,
+    ct_cu_dropout_backward,
+    ct_cu_concat_forward,
+    ct_cu_concat_backward,
+    ct_cu_loss_forward_backward,
+    ct_cu_sgd_update,
+    ct_cu_adam_update,
+    ct_cu_check_finite,
+};
+
+extern "C" ct_status ct_backend_cuda_init(ct_backend *be, int device) {
+    if (!be) return ct_error(CT_EINVAL, "ct_backend_cuda_init: backend is NULL");
+    be->ops = NULL;
+    be->ctx = NULL;
+
+    /* The device first: on a machine without one, CT_ENODEV is the answer that lets "auto"
+     * fall back to the CPU, whatever the environment says about precision. */
+    ct_device_info info;
+    ct_status st = ct_cu_device_open(device, &info); /* leaves the device current */
+    if (st != CT_OK) return st;
+    ct_cu_precision precision;
+    size_t tune_cap;
+    if ((st = read_precision(&precision)) != CT_OK) return st;
+    if ((st = read_tune_cap(&tune_cap)) != CT_OK) return st;
+
+    ct_cu_ctx *ctx = (ct_cu_ctx *)calloc(1, sizeof *ctx);
+    if (!ctx) return ct_error(CT_ENOMEM, "cuda backend: out of host memory for the context");
+    ctx->device = device;
+    ctx->sm_count = info.sm_count > 0 ? info.sm_count : 1;
+    ctx->precision = precision;
+    const char *det = getenv("CUTUNE_DETERMINISTIC");
+    ctx->deterministic = det && strcmp(det, "1") == 0;
+    ctx->tune_ws_cap = tune_cap;
+
+    /* Each label below is named after the step that failed and undoes the steps before it. */
+    /* Non-blocking: nothing of ours runs on the legacy default stream, and work other
+     * libraries put there must not serialise with the training step. */
+    CT_CU_CHECK_GOTO(st, cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking),
+                     fail_stream);
+    CT_CU_CHECK_GOTO(st, cudnnCreate(&ctx->cudnn), fail_cudnn);
+    CT_CU_CHECK_GOTO(st, cudnnSetStream(ctx->cudnn, ctx->stream), fail_cublas);
+    CT_CU_CHECK_GOTO(st, cublasCreate(&ctx->cublas), fail_cublas);
+    CT_CU_CHECK_GOTO(st, cublasSetStream(ctx->cublas, ctx->stream), fail_relu);
+    /* cuBLAS's default math never uses TF32 for sgemm; TF32_TENSOR_OP_MATH allows it. The
+     * convolutions get the same policy through their descriptors' math type (conv.cu). */
+    CT_CU_CHECK_GOTO(st,
+                     cublasSetMathMode(ctx->cublas, precision == CT_CU_TF32
+                                                        ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                        : CUBLAS_DEFAULT_MATH),
+                     fail_relu);
+    CT_CU_CHECK_GOTO(st, cudnnCreateActivationDescriptor(&ctx->relu_desc), fail_relu);
+    /* Propagating NaN makes the fused ReLU agree with the separate bias + ReLU kernel and the
+     * CPU backend, which compute (v < 0 ? 0 : v): a NaN must reach check_finite, not become 0. */
+    CT_CU_CHECK_GOTO(st,
+                     cudnnSetActivationDescriptor(ctx->relu_desc, CUDNN_ACTIVATION_RELU,
+                                                  CUDNN_PROPAGATE_NAN, 0.0),
+                     fail_events);
+    CT_CU_CHECK_GOTO(st, cudaEventCreate(&ctx->tune_start), fail_events);
+    CT_CU_CHECK_GOTO(st, cudaEventCreate(&ctx->tune_stop), fail_stop);
+    CT_CU_CHECK_GOTO(st, cudaMalloc(&ctx->flag_dev, sizeof(int)), fail_flag_dev);
+    CT_CU_CHECK_GOTO(st, cudaMallocHost(&ctx->flag_host, sizeof(int)), fail_flag_host);
+
+    be->ops = &cuda_ops;
+    be->ctx = ctx;
+    return CT_OK;
+
+fail_flag_host:
+    CT_CU_DISCARD(cudaFree(ctx->flag_dev));
+fail_flag_dev:
+    CT_CU_DISCARD(cudaEventDestroy(ctx->tune_stop));
+fail_stop:
+    CT_CU_DISCARD(cudaEventDestroy(ctx->tune_start));
+fail_events:
+    CT_CU_DISCARD(cudnnDestroyActivationDescriptor(ctx->relu_desc));
+fail_relu:
+    CT_CU_DISCARD(cublasDestroy(ctx->cublas));
+fail_cublas:
+    CT_CU_DISCARD(cudnnDestroy(ctx->cudnn));
+fail_cudnn:
+    CT_CU_DISCARD(cudaStreamDestroy(ctx->stream));
+fail_stream:
+    free(ctx);
+    return st;
+}

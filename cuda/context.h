@@ -1,0 +1,149 @@
+/* The private context of the CUDA backend and the internal interface between its files.
+ *
+ * One context per backend: the device, one compute stream, one cuDNN and one cuBLAS handle bound
+ * to that stream, one grow-only workspace shared by every op, and the cache of convolution plans
+ * (descriptors and timed algorithm choices per shape). Every op runs on the one stream, so ops
+ * are ordered among themselves without any synchronisation; only the host-facing calls
+ * (copy_to_host, check_finite, synchronize) wait for the device. Like the CPU backend's, this
+ * context serves one caller at a time: the stream, the workspace and the plan cache are shared
+ * by all ops without locks.
+ *
+ * Internal functions are named ct_cu_*; the public entry points are those of cutune/cuda.h and
+ * ct_backend_cuda_init in cutune/backend.h. */
+#ifndef CUTUNE_CUDA_CONTEXT_H
+#define CUTUNE_CUDA_CONTEXT_H
+
+#include <stddef.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include "check.h"
+#include "cutune/backend.h"
+#include "cutune/cuda.h"
+#include "cutune/status.h"
+
+/* Arithmetic of convolutions and GEMMs; storage is float32 in both. TF32 rounds the inputs of
+ * each multiply to 10 mantissa bits on tensor cores (Ampere and newer) and accumulates in fp32.
+ * bf16 storage with fp32 master weights is the next step and will be a third value here. */
+typedef enum { CT_CU_FP32, CT_CU_TF32 } ct_cu_precision;
+
+struct ct_cu_conv_plan; /* conv.cu */
+
+typedef struct ct_cu_ctx {
+    int device;            /* CUDA ordinal */
+    int sm_count;          /* sizes grids of the reduction kernels */
+    ct_cu_precision precision;
+    bool deterministic;    /* CUTUNE_DETERMINISTIC=1: only deterministic cuDNN algorithms */
+
+    cudaStream_t stream;   /* every op runs here */
+    cudnnHandle_t cudnn;   /* bound to stream */
+    cublasHandle_t cublas; /* bound to stream */
+    cudnnActivationDescriptor_t relu_desc; /* for the fused conv + bias + ReLU */
+    cudaEvent_t tune_start, tune_stop;     /* timing fused vs. unfused forward once per shape */
+
+    void *ws;              /* grow-only workspace: cuDNN algorithms and reduction partials */
+    size_t ws_bytes;
+    size_t ws_high;        /* the most any chosen convolution algorithm needs, bytes */
+    size_t tune_ws_cap;    /* the most workspace an algorithm search may ask for, bytes */
+
+    int *flag_dev;         /* (1) check_finite result on the device */
+    int *flag_host;        /* (1) pinned, so its copy is a real asynchronous DMA */
+
+    struct ct_cu_conv_plan **plans; /* (n_plans) cached per (n, h, w, c, k) */
+    int n_plans, cap_plans;
+} ct_cu_ctx;
+
+/* device.cu */
+
+/* Checks that `device` exists and can run this build, fills `info` and leaves it current;
+ * CT_ENODEV with the reason otherwise. */
+ct_status ct_cu_device_open(int device, ct_device_info *info);
+
+/* backend.cu */
+
+/* Makes the workspace at least `bytes` large. Growing waits for the stream, because work already
+ * queued may still read the old buffer. *out gets the workspace (NULL when bytes is 0). */
+ct_status ct_cu_workspace(ct_cu_ctx *ctx, size_t bytes, void **out);
+
+/* Makes the context's device current on the calling thread: the runtime's current device is per
+ * thread, and a loader or checkpoint thread may call into the backend. */
+ct_status ct_cu_enter(ct_cu_ctx *ctx);
+
+/* A grid for a grid-stride loop over `count` items: enough blocks to fill the device a few times
+ * over, never more than needed. */
+unsigned ct_cu_grid(const ct_cu_ctx *ctx, size_t count, unsigned threads);
+
+/* Whether a kernel may index `count` elements with 32-bit integers. Index arithmetic with
+ * division and modulo is several times cheaper in 32 bits (64-bit division is emulated), which
+ * matters for memory-bound kernels over large activations; below 2^31 the last index plus a
+ * grid-stride step cannot wrap around. */
+static inline bool ct_cu_fits_32(size_t count) { return count < ((size_t)1 << 31); }
+
+/* memory.cu */
+ct_status ct_cu_alloc(void *ctx, void **out, size_t bytes);
+void ct_cu_release(void *ctx, void *p);
+ct_status ct_cu_copy_to_device(void *ctx, void *dst, const void *src, size_t bytes);
+ct_status ct_cu_copy_to_host(void *ctx, void *dst, const void *src, size_t bytes);
+ct_status ct_cu_synchronize(void *ctx);
+
+/* conv.cu */
+ct_status ct_cu_conv3x3_forward(void *ctx, const ct_conv_args *a);
+ct_status ct_cu_conv3x3_backward(void *ctx, const ct_conv_args *a, bool need_dgrad,
+                                 bool need_wgrad);
+/* Destroys every cached plan; called by the context's free. */
+void ct_cu_conv_plans_free(ct_cu_ctx *ctx);
+
+/* pool.cu */
+ct_status ct_cu_maxpool_forward(void *ctx, float *y, const float *x, int n, int h, int w, int c);
+ct_status ct_cu_maxpool_backward(void *ctx, float *dx, const float *dy, const float *x,
+                                 const float *y, int n, int h, int w, int c);
+ct_status ct_cu_global_pool_forward(void *ctx, ct_global_pool kind, float *y, const float *x,
+                                    int n, int h, int w, int c);
+ct_status ct_cu_global_pool_backward(void *ctx, ct_global_pool kind, float *dx, const float *dy,
+                                     const float *x, const float *y, int n, int h, int w, int c);
+
+/* dense.cu */
+ct_status ct_cu_dense_forward(void *ctx, const ct_dense_args *a);
+ct_status ct_cu_dense_backward(void *ctx, const ct_dense_args *a, bool need_dgrad,
+                               bool need_wgrad);
+
+/* elementwise.cu: ops */
+ct_status ct_cu_dropout_forward(void *ctx, float *y, const float *x, int n, int dim, float rate,
+                                ct_dropout_key key);
+ct_status ct_cu_dropout_backward(void *ctx, float *dx, const float *dy, int n, int dim,
+                                 float rate, ct_dropout_key key);
+ct_status ct_cu_concat_forward(void *ctx, float *y, const float *a, const float *b, int n, int da,
+                               int db);
+ct_status ct_cu_concat_backward(void *ctx, float *da, float *db, const float *dy, int n,
+                                int da_dim, int db_dim);
+ct_status ct_cu_check_finite(void *ctx, bool *finite, const float *x, size_t count);
+
+/* elementwise.cu: pieces shared by conv and dense, on row-major (rows, cols) data whose column
+ * is the channel (NHWC activations, dense outputs). */
+
+/* y = y + b[col], then ReLU when `relu`. */
+ct_status ct_cu_bias_act(ct_cu_ctx *ctx, float *y, const float *b, size_t rows, int cols,
+                         bool relu);
+/* dy = (y > 0 ? dy : 0), elementwise over `count` values: the ReLU's gradient mask. */
+ct_status ct_cu_relu_mask(ct_cu_ctx *ctx, float *dy, const float *y, size_t count);
+/* db[col] = sum over rows of dy[row, col]; when y is not NULL, dy is first masked in place as
+ * by ct_cu_relu_mask, in the same pass. Deterministic: fixed-order partial sums, no atomics. Uses the
+ * workspace for the partial sums, so call it before anything else that uses the workspace in
+ * the same op. */
+ct_status ct_cu_bias_grad(ct_cu_ctx *ctx, float *db, float *dy, const float *y, size_t rows,
+                          int cols);
+
+/* loss.cu */
+ct_status ct_cu_loss_forward_backward(void *ctx, ct_loss_kind kind, float *loss, float *probs,
+                                      float *dlogits, const float *logits, const float *labels,
+                                      const float *weights, int n, int k);
+
+/* optim.cu */
+ct_status ct_cu_sgd_update(void *ctx, float *p, float *velocity, const float *g, size_t count,
+                           const ct_update_args *u);
+ct_status ct_cu_adam_update(void *ctx, float *p, float *m, float *v, const float *g,
+                            size_t count, const ct_update_args *u);
+
+#endif

@@ -1,0 +1,456 @@
+/* 3x3 'same' convolutions on the CUDA backend through cuDNN: forward with bias and ReLU, and
+ * backward to the data, the kernel and the bias.
+ *
+ * Layouts are the op interface's: activations NHWC, kernels (K, 3, 3, C), which cuDNN calls
+ * KRSC and describes as an NHWC-format filter; cross-correlation, padding 1, stride 1.
+ *
+ * Each distinct shape (n, h, w, c, k) gets a plan, made the first time the shape is seen and
+ * kept for the life of the backend: its tensor, filter and convolution descriptors, and for
+ * each direction (forward, backward data, backward filter) the algorithm that measured fastest
+ * on this device. The choice is made once, by cudnnFind*AlgorithmEx on the real buffers of the
+ * first call, among the algorithms that respect the precision policy (fp32: FMA kernels only;
+ * tf32: tensor cores allowed), CUTUNE_DETERMINISTIC, and a workspace cap. A training run sees a
+ * handful of shapes per layer (the training batch, a last partial batch, the evaluation batch),
+ * so the search costs a few seconds once and nothing after.
+ *
+ * Forward with ReLU can be one call, cudnnConvolutionBiasActivationForward. Whether that fused
+ * call is supported for a shape, and whether it is actually faster than the convolution followed
+ * by this backend's bias + ReLU kernel, depends on the cuDNN version and the GPU, so the plan
+ * tries it and times both once. Backward first masks dy in place by the ReLU (dy *= y > 0),
+ * computing the bias gradient in the same pass, then runs backward data and backward filter,
+ * each writing its output (beta = 0). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "context.h"
+
+/* Repetitions when timing fused against unfused forward: enough to see past one noisy run,
+ * few enough to keep the first step short. */
+#define TUNE_REPS 3
+
+/* Headroom left free during an algorithm search for cuDNN's and cuBLAS's own allocations. */
+#define TUNE_HEADROOM ((size_t)512 << 20)
+
+typedef struct ct_cu_conv_plan {
+    int n, h, w, c, k;
+    cudnnTensorDescriptor_t x_desc; /* (n, h, w, c) NHWC */
+    cudnnTensorDescriptor_t y_desc; /* (n, h, w, k) NHWC */
+    cudnnTensorDescriptor_t b_desc; /* (1, k, 1, 1) */
+    cudnnFilterDescriptor_t w_desc; /* (k, 3, 3, c) KRSC */
+    cudnnConvolutionDescriptor_t conv_desc;
+
+    bool fwd_ready;
+    cudnnConvolutionFwdAlgo_t fwd_algo;
+    cudnnMathType_t fwd_math;
+    size_t fwd_ws;
+    int fused; /* forward with ReLU: -1 not yet tried, 0 separate kernels, 1 one cuDNN call */
+
+    bool bwd_data_ready;
+    cudnnConvolutionBwdDataAlgo_t bwd_data_algo;
+    cudnnMathType_t bwd_data_math;
+    size_t bwd_data_ws;
+
+    bool bwd_filter_ready;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter_algo;
+    cudnnMathType_t bwd_filter_math;
+    size_t bwd_filter_ws;
+} ct_cu_conv_plan;
+
+/* ---- plans ------------------------------------------------------------------------------ */
+
+static void plan_destroy(ct_cu_conv_plan *p) {
+    if (!p) return;
+    if (p->conv_desc) CT_CU_DISCARD(cudnnDestroyConvolutionDescriptor(p->conv_desc));
+    if (p->w_desc) CT_CU_DISCARD(cudnnDestroyFilterDescriptor(p->w_desc));
+    if (p->b_desc) CT_CU_DISCARD(cudnnDestroyTensorDescriptor(p->b_desc));
+    if (p->y_desc) CT_CU_DISCARD(cudnnDestroyTensorDescriptor(p->y_desc));
+    if (p->x_desc) CT_CU_DISCARD(cudnnDestroyTensorDescriptor(p->x_desc));
+    free(p);
+}
+
+void ct_cu_conv_plans_free(ct_cu_ctx *ctx) {
+    for (int i = 0; i < ctx->n_plans; i++) plan_destroy(ctx->plans[i]);
+    ctx->n_plans = 0;
+}
+
+/* The math type the search starts from. cuDNN's DEFAULT_MATH permits TF32 tensor cores on fp32
+ * data (Ampere and newer); FMA_MATH restricts it to full-precision FMA kernels.
+ * TENSOR_OP_MATH_ALLOW_CONVERSION is deliberately not used: it also permits down-converting
+ * fp32 inputs to half precision, which is less precise than TF32 and not what "tf32" promises.
+ * The search reports the math type each algorithm ran with, and that is what later calls set. */
+static cudnnMathType_t base_math(const ct_cu_ctx *ctx) {
+    return ctx->precision == CT_CU_TF32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+}
+
+static ct_status plan_create(ct_cu_ctx *ctx, const ct_conv_args *a, ct_cu_conv_plan **out) {
+    ct_cu_conv_plan *p = (ct_cu_conv_plan *)calloc(1, sizeof *p);
+    if (!p) return ct_error(CT_ENOMEM, "cuda conv: out of host memory for a plan");
+    p->n = a->n;
+    p->h = a->h;
+    p->w = a->w;
+    p->c = a->c;
+    p->k = a->k;
+    p->fused = -1;
+
+    /* plan_destroy skips descriptors not created yet, so every failure below can use it. */
+    ct_status st;
+    CT_CU_CHECK_GOTO(st, cudnnCreateTensorDescriptor(&p->x_desc), fail);
+    CT_CU_CHECK_GOTO(st, cudnnCreateTensorDescriptor(&p->y_desc), fail);
+    CT_CU_CHECK_GOTO(st, cudnnCreateTensorDescriptor(&p->b_desc), fail);
+    CT_CU_CHECK_GOTO(st, cudnnCreateFilterDescriptor(&p->w_desc), fail);
+    CT_CU_CHECK_GOTO(st, cudnnCreateConvolutionDescriptor(&p->conv_desc), fail);
+
+    CT_CU_CHECK_GOTO(st,
+                     cudnnSetTensor4dDescriptor(p->x_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
+                                                a->n, a->c, a->h, a->w),
+                     fail);
+    CT_CU_CHECK_GOTO(st,
+                     cudnnSetTensor4dDescriptor(p->y_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
+                                                a->n, a->k, a->h, a->w),
+                     fail);
+    CT_CU_CHECK_GOTO(st,
+                     cudnnSetTensor4dDescriptor(p->b_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1,
+                                                a->k, 1, 1),
+                     fail);
+    CT_CU_CHECK_GOTO(st,
+                     cudnnSetFilter4dDescriptor(p->w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC,
+                                                a->k, a->c, 3, 3),
+                     fail);
+    CT_CU_CHECK_GOTO(st,
+                     cudnnSetConvolution2dDescriptor(p->conv_desc, 1, 1, 1, 1, 1, 1,
+                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                     fail);
+    CT_CU_CHECK_GOTO(st, cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx)), fail);
+
+    if (ctx->n_plans == ctx->cap_plans) {
+        int cap = ctx->cap_plans ? ctx->cap_plans * 2 : 16;
+        ct_cu_conv_plan **grown =
+            (ct_cu_conv_plan **)realloc(ctx->plans, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            st = ct_error(CT_ENOMEM, "cuda conv: out of host memory for the plan cache");
+            goto fail;
+        }
+        ctx->plans = grown;
+        ctx->cap_plans = cap;
+    }
+    ctx->plans[ctx->n_plans++] = p;
+    *out = p;
+    return CT_OK;
+
+fail:
+    plan_destroy(p);
+    return st;
+}
+
+static ct_status plan_get(ct_cu_ctx *ctx, const ct_conv_args *a, ct_cu_conv_plan **out) {
+    /* A linear scan: a run has a few dozen shapes at most, and this is host work of
+     * nanoseconds beside a convolution. */
+    for (int i = 0; i < ctx->n_plans; i++) {
+        ct_cu_conv_plan *p = ctx->plans[i];
+        if (p->n == a->n && p->h == a->h && p->w == a->w && p->c == a->c && p->k == a->k) {
+            *out = p;
+            return CT_OK;
+        }
+    }
+    return plan_create(ctx, a, out);
+}
+
+/* ---- algorithm search ------------------------------------------------------------------- */
+
+/* How much workspace a search may hand cuDNN: what the hungriest algorithm asks for, but no
+ * more than the cap and what the device can spare. Algorithms that need more are skipped by
+ * the search itself. */
+static size_t tune_limit(ct_cu_ctx *ctx, size_t max_need) {
+    size_t limit = max_need < ctx->tune_ws_cap ? max_need : ctx->tune_ws_cap;
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+        size_t avail = free_b + ctx->ws_bytes; /* our own workspace can be reused */
+        avail = avail > TUNE_HEADROOM ? avail - TUNE_HEADROOM : avail / 2;
+        if (limit > avail) limit = avail;
+    } else {
+        (void)cudaGetLastError(); /* without the answer the cap alone limits the search */
+    }
+    return limit;
+}
+
+/* The search may have grown the workspace far beyond what the chosen algorithms need; giving it
+ * back now keeps the grow-only workspace at the size of the algorithms actually used (the next
+ * ct_cu_workspace call grows it again to that). Only searches pay for this, once per shape. */
+static ct_status tune_done(ct_cu_ctx *ctx, size_t chosen_ws) {
+    if (chosen_ws > ctx->ws_high) ctx->ws_high = chosen_ws;
+    if (ctx->ws && ctx->ws_bytes > ctx->ws_high + ((size_t)64 << 20)) {
+        CT_CU_CHECK(cudaStreamSynchronize(ctx->stream));
+        CT_CU_CHECK(cudaFree(ctx->ws));
+        ctx->ws = NULL;
+        ctx->ws_bytes = 0;
+    }
+    return CT_OK;
+}
+
+/* The first result, in the search's fastest-first order, that ran, fits the workspace and
+ * respects the precision and determinism policies; -1 when none does. The three perf structs of
+ * cuDNN have the same fields, hence the template. */
+template <typename Perf>
+static int pick(const ct_cu_ctx *ctx, const Perf *perf, int count, size_t limit) {
+    for (int i = 0; i < count; i++) {
+        const Perf *r = &perf[i];
+        if (r->status != CUDNN_STATUS_SUCCESS || r->memory > limit) continue;
+        if (ctx->deterministic && r->determinism != CUDNN_DETERMINISTIC) continue;
+        if (r->mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
+        if (ctx->precision == CT_CU_FP32 && r->mathType != CUDNN_FMA_MATH) continue;
+        return i;
+    }
+    return -1;
+}
+
+static ct_status no_algorithm(const ct_cu_ctx *ctx, const char *dir, const ct_cu_conv_plan *p,
+                              size_t limit) {
+    return ct_error(CT_EUNSUPPORTED,
+                    "cuda conv %s: cuDNN has no usable algorithm for (%d, %d, %d, %d) -> %d "
+                    "channels within %zu MiB of workspace (precision %s%s); raise "
+                    "CUTUNE_WORKSPACE_MB or change CUTUNE_PRECISION",
+                    dir, p->n, p->h, p->w, p->c, p->k, limit >> 20,
+                    ctx->precision == CT_CU_TF32 ? "tf32" : "fp32",
+                    ctx->deterministic ? ", deterministic only" : "");
+}
+
+static ct_status tune_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a) {
+    size_t max_need = 0;
+    for (int i = 0; i < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; i++) {
+        size_t sz = 0;
+        /* NOT_SUPPORTED for algorithms that cannot do this shape: those are simply skipped. */
+        if (cudnnGetConvolutionForwardWorkspaceSize(ctx->cudnn, p->x_desc, p->w_desc,
+                                                    p->conv_desc, p->y_desc,
+                                                    (cudnnConvolutionFwdAlgo_t)i,
+                                                    &sz) == CUDNN_STATUS_SUCCESS &&
+            sz > max_need) {
+            max_need = sz;
+        }
+    }
+    size_t limit = tune_limit(ctx, max_need);
+    void *ws = NULL;
+    ct_status st = ct_cu_workspace(ctx, limit, &ws);
+    if (st != CT_OK) return st;
+
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int got = 0;
+    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx)));
+    CT_CU_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+        ctx->cudnn, p->x_desc, a->x, p->w_desc, a->wt, p->conv_desc, p->y_desc, a->y,
+        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, ws, limit));
+    int i = pick(ctx, perf, got, limit);
+    if (i < 0) return no_algorithm(ctx, "forward", p, limit);
+    p->fwd_algo = perf[i].algo;
+    p->fwd_math = perf[i].mathType;
+    p->fwd_ws = perf[i].memory;
+    p->fwd_ready = true;
+    return tune_done(ctx, p->fwd_ws);
+}
+
+static ct_status tune_backward_data(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a) {
+    size_t max_need = 0;
+    for (int i = 0; i < CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT; i++) {
+        size_t sz = 0;
+        if (cudnnGetConvolutionBackwardDataWorkspaceSize(ctx->cudnn, p->w_desc, p->y_desc,
+                                                         p->conv_desc, p->x_desc,
+                                                         (cudnnConvolutionBwdDataAlgo_t)i,
+                                                         &sz) == CUDNN_STATUS_SUCCESS &&
+            sz > max_need) {
+            max_need = sz;
+        }
+    }
+    size_t limit = tune_limit(ctx, max_need);
+    void *ws = NULL;
+    ct_status st = ct_cu_workspace(ctx, limit, &ws);
+    if (st != CT_OK) return st;
+
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    int got = 0;
+    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx)));
+    CT_CU_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
+        ctx->cudnn, p->w_desc, a->wt, p->y_desc, a->dy, p->conv_desc, p->x_desc, a->dx,
+        CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf, ws, limit));
+    int i = pick(ctx, perf, got, limit);
+    if (i < 0) return no_algorithm(ctx, "backward data", p, limit);
+    p->bwd_data_algo = perf[i].algo;
+    p->bwd_data_math = perf[i].mathType;
+    p->bwd_data_ws = perf[i].memory;
+    p->bwd_data_ready = true;
+    return tune_done(ctx, p->bwd_data_ws);
+}
+
+static ct_status tune_backward_filter(ct_cu_ctx *ctx, ct_cu_conv_plan *p,
+                                      const ct_conv_args *a) {
+    size_t max_need = 0;
+    for (int i = 0; i < CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT; i++) {
+        size_t sz = 0;
+        if (cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx->cudnn, p->x_desc, p->y_desc,
+                                                           p->conv_desc, p->w_desc,
+                                                           (cudnnConvolutionBwdFilterAlgo_t)i,
+                                                           &sz) == CUDNN_STATUS_SUCCESS &&
+            sz > max_need) {
+            max_need = sz;
+        }
+    }
+    size_t limit = tune_limit(ctx, max_need);
+    void *ws = NULL;
+    ct_status st = ct_cu_workspace(ctx, limit, &ws);
+    if (st != CT_OK) return st;
+
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    int got = 0;
+    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx)));
+    CT_CU_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+        ctx->cudnn, p->x_desc, a->x, p->y_desc, a->dy, p->conv_desc, p->w_desc, a->dw,
+        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf, ws, limit));
+    int i = pick(ctx, perf, got, limit);
+    if (i < 0) return no_algorithm(ctx, "backward filter", p, limit);
+    p->bwd_filter_algo = perf[i].algo;
+    p->bwd_filter_math = perf[i].mathType;
+    p->bwd_filter_ws = perf[i].memory;
+    p->bwd_filter_ready = true;
+    return tune_done(ctx, p->bwd_filter_ws);
+}
+
+/* ---- forward ---------------------------------------------------------------------------- */
+
+/* The fused call: y = ReLU(conv(x) + b). z is y with scale 0, the documented way to say "no
+ * residual input" (cuDNN does not read a tensor whose scale is zero). */
+static cudnnStatus_t forward_fused(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a,
+                                   void *ws) {
+    const float one = 1.0f, zero = 0.0f;
+    return cudnnConvolutionBiasActivationForward(
+        ctx->cudnn, &one, p->x_desc, a->x, p->w_desc, a->wt, p->conv_desc, p->fwd_algo, ws,
+        p->fwd_ws, &zero, p->y_desc, a->y, p->b_desc, a->b, ctx->relu_desc, p->y_desc, a->y);
+}
+
+/* The convolution, then the bias (and ReLU) in one pass of elementwise.cu's kernel. */
+static ct_status forward_separate(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a,
+                                  void *ws) {
+    const float one = 1.0f, zero = 0.0f;
+    CT_CU_CHECK(cudnnConvolutionForward(ctx->cudnn, &one, p->x_desc, a->x, p->w_desc, a->wt,
+                                        p->conv_desc, p->fwd_algo, ws, p->fwd_ws, &zero,
+                                        p->y_desc, a->y));
+    size_t rows = (size_t)a->n * a->h * a->w;
+    return ct_cu_bias_act(ctx, a->y, a->b, rows, a->k, a->relu);
+}
+
+static ct_status time_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a,
+                              void *ws, bool fused, float *ms) {
+    CT_CU_CHECK(cudaEventRecord(ctx->tune_start, ctx->stream));
+    for (int r = 0; r < TUNE_REPS; r++) {
+        if (fused) {
+            CT_CU_CHECK(forward_fused(ctx, p, a, ws));
+        } else {
+            ct_status st = forward_separate(ctx, p, a, ws);
+            if (st != CT_OK) return st;
+        }
+    }
+    CT_CU_CHECK(cudaEventRecord(ctx->tune_stop, ctx->stream));
+    CT_CU_CHECK(cudaEventSynchronize(ctx->tune_stop));
+    CT_CU_CHECK(cudaEventElapsedTime(ms, ctx->tune_start, ctx->tune_stop));
+    return CT_OK;
+}
+
+/* Decides once per shape whether the fused call is supported and faster; leaves y computed. */
+static ct_status decide_fusion(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a,
+                               void *ws) {
+    cudnnStatus_t s = forward_fused(ctx, p, a, ws);
+    if (s != CUDNN_STATUS_SUCCESS) {
+        /* Not every algorithm, layout and cuDNN version supports the fused call; falling back is
+         * the intended use, not an error. A real device fault will show again in the separate
+         * path and be reported there. A launch error cuDNN may have left behind is cleared so
+         * that the separate path's launch check does not report it as its own. */
+        (void)cudaGetLastError();
+        p->fused = 0;
+        return forward_separate(ctx, p, a, ws);
+    }
+    float t_fused = 0.0f, t_separate = 0.0f;
+    ct_status st = time_forward(ctx, p, a, ws, true, &t_fused);
+    if (st != CT_OK) return st;
+    st = time_forward(ctx, p, a, ws, false, &t_separate);
+    if (st != CT_OK) return st;
+    p->fused = t_fused < t_separate ? 1 : 0;
+    /* y must come from the path every later call will take, so that the first call's result
+     * is bitwise the same as theirs; the last timed run was the separate one. */
+    if (p->fused) CT_CU_CHECK(forward_fused(ctx, p, a, ws));
+    return CT_OK;
+}
+
+static ct_status conv_args_ok(const char *what, const ct_conv_args *a) {
+    if (!a || a->n <= 0 || a->h <= 0 || a->w <= 0 || a->c <= 0 || a->k <= 0) {
+        return ct_error(CT_EINVAL, "cuda %s: bad shape (%d, %d, %d, %d) -> %d", what,
+                        a ? a->n : -1, a ? a->h : -1, a ? a->w : -1, a ? a->c : -1,
+                        a ? a->k : -1);
+    }
+    return CT_OK;
+}
+
+ct_status ct_cu_conv3x3_forward(void *c, const ct_conv_args *a) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)c;
+    ct_status st = conv_args_ok("conv3x3_forward", a);
+    if (st != CT_OK) return st;
+    if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
+    ct_cu_conv_plan *p = NULL;
+    if ((st = plan_get(ctx, a, &p)) != CT_OK) return st;
+    if (!p->fwd_ready && (st = tune_forward(ctx, p, a)) != CT_OK) return st;
+
+    void *ws = NULL;
+    if ((st = ct_cu_workspace(ctx, p->fwd_ws, &ws)) != CT_OK) return st;
+    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->fwd_math));
+    if (!a->relu) return forward_separate(ctx, p, a, ws); /* IDENTITY fuses with one algo only */
+    if (p->fused < 0) return decide_fusion(ctx, p, a, ws);
+    if (p->fused) {
+        CT_CU_CHECK(forward_fused(ctx, p, a, ws));
+        return CT_OK;
+    }
+    return forward_separate(ctx, p, a, ws);
+}
+
+/* ---- backward --------------------------------------------------------------------------- */
+
+ct_status ct_cu_conv3x3_backward(void *c, const ct_conv_args *a, bool need_dgrad,
+                                 bool need_wgrad) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)c;
+    ct_status st = conv_args_ok("conv3x3_backward", a);
+    if (st != CT_OK) return st;
+    if (!need_dgrad && !need_wgrad) return CT_OK;
+    if (!a->dy || (need_dgrad && !a->dx) || (need_wgrad && (!a->dw || !a->db)) ||
+        (a->relu && !a->y)) {
+        return ct_error(CT_EINVAL, "cuda conv3x3_backward: a gradient buffer is NULL");
+    }
+    if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
+    ct_cu_conv_plan *p = NULL;
+    if ((st = plan_get(ctx, a, &p)) != CT_OK) return st;
+
+    /* dy becomes dL/d(pre-activation) in place; with weight gradients wanted, the same pass
+     * sums it per channel into db. This comes first because both cuDNN calls read the masked
+     * dy, and because its partial sums use the workspace that cuDNN will use next. */
+    size_t rows = (size_t)a->n * a->h * a->w;
+    if (need_wgrad) {
+        st = ct_cu_bias_grad(ctx, a->db, a->dy, a->relu ? a->y : NULL, rows, a->k);
+    } else if (a->relu) {
+        st = ct_cu_relu_mask(ctx, a->dy, a->y, rows * (size_t)a->k);
+    }
+    if (st != CT_OK) return st;
+
+    const float one = 1.0f, zero = 0.0f;
+    void *ws = NULL;
+    if (need_dgrad) {
+        if (!p->bwd_data_ready && (st = tune_backward_data(ctx, p, a)) != CT_OK) return st;
+        if ((st = ct_cu_workspace(ctx, p->bwd_data_ws, &ws)) != CT_OK) return st;
+        CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->bwd_data_math));
+        CT_CU_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, p->w_desc, a->wt, p->y_desc,
+                                                 a->dy, p->conv_desc, p->bwd_data_algo, ws,
+                                                 p->bwd_data_ws, &zero, p->x_desc, a->dx));
+    }
+    if (need_wgrad) {
+        if (!p->bwd_filter_ready && (st = tune_backward_filter(ctx, p, a)) != CT_OK) return st;
+        if ((st = ct_cu_workspace(ctx, p->bwd_filter_ws, &ws)) != CT_OK) return st;
+        CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->bwd_filter_math));
+        CT_CU_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, p->x_desc, a->x, p->y_desc,
+                                                   a->dy, p->conv_desc, p->bwd_filter_algo, ws,
+                                                   p->bwd_filter_ws, &zero, p->w_desc, a->dw));
+    }
+    return CT_OK;
+}

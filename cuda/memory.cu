@@ -1,0 +1,90 @@
+/* Device memory for the CUDA backend: allocation, release, copies and synchronisation.
+ *
+ * These are called for each arena once, and for inputs and results once per step. Allocation is
+ * zero-filled, as the op interface promises, by a memset queued on the compute stream (so later
+ * ops see zeros without a device-wide wait). Copies use cudaMemcpyDefault, which lets the
+ * runtime tell host from device pointers through unified addressing, so the same call serves
+ * host-to-device and device-to-device copies. The copies follow the CPU backend's contract:
+ * when the function returns, the source may be reused and, for copy_to_host, the destination
+ * holds the data. */
+#include "context.h"
+
+ct_status ct_cu_alloc(void *p, void **out, size_t bytes) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    if (!out) return ct_error(CT_EINVAL, "cuda alloc: out is NULL");
+    *out = NULL;
+    if (bytes == 0) return CT_OK;
+    ct_status st = ct_cu_enter(ctx);
+    if (st != CT_OK) return st;
+
+    void *mem = NULL;
+    cudaError_t e = cudaMalloc(&mem, bytes);
+    if (e == cudaErrorMemoryAllocation) {
+        /* Not a sticky error: the context stays usable, so say how much would have fitted. */
+        (void)cudaGetLastError();
+        size_t free_b = 0, total_b = 0;
+        if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
+        return ct_error(CT_ENOMEM,
+                        "cuda: cannot allocate %zu bytes (%zu MiB) of device memory: %zu MiB "
+                        "free of %zu MiB; try a smaller batch size",
+                        bytes, bytes >> 20, free_b >> 20, total_b >> 20);
+    }
+    if (e != cudaSuccess) {
+        return ct_cu_fail_cuda(e, "cudaMalloc(&mem, bytes)", __func__, __FILE__, __LINE__);
+    }
+    st = CT_CU_STATUS(cudaMemsetAsync(mem, 0, bytes, ctx->stream));
+    if (st != CT_OK) {
+        CT_CU_DISCARD(cudaFree(mem));
+        return st;
+    }
+    *out = mem;
+    return CT_OK;
+}
+
+void ct_cu_release(void *p, void *mem) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    if (!mem) return;
+    /* cudaFree waits for the work that may still use the memory. release() cannot return a
+     * status, so a failure (only possible on a pointer that is not ours, or a lost context) is
+     * dropped. */
+    CT_CU_DISCARD(cudaSetDevice(ctx->device));
+    CT_CU_DISCARD(cudaFree(mem));
+}
+
+ct_status ct_cu_copy_to_device(void *p, void *dst, const void *src, size_t bytes) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    if (bytes == 0) return CT_OK;
+    if (!dst || !src) return ct_error(CT_EINVAL, "cuda copy_to_device: NULL pointer");
+    ct_status st = ct_cu_enter(ctx);
+    if (st != CT_OK) return st;
+    CT_CU_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, ctx->stream));
+    /* From pageable memory the runtime stages the source before returning, so the caller may
+     * reuse it at once. From pinned memory the copy is a DMA that runs later; the interface has
+     * no fence to say when the source is free again, so wait for it. */
+    cudaPointerAttributes attr;
+    CT_CU_CHECK(cudaPointerGetAttributes(&attr, src));
+    if (attr.type == cudaMemoryTypeHost) {
+        CT_CU_CHECK(cudaStreamSynchronize(ctx->stream));
+    }
+    return CT_OK;
+}
+
+ct_status ct_cu_copy_to_host(void *p, void *dst, const void *src, size_t bytes) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    if (bytes == 0) return CT_OK;
+    if (!dst || !src) return ct_error(CT_EINVAL, "cuda copy_to_host: NULL pointer");
+    ct_status st = ct_cu_enter(ctx);
+    if (st != CT_OK) return st;
+    /* Queued on the compute stream, so it reads what the ops before it wrote. */
+    CT_CU_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, ctx->stream));
+    CT_CU_CHECK(cudaStreamSynchronize(ctx->stream));
+    return CT_OK;
+}
+
+ct_status ct_cu_synchronize(void *p) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    ct_status st = ct_cu_enter(ctx);
+    if (st != CT_OK) return st;
+    CT_CU_CHECK(cudaStreamSynchronize(ctx->stream));
+    return CT_OK;
+}
