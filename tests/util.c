@@ -40,7 +40,7 @@ int tu_golden_load(tu_golden *g, const char *path) {
     g->n = 0;
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        fprintf(stderr, "%s: cannot open (run tests/reference/vgg16_golden.py)\n", path);
+        fprintf(stderr, "%s: cannot open (the scripts in tests/reference/ regenerate fixtures)\n", path);
         return -1;
     }
     int cap = 0;

@@ -1,0 +1,63 @@
+/* Atomic file replacement: temporary file, fsync, rename, fsync of the directory. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "atomic.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+ct_status ct_atomic_open(ct_atomic_file *a, const char *path, const char *mode) {
+    memset(a, 0, sizeof *a);
+    if (strlen(path) >= sizeof a->path) return ct_error(CT_EINVAL, "%s: path too long", path);
+    snprintf(a->path, sizeof a->path, "%s", path);
+    snprintf(a->tmp, sizeof a->tmp, "%s.tmp-%ld", path, (long)getpid());
+    a->f = fopen(a->tmp, mode);
+    if (a->f == NULL)
+        return ct_error(CT_EIO, "%s: cannot create: %s", a->tmp, strerror(errno));
+    return CT_OK;
+}
+
+ct_status ct_fsync_dir_of(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    int fd = open(dir, O_RDONLY);
+    if (fd < 0) return ct_error(CT_EIO, "%s: cannot open directory: %s", dir, strerror(errno));
+    int rc = fsync(fd);
+    close(fd);
+    /* Some file systems refuse fsync on directories (EINVAL); the rename is still atomic. */
+    if (rc != 0 && errno != EINVAL)
+        return ct_error(CT_EIO, "%s: fsync failed: %s", dir, strerror(errno));
+    return CT_OK;
+}
+
+ct_status ct_atomic_commit(ct_atomic_file *a) {
+    int err = 0;
+    if (fflush(a->f) != 0 || fsync(fileno(a->f)) != 0) err = errno;
+    if (fclose(a->f) != 0 && err == 0) err = errno;
+    a->f = NULL;
+    if (err != 0) {
+        remove(a->tmp);
+        return ct_error(CT_EIO, "%s: write failed: %s (the previous file is unchanged)", a->path,
+                        strerror(err));
+    }
+    if (rename(a->tmp, a->path) != 0) {
+        err = errno;
+        remove(a->tmp);
+        return ct_error(CT_EIO, "%s: cannot replace: %s (the previous file is unchanged)",
+                        a->path, strerror(err));
+    }
+    return ct_fsync_dir_of(a->path);
+}
+
+void ct_atomic_abort(ct_atomic_file *a) {
+    if (a->f != NULL) fclose(a->f);
+    a->f = NULL;
+    if (a->tmp[0] != '\0') remove(a->tmp);
+}

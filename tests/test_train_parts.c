@@ -1,0 +1,263 @@
+/* The training-loop parts against independent references: metrics against scikit-learn, the
+ * EarlyStopping and ReduceLROnPlateau logic against Keras's own callbacks fed the same values
+ * (tests/reference/train_parts_reference.py), plus schedules, the CSV log, the progress bar and
+ * the curves plot. */
+#define _POSIX_C_SOURCE 200809L /* mkstemp */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cutune/train.h"
+#include "util.h"
+
+static tu_golden ref;
+
+static void load(void) { cr_assert_eq(tu_golden_load(&ref, tu_fixture("train_parts.txt")), 0); }
+static void unload(void) { tu_golden_free(&ref); }
+
+TestSuite(train_parts, .init = load, .fini = unload);
+
+static const double *get(const char *name, size_t size) {
+    const tu_array *a = tu_golden_get(&ref, name);
+    cr_assert_not_null(a, "fixture lacks %s", name);
+    cr_assert_eq(a->size, size, "%s has %zu values, expected %zu", name, a->size, size);
+    return a->v;
+}
+
+static float *as_float(const double *v, size_t n) {
+    float *f = malloc(n * sizeof *f);
+    for (size_t i = 0; i < n; i++) f[i] = (float)v[i];
+    return f;
+}
+
+/* Metrics are sums of at most 40 logarithms in double from float32 inputs: they agree with
+ * scikit-learn to ~1e-12; 1e-6 relative also absorbs scikit-learn's renormalisation of
+ * softmax rows whose float32 sum is 1 +- 1e-7. */
+#define METRIC_TOL 1e-6
+
+static void expect_close(double got, double want, const char *what) {
+    cr_expect(fabs(got - want) <= METRIC_TOL * fmax(1.0, fabs(want)), "%s: %.9g, expected %.9g",
+              what, got, want);
+}
+
+Test(train_parts, binary_metrics_match_sklearn) {
+    const int n = 40;
+    float *p = as_float(get("bin/probs", n), n), *y = as_float(get("bin/labels", n), n);
+    float *w = as_float(get("bin/weights", n), n);
+    ct_metrics m;
+    cr_assert_eq(ct_metrics_compute(&m, p, y, NULL, n, 1), CT_OK);
+    expect_close(m.loss, get("bin/log_loss", 1)[0], "log loss");
+    expect_close(m.accuracy, get("bin/accuracy", 1)[0], "accuracy");
+    expect_close(m.auc, get("bin/auc", 1)[0], "ROC AUC");
+    const double *conf = get("bin/confusion", 4), *prec = get("bin/precision", 2),
+                 *rec = get("bin/recall", 2);
+    for (int i = 0; i < 4; i++) cr_expect_eq(m.confusion[i], (long)conf[i], "confusion[%d]", i);
+    for (int c = 0; c < 2; c++) {
+        expect_close(m.precision[c], prec[c], "precision");
+        expect_close(m.recall[c], rec[c], "recall");
+    }
+    ct_metrics_free(&m);
+    cr_assert_eq(ct_metrics_compute(&m, p, y, w, n, 1), CT_OK);
+    expect_close(m.loss, get("bin/weighted_loss", 1)[0], "weighted loss");
+    expect_close(m.accuracy, get("bin/weighted_accuracy", 1)[0], "weighted accuracy");
+    ct_metrics_free(&m);
+    free(p);
+    free(y);
+    free(w);
+}
+
+Test(train_parts, categorical_metrics_match_sklearn) {
+    const int n = 30;
+    float *p = as_float(get("cat/probs", n * 3), n * 3);
+    float *y = as_float(get("cat/labels", n * 3), n * 3);
+    ct_metrics m;
+    cr_assert_eq(ct_metrics_compute(&m, p, y, NULL, n, 3), CT_OK);
+    expect_close(m.loss, get("cat/log_loss", 1)[0], "log loss");
+    expect_close(m.accuracy, get("cat/accuracy", 1)[0], "accuracy");
+    cr_expect(isnan(m.auc), "AUC is binary only");
+    const double *conf = get("cat/confusion", 9), *prec = get("cat/precision", 3),
+                 *rec = get("cat/recall", 3);
+    for (int i = 0; i < 9; i++) cr_expect_eq(m.confusion[i], (long)conf[i], "confusion[%d]", i);
+    for (int c = 0; c < 3; c++) {
+        if (isnan(prec[c]))
+            cr_expect(isnan(m.precision[c]), "precision[%d] should be undefined", c);
+        else
+            expect_close(m.precision[c], prec[c], "precision");
+        expect_close(m.recall[c], rec[c], "recall");
+    }
+    ct_metrics_free(&m);
+    free(p);
+    free(y);
+}
+
+Test(train_parts, metrics_reject_bad_input) {
+    ct_metrics m;
+    float p = 0.5f, y = 1.0f;
+    cr_assert_eq(ct_metrics_compute(&m, &p, &y, NULL, 0, 1), CT_EINVAL);
+    cr_assert_eq(ct_metrics_compute(&m, &p, &y, NULL, 1, 0), CT_EINVAL);
+    cr_assert_eq(ct_metrics_compute(&m, &p, &y, NULL, 1, 1), CT_OK);
+    cr_assert(isnan(m.auc), "AUC with one class present is undefined");
+    ct_metrics_free(&m);
+}
+
+static int early_stop(const char *seq, const char *monitor, int patience, double min_delta,
+                      double baseline, int start_from) {
+    const double *v = get(seq, 12);
+    ct_monitor mon;
+    cr_assert_eq(ct_monitor_init(&mon, monitor, CT_MODE_AUTO, min_delta), CT_OK);
+    ct_early_stopping e;
+    ct_early_stopping_init(&e, &mon, patience);
+    e.start_from_epoch = start_from;
+    if (!isnan(baseline)) {
+        e.has_baseline = true;
+        e.baseline = baseline;
+    }
+    for (int epoch = 0; epoch < 12; epoch++) {
+        bool improved;
+        if (ct_early_stopping_update(&e, epoch, v[epoch], &improved)) return epoch;
+    }
+    return -1;
+}
+
+Test(train_parts, early_stopping_matches_keras) {
+    cr_expect_eq(early_stop("seq/a", "val_loss", 2, 0.01, NAN, 0),
+                 (int)get("es1/stopped_epoch", 1)[0]);
+    cr_expect_eq(early_stop("seq/a", "val_loss", 0, 0.0, NAN, 0),
+                 (int)get("es2/stopped_epoch", 1)[0]);
+    cr_expect_eq(early_stop("seq/b", "val_acc", 2, 0.0, NAN, 0),
+                 (int)get("es3/stopped_epoch", 1)[0]);
+    cr_expect_eq(early_stop("seq/a", "val_loss", 1, 0.0, 0.8, 0),
+                 (int)get("es4/stopped_epoch", 1)[0]);
+    cr_expect_eq(early_stop("seq/a", "val_loss", 1, 0.0, NAN, 6),
+                 (int)get("es5/stopped_epoch", 1)[0]);
+}
+
+static void reduce_lr(const char *seq, const char *monitor, double factor, int patience,
+                      int cooldown, double min_lr, double min_delta, const char *want) {
+    const double *v = get(seq, 12), *lrs = get(want, 12);
+    ct_monitor mon;
+    cr_assert_eq(ct_monitor_init(&mon, monitor, CT_MODE_AUTO, min_delta), CT_OK);
+    ct_reduce_lr r;
+    ct_reduce_lr_init(&r, &mon);
+    r.factor = factor;
+    r.patience = patience;
+    r.cooldown = cooldown;
+    r.min_lr = min_lr;
+    double lr = 0.1;
+    for (int epoch = 0; epoch < 12; epoch++) {
+        ct_reduce_lr_update(&r, v[epoch], &lr);
+        /* Keras keeps the rate as a float32 variable; compare at float32 precision. */
+        cr_expect(fabs(lr - lrs[epoch]) <= 1e-6 * lrs[epoch], "%s epoch %d: lr %g, Keras %g",
+                  want, epoch, lr, lrs[epoch]);
+    }
+}
+
+Test(train_parts, reduce_lr_on_plateau_matches_keras) {
+    reduce_lr("seq/a", "val_loss", 0.5, 2, 1, 0.01, 1e-4, "rl1/lr");
+    reduce_lr("seq/b", "val_acc", 0.1, 1, 0, 0.0, 0.02, "rl2/lr");
+}
+
+Test(train_parts, monitors_and_schedules) {
+    ct_monitor m;
+    cr_assert_eq(ct_monitor_init(&m, "val_acc", CT_MODE_AUTO, 0.0), CT_OK);
+    cr_assert(m.maximize);
+    cr_assert_eq(ct_monitor_init(&m, "val_loss", CT_MODE_AUTO, 0.0), CT_OK);
+    cr_assert(!m.maximize);
+    cr_assert(!ct_monitor_better(&m, NAN, 1.0), "NaN never improves");
+    cr_assert_eq(ct_monitor_init(&m, "", CT_MODE_AUTO, 0.0), CT_EINVAL);
+    ct_monitor_mode mode;
+    cr_assert_eq(ct_monitor_mode_parse("sideways", &mode), CT_EINVAL);
+
+    ct_schedule s;
+    cr_assert_eq(ct_schedule_parse(&s, "step:10:0.1", 30), CT_OK);
+    cr_assert_float_eq(ct_schedule_factor(&s, 9.99), 1.0, 1e-12);
+    cr_assert_float_eq(ct_schedule_factor(&s, 10.0), 0.1, 1e-12);
+    cr_assert_float_eq(ct_schedule_factor(&s, 25.0), 0.01, 1e-12);
+    cr_assert_eq(ct_schedule_parse(&s, "cosine:0.1", 10), CT_OK);
+    cr_assert_float_eq(ct_schedule_factor(&s, 0.0), 1.0, 1e-12);
+    cr_assert_float_eq(ct_schedule_factor(&s, 5.0), 0.55, 1e-12);
+    cr_assert_float_eq(ct_schedule_factor(&s, 10.0), 0.1, 1e-12);
+    s.warmup_epochs = 1;
+    cr_assert_float_eq(ct_schedule_factor(&s, 0.0), 0.5, 1e-12);
+    static const char *bad[] = {"step", "step:0:0.5", "step:5:2", "cosine:1.5", "linear"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(ct_schedule_parse(&s, bad[i], 10), CT_EINVAL, "'%s' accepted", bad[i]);
+}
+
+Test(train_parts, csv_log_is_keras_format) {
+    char path[] = "/tmp/cutune-csv-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    const char *keys[] = {"val_loss", "loss", "acc", "val_acc"};
+    ct_csv_log log;
+    cr_assert_eq(ct_csv_log_open(&log, path, keys, 4, false), CT_OK);
+    /* Values in sorted key order: acc, loss, val_acc, val_loss. */
+    double row0[4] = {0.5, 0.6931471824645996, 0.75, 1.0};
+    double row1[4] = {0.625, 0.5, NAN, 0.25};
+    cr_assert_eq(ct_csv_log_row(&log, 0, row0), CT_OK);
+    cr_assert_eq(ct_csv_log_row(&log, 1, row1), CT_OK);
+    FILE *f = fopen(path, "r");
+    char text[512] = {0};
+    cr_assert_gt(fread(text, 1, sizeof text - 1, f), 0);
+    fclose(f);
+    cr_assert_str_eq(text, "epoch,acc,loss,val_acc,val_loss\n"
+                           "0,0.5,0.6931471824645996,0.75,1.0\n"
+                           "1,0.625,0.5,nan,0.25\n");
+    ct_csv_log resumed;
+    cr_assert_eq(ct_csv_log_open(&resumed, path, keys, 4, true), CT_OK);
+    cr_assert_eq(ct_csv_log_row(&resumed, 2, row0), CT_OK);
+    const char *want[] = {"loss", "val_loss"};
+    double back[6];
+    int rows = 0;
+    cr_assert_eq(ct_csv_log_read(path, want, 2, back, 3, &rows), CT_OK);
+    cr_assert_eq(rows, 3);
+    cr_assert_eq(back[0], 0.6931471824645996);
+    cr_assert_eq(back[3], 0.25);
+    cr_assert_eq(ct_csv_log_read(path, (const char *[]){"auc"}, 1, back, 3, &rows), CT_EFORMAT);
+    remove(path);
+}
+
+Test(train_parts, progress_bar_is_keras_2) {
+    ct_progbar p;
+    ct_progbar_init(&p, 62, stdout, false, 100.0);
+    const char *names[] = {"loss", "acc"};
+    double values[] = {0.4123, 0.8};
+    char line[512];
+    ct_progbar_format(&p, 12, names, values, 2, 103.0, line, sizeof line);
+    /* 12/62 of 30 columns is 5: four '=' and the '>' head. 3 s for 12 steps: ETA 12.5 s. */
+    cr_assert_str_eq(line, "12/62 [====>.........................] - ETA: 12s - loss: 0.4123 - "
+                           "acc: 0.8000");
+    values[0] = 0.0004;
+    ct_progbar_format(&p, 62, names, values, 2, 121.0, line, sizeof line);
+    cr_assert_str_eq(line, "62/62 [==============================] - 21s 339ms/step - loss: "
+                           "4.0000e-04 - acc: 0.8000");
+    ct_progbar_init(&p, 5000, stdout, false, 0.0);
+    ct_progbar_format(&p, 7, names, values, 0, 700.0, line, sizeof line);
+    cr_assert(strstr(line, "   7/5000 [") == line, "%s", line);
+    cr_assert(strstr(line, "ETA: 138:20:00") != NULL || strstr(line, "ETA: 13") != NULL, "%s",
+              line);
+}
+
+Test(train_parts, curves_png_is_written_atomically) {
+    char path[] = "/tmp/cutune-curves-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    double loss[] = {0.9, 0.6, 0.4}, vloss[] = {1.0, 0.7, NAN};
+    double acc[] = {0.5, 0.7, 0.8}, vacc[] = {0.45, 0.65, 0.75};
+    cr_assert_eq(ct_curves_write(path, loss, vloss, acc, vacc, 3), CT_OK);
+    FILE *f = fopen(path, "rb");
+    unsigned char sig[8];
+    cr_assert_eq(fread(sig, 1, 8, f), 8);
+    fclose(f);
+    cr_assert_eq(memcmp(sig, "\x89PNG\r\n\x1a\n", 8), 0, "not a PNG file");
+    cr_assert_eq(ct_curves_write(path, loss, vloss, acc, vacc, 0), CT_EINVAL);
+    cr_assert_eq(ct_curves_write("/nonexistent-dir/curves.png", loss, vloss, acc, vacc, 3),
+                 CT_EIO);
+    cr_assert(strstr(ct_last_error(), "/nonexistent-dir/curves.png") != NULL);
+    remove(path);
+}
