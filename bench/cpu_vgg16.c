@@ -5,7 +5,7 @@
  * SGD update too with --update) on generated data, and prints a markdown table row for each:
  * median and minimum time per batch, img/s, the work per image that ct_model_flops counts for
  * the current trainable flags, the rate achieved, the reference cost from
- * shared/reference/performance.md at 224x224, and the bytes held in the model's arenas. It
+ * published VGG16 table at 224x224, and the bytes held in the model's arenas. It
  * asserts nothing about time; it is for reading, and for comparing cutune's counted FLOPs with
  * the reference table. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, sysconf */

@@ -43,6 +43,10 @@ ct_status ct_model_apply_gradients(ct_model *m, float lr_scale);
 
 /* Updates applied so far (Keras's `iterations`). */
 uint64_t ct_model_iterations(const ct_model *m);
+/* Restores `iterations` (checkpoint resume). */
+void ct_model_set_iterations(ct_model *m, uint64_t iterations);
+/* The configuration the model was compiled with; false (and *c untouched) when it was not. */
+bool ct_model_get_optimizer(const ct_model *m, ct_optimizer_config *c);
 
 #ifdef __cplusplus
 }

@@ -51,6 +51,14 @@ ct_status ct_model_compile(ct_model *m, const ct_optimizer_config *c) {
 
 uint64_t ct_model_iterations(const ct_model *m) { return m->iterations; }
 
+void ct_model_set_iterations(ct_model *m, uint64_t iterations) { m->iterations = iterations; }
+
+bool ct_model_get_optimizer(const ct_model *m, ct_optimizer_config *c) {
+    if (!m->compiled) return false;
+    *c = m->opt_cfg;
+    return true;
+}
+
 ct_status ct_model_apply_gradients(ct_model *m, float lr_scale) {
     if (!m->compiled) return ct_error(CT_EINVAL, "the model has no optimizer: compile it first");
     const ct_optimizer_config *c = &m->opt_cfg;
