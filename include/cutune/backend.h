@@ -71,6 +71,7 @@ typedef struct ct_update_args {
     bool nesterov;     /* SGD */
     float beta1, beta2, eps; /* Adam */
     float weight_decay; /* decoupled (AdamW) decay, times lr */
+    float l2;          /* L2 penalty l2 * sum(p^2) (Keras's kernel_regularizer): g += 2 l2 p */
 } ct_update_args;
 
 typedef struct ct_backend_ops {

@@ -67,6 +67,7 @@ typedef struct ct_layer {
     int in_h, in_w, in_c;        /* input shape of one sample (dense: 1, 1, in) */
     int out_h, out_w, out_c;     /* output shape of one sample */
     bool trainable;              /* Keras flag; meaningful for layers with parameters */
+    float lr_mult;               /* learning-rate multiplier (discriminative rates); 1 */
 
     ct_tensor kernel;            /* conv (K, 3, 3, C); dense (in, out) */
     ct_tensor bias;              /* (K) or (out) */
@@ -139,6 +140,21 @@ ct_status ct_model_loss(ct_model *m, const float *labels, const float *weights, 
 ct_status ct_model_probs(ct_model *m, float *out);
 /* Forward in inference mode followed by the output activation, without labels. */
 ct_status ct_model_predict(ct_model *m, int n, float *probs_host);
+
+/* The output of `layer` for a batch (inference mode), to host memory (n, layer output size).
+ * With ct_model_forward_from_host this lets a training loop compute the output of a frozen
+ * prefix once and reuse it every epoch, when nothing random happens before it. */
+ct_status ct_model_features(ct_model *m, int layer, const float *x, const float *aux, int n,
+                            float *out);
+/* Forward from `layer` on, given the output of layer - 1 (host memory, as ct_model_features
+ * returns it) and the auxiliary values. `layer` must be at or below the lowest trainable layer,
+ * so backward never needs what came before it. */
+ct_status ct_model_forward_from_host(ct_model *m, int layer, const float *act, const float *aux,
+                                     int n, bool training, uint32_t step);
+
+/* Copies host inputs in (as ct_model_forward_host) and predicts: (n, outputs) probabilities. */
+ct_status ct_model_predict_host(ct_model *m, const float *x, const float *aux, int n,
+                                float *probs_host);
 
 /* Backward from the last ct_model_loss down to the lowest trainable layer. */
 ct_status ct_model_backward(ct_model *m);

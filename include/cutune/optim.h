@@ -26,6 +26,7 @@ typedef struct ct_optimizer_config {
     float beta1, beta2;  /* 0.9, 0.999 */
     float epsilon;       /* 1e-7 */
     float weight_decay;  /* AdamW: 0.004 (Keras 3's default) */
+    float l2;            /* L2 penalty on kernels (Keras kernel_regularizer=l2(x)): 0 */
 } ct_optimizer_config;
 
 /* Keras's defaults for `kind`. */
@@ -38,7 +39,7 @@ ct_status ct_optimizer_parse(const char *name, ct_optimizer_kind *kind);
 ct_status ct_model_compile(ct_model *m, const ct_optimizer_config *c);
 
 /* One update of every trainable parameter from the gradients of the last backward, with the
- * learning rate multiplied by `lr_scale` (schedules, callbacks). */
+ * learning rate multiplied by `lr_scale` (schedules, callbacks) and by each layer's lr_mult. */
 ct_status ct_model_apply_gradients(ct_model *m, float lr_scale);
 
 /* Updates applied so far (Keras's `iterations`). */

@@ -26,11 +26,28 @@ bool cli_parse(const char *cmd, int argc, char **argv, const cli_flag *flags, in
  * whole number in [lo, hi]. */
 bool cli_int(const char *cmd, const char *name, const char *value, long lo, long hi, long *out);
 
+/* Like cli_int for a real number in [lo, hi]. */
+bool cli_double(const char *cmd, const char *name, const char *value, double lo, double hi,
+                double *out);
+
+/* Reads `key = value` lines (# comments) from a config file into "--key=value" arguments placed
+ * before the command line's, so flags given on the command line win. Returns false and prints
+ * why on an unreadable file or a malformed line. *argv_out is allocated; free with
+ * cli_config_free. */
+bool cli_config_args(const char *cmd, int argc, char **argv, int *argc_out, char ***argv_out);
+void cli_config_free(int argc, char **argv, int orig_argc);
+
 /* Prints "cutune CMD: <last error>" to stderr and returns the exit code for the status. */
 int cli_fail(const char *cmd, ct_status s);
 
 int cmd_devices(int argc, char **argv);
+int cmd_scan(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_export_keras(int argc, char **argv);
 
 #endif

@@ -1,6 +1,9 @@
-/* `cutune bench` and, for now, `cutune demo`: VGG16 forward + backward + SGD update on generated
- * data, printing the loss and the throughput of each step. The data come from the counter-based
+/* `cutune bench`: VGG16 forward + backward + SGD update on generated data, printing the loss
+ * and the throughput of each step. The data come from the counter-based
  * generator, so two runs with the same flags see the same numbers. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,27 +185,4 @@ int cmd_bench(int argc, char **argv) {
                     .warmup = 1, .seed = 1};
     if (!parse_bench("bench", argc, argv, &o)) return CLI_EXIT_USAGE;
     return run_bench("bench", &o);
-}
-
-int cmd_demo(int argc, char **argv) {
-    if (wants_help(argc, argv)) {
-        puts("usage: cutune demo [--device cpu|cuda|auto]\n\nA short VGG16 training run on "
-             "generated data: the seed iceberg head (image + incidence\nangle) at 75x75, batch 8, "
-             "then the seed MRI head with blocks 1-4 frozen at 64x64.\nPrints the loss and img/s of "
-             "each step.");
-        return 0;
-    }
-    bench_opts o = {.device = "auto", .head = "iceberg", .size = 75, .batch = 8, .steps = 3,
-                    .warmup = 1, .seed = 1};
-    const char *device = NULL;
-    cli_flag flags[] = {{"device", true, &device}};
-    if (!cli_parse("demo", argc, argv, flags, 1)) return CLI_EXIT_USAGE;
-    if (device != NULL) o.device = device;
-    int rc = run_bench("demo", &o);
-    if (rc != 0) return rc;
-    printf("\n");
-    o.head = "mri";
-    o.size = 64;
-    o.freeze_to = "block4_pool";
-    return run_bench("demo", &o);
 }

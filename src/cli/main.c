@@ -11,9 +11,15 @@ static const char usage[] =
     "usage: cutune COMMAND [FLAGS]\n"
     "\n"
     "commands:\n"
+    "  train       fine-tune VGG16 on class folders or iceberg JSON\n"
+    "  evaluate    metrics of a trained model on labelled data\n"
+    "  predict     class probabilities per image (Kaggle CSV for iceberg)\n"
+    "  scan        what a dataset holds as Keras sees it; --check decodes every image\n"
     "  devices     list CUDA devices, or say why none is usable\n"
     "  bench       time VGG16 forward+backward on generated data (loss, img/s)\n"
     "  demo        the main job: build check + a short VGG16 run on generated data\n"
+    "  inspect     describe a Keras/cutune weights file and whether it fits a model\n"
+    "  export-keras  print the Keras code that rebuilds a cutune model and loads its file\n"
     "\n"
     "  cutune COMMAND --help   flags of one command\n"
     "  cutune --version        version and what this build includes\n";
@@ -48,8 +54,14 @@ int main(int argc, char **argv) {
         int (*run)(int, char **);
     } commands[] = {
         {"devices", cmd_devices},
+        {"scan", cmd_scan},
         {"bench", cmd_bench},
         {"demo", cmd_demo},
+        {"train", cmd_train},
+        {"evaluate", cmd_evaluate},
+        {"predict", cmd_predict},
+        {"inspect", cmd_inspect},
+        {"export-keras", cmd_export_keras},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 ct_status ct_atomic_open(ct_atomic_file *a, const char *path, const char *mode) {
@@ -60,4 +61,21 @@ void ct_atomic_abort(ct_atomic_file *a) {
     if (a->f != NULL) fclose(a->f);
     a->f = NULL;
     if (a->tmp[0] != '\0') remove(a->tmp);
+}
+
+ct_status ct_make_dirs(const char *path) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return ct_error(CT_EINVAL, "%s: path too long", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return ct_error(CT_EIO, "%s: cannot create: %s", buf, strerror(errno));
+            *p = saved;
+            if (saved == '\0') break;
+        }
+    }
+    return CT_OK;
 }

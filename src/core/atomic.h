@@ -23,4 +23,7 @@ void ct_atomic_abort(ct_atomic_file *a);
 /* fsyncs the directory holding `path`, so a rename in it is durable. */
 ct_status ct_fsync_dir_of(const char *path);
 
+/* mkdir -p. */
+ct_status ct_make_dirs(const char *path);
+
 #endif

@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static const char *const status_text[] = {
 #define CT_STATUS_TEXT(name, text) text,
@@ -36,10 +37,14 @@ const char *ct_last_error(void) {
 }
 
 ct_status ct_error(ct_status s, const char *fmt, ...) {
+    /* Formatted into a copy first: callers wrap the previous message with
+     * ct_error(s, "...: %s", ct_last_error()), whose argument is last_message itself. */
+    char msg[sizeof last_message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_message, msg, sizeof msg);
     last_status = s;
     return s;
 }

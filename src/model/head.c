@@ -1,6 +1,9 @@
 /* The head spec parser: turns "gmp,aux:1,concat,dense:512:relu@fc2,..." into layers appended to
  * the backbone, named as Keras would name them (dense, dense_1, dropout, ...; explicitly named
  * layers do not advance Keras's per-class counters), with every mistake reported by token. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* strtok_r */
+#endif
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -94,6 +97,7 @@ static ct_status parse_token(ct_model *m, ct_layer *l, char *tok, name_counters 
     l->src = cur;
     l->src2 = -1;
     l->trainable = true;
+    l->lr_mult = 1.0f;
     l->in_h = prev->out_h;
     l->in_w = prev->out_w;
     l->in_c = prev->out_c;

@@ -28,6 +28,7 @@ static void build_backbone(ct_model *m) {
             l->src = idx - 1 < 0 ? CT_SRC_IMAGE : idx - 1;
             l->src2 = -1;
             l->trainable = true;
+            l->lr_mult = 1.0f;
             l->in_h = l->out_h = h;
             l->in_w = l->out_w = w;
             l->in_c = c;
@@ -41,6 +42,7 @@ static void build_backbone(ct_model *m) {
         p->src = idx - 1;
         p->src2 = -1;
         p->trainable = true;
+        p->lr_mult = 1.0f;
         p->in_h = h;
         p->in_w = w;
         p->in_c = p->out_c = c;

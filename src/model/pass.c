@@ -59,7 +59,9 @@ static ct_status layer_forward(ct_model *m, int i, int n, bool training) {
     return ct_error(CT_EINVAL, "layer %s has an unknown kind", l->name);
 }
 
-ct_status ct_model_forward(ct_model *m, int n, bool training, uint32_t step) {
+/* Runs layers [from, to). */
+static ct_status forward_range(ct_model *m, int from, int to, int n, bool training,
+                               uint32_t step) {
     if (n <= 0 || n > m->cfg.max_batch)
         return ct_error(CT_EINVAL, "batch of %d samples: expected 1 to %d (the model's batch "
                         "size)", n, m->cfg.max_batch);
@@ -67,7 +69,7 @@ ct_status ct_model_forward(ct_model *m, int n, bool training, uint32_t step) {
     m->last_training = training;
     m->last_step = step;
     m->have_loss = false;
-    for (int i = 0; i < m->n_layers; i++) {
+    for (int i = from; i < to; i++) {
         ct_status s = layer_forward(m, i, n, training);
         if (s != CT_OK)
             return ct_error(s, "forward of %s: %s", m->layers[i].name, ct_last_error());
@@ -75,8 +77,11 @@ ct_status ct_model_forward(ct_model *m, int n, bool training, uint32_t step) {
     return CT_OK;
 }
 
-ct_status ct_model_forward_host(ct_model *m, const float *x, const float *aux, int n,
-                                bool training, uint32_t step) {
+ct_status ct_model_forward(ct_model *m, int n, bool training, uint32_t step) {
+    return forward_range(m, 0, m->n_layers, n, training, step);
+}
+
+static ct_status copy_inputs(ct_model *m, const float *x, const float *aux, int n) {
     if (n <= 0 || n > m->cfg.max_batch)
         return ct_error(CT_EINVAL, "batch of %d samples: expected 1 to %d (the model's batch "
                         "size)", n, m->cfg.max_batch);
@@ -89,8 +94,54 @@ ct_status ct_model_forward_host(ct_model *m, const float *x, const float *aux, i
     if (s == CT_OK && c->aux_dim > 0)
         s = m->be->ops->copy_to_device(m->be->ctx, m->aux, aux,
                                        (size_t)n * c->aux_dim * sizeof(float));
-    if (s != CT_OK) return s;
-    return ct_model_forward(m, n, training, step);
+    return s;
+}
+
+ct_status ct_model_forward_host(ct_model *m, const float *x, const float *aux, int n,
+                                bool training, uint32_t step) {
+    ct_status s = copy_inputs(m, x, aux, n);
+    return s != CT_OK ? s : ct_model_forward(m, n, training, step);
+}
+
+ct_status ct_model_features(ct_model *m, int layer, const float *x, const float *aux, int n,
+                             float *out) {
+    if (layer < 0 || layer >= m->n_layers || m->layers[layer].src == CT_SRC_AUX)
+        return ct_error(CT_EINVAL, "features: layer %d is not on the image path", layer);
+    ct_status s = copy_inputs(m, x, aux, n);
+    if (s == CT_OK) s = forward_range(m, 0, layer + 1, n, false, 0);
+    if (s == CT_OK)
+        s = m->be->ops->copy_to_host(m->be->ctx, out, m->layers[layer].out,
+                                     (size_t)n * ct_layer_out_size(&m->layers[layer]) *
+                                         sizeof(float));
+    return s;
+}
+
+ct_status ct_model_forward_from_host(ct_model *m, int layer, const float *act, const float *aux,
+                                     int n, bool training, uint32_t step) {
+    if (layer < 1 || layer >= m->n_layers || m->layers[layer - 1].src == CT_SRC_AUX ||
+        layer > m->first_trainable)
+        return ct_error(CT_EINVAL, "forward from layer %d: it must follow the frozen layer whose "
+                        "output is given, at or below the lowest trainable layer", layer);
+    if (n <= 0 || n > m->cfg.max_batch)
+        return ct_error(CT_EINVAL, "batch of %d samples: expected 1 to %d (the model's batch "
+                        "size)", n, m->cfg.max_batch);
+    const ct_layer *in = &m->layers[layer - 1];
+    ct_status s = m->be->ops->copy_to_device(m->be->ctx, in->out, act,
+                                             (size_t)n * ct_layer_out_size(in) * sizeof(float));
+    if (s == CT_OK && m->cfg.aux_dim > 0) {
+        if (aux == NULL)
+            return ct_error(CT_EINVAL, "the model takes %d auxiliary value(s) per sample, but "
+                            "none were given", m->cfg.aux_dim);
+        s = m->be->ops->copy_to_device(m->be->ctx, m->aux, aux,
+                                       (size_t)n * m->cfg.aux_dim * sizeof(float));
+    }
+    return s != CT_OK ? s : forward_range(m, layer, m->n_layers, n, training, step);
+}
+
+ct_status ct_model_predict_host(ct_model *m, const float *x, const float *aux, int n,
+                                float *probs_host) {
+    ct_status s = copy_inputs(m, x, aux, n);
+    return s != CT_OK ? s : ct_model_predict(m, n, probs_host);
 }
 
 static ct_status run_loss(ct_model *m, const float *labels, const float *weights, float *loss) {
@@ -132,11 +183,11 @@ ct_status ct_model_probs(ct_model *m, float *out) {
 ct_status ct_model_predict(ct_model *m, int n, float *probs_host) {
     ct_status s = ct_model_forward(m, n, false, 0);
     if (s != CT_OK) return s;
-    /* The loss op also yields the output activation; zero labels make it a pure transform. */
-    float *zeros = calloc((size_t)n * m->n_out, sizeof *zeros);
-    if (zeros == NULL) return ct_error(CT_ENOMEM, "cannot allocate %d label rows", n);
-    s = run_loss(m, zeros, NULL, NULL);
-    free(zeros);
+    /* The loss op also yields the output activation. The probabilities do not depend on the
+     * labels, so whatever the label buffer holds serves; the loss it computes is discarded. */
+    ct_layer *top = &m->layers[m->n_layers - 1];
+    s = m->be->ops->loss_forward_backward(m->be->ctx, m->loss, m->loss_value, m->probs, top->dout,
+                                          top->out, m->labels, NULL, n, m->n_out);
     if (s == CT_OK && probs_host != NULL) s = ct_model_probs(m, probs_host);
     return s;
 }

@@ -36,6 +36,7 @@ static ct_status check_optimizer(const ct_optimizer_config *c) {
         return ct_error(CT_EINVAL, "Adam betas must be in [0, 1)");
     if (!(c->weight_decay >= 0.0f))
         return ct_error(CT_EINVAL, "weight decay must be >= 0, not %g", c->weight_decay);
+    if (!(c->l2 >= 0.0f)) return ct_error(CT_EINVAL, "l2 must be >= 0, not %g", c->l2);
     return CT_OK;
 }
 
@@ -78,18 +79,22 @@ ct_status ct_model_apply_gradients(ct_model *m, float lr_scale) {
     for (int i = 0; i < m->n_layers; i++) {
         ct_layer *l = &m->layers[i];
         if (!ct_layer_has_params(l) || !l->trainable) continue;
+        ct_update_args lu = u;
+        lu.lr = u.lr * l->lr_mult;
+        lu.weight_decay = u.weight_decay * l->lr_mult;
         ct_tensor *p[2] = {&l->kernel, &l->bias};
         ct_tensor *g[2] = {&l->dkernel, &l->dbias};
         ct_tensor *s0[2] = {&l->opt_kernel[0], &l->opt_bias[0]};
         ct_tensor *s1[2] = {&l->opt_kernel[1], &l->opt_bias[1]};
         for (int k = 0; k < 2; k++) {
             ct_status s;
+            lu.l2 = k == 0 ? c->l2 : 0.0f; /* Keras regularises kernels, not biases */
             if (c->kind == CT_OPT_SGD)
                 s = ops->sgd_update(ctx, p[k]->data, m->opt_slots ? s0[k]->data : NULL,
-                                    g[k]->data, p[k]->size, &u);
+                                    g[k]->data, p[k]->size, &lu);
             else
                 s = ops->adam_update(ctx, p[k]->data, s0[k]->data, s1[k]->data, g[k]->data,
-                                     p[k]->size, &u);
+                                     p[k]->size, &lu);
             if (s != CT_OK) return ct_error(s, "update of %s: %s", p[k]->name, ct_last_error());
         }
     }

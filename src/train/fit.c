@@ -1,0 +1,941 @@
+/* `cutune train`: fit_generator with Keras's callbacks, on any backend.
+ *
+ * One run: open the data (class folders or iceberg JSON) and its validation part, build VGG16
+ * with the head, load the pretrained weights, freeze, compile, then per epoch stream training
+ * batches through forward / loss / backward / update, evaluate the validation data (never
+ * augmented), and run the callbacks in Keras's order: CSV log, curves, best checkpoint,
+ * early stopping, plateau, resume checkpoint. Everything random is addressed by (seed, epoch,
+ * sample) or the global step, so a run resumed from its checkpoint ends bit-identical on the
+ * CPU to one that was never interrupted. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cutune/model.h"
+#include "cutune/run.h"
+#include "cutune/weights.h"
+#include "fit_internal.h"
+
+static volatile sig_atomic_t stop_requested;
+
+void ct_train_request_stop(void) { stop_requested = 1; }
+
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+void ct_train_install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+ct_status ct_parse_strategy(const char *s, ct_strategy *out) {
+    if (strcmp(s, "auto") == 0) *out = CT_STRATEGY_AUTO;
+    else if (strcmp(s, "head") == 0) *out = CT_STRATEGY_HEAD;
+    else if (strcmp(s, "top") == 0) *out = CT_STRATEGY_TOP;
+    else if (strcmp(s, "all") == 0) *out = CT_STRATEGY_ALL;
+    else return ct_error(CT_EINVAL, "unknown strategy '%s' (auto, head, top, all)", s);
+    return CT_OK;
+}
+
+const char *ct_strategy_freeze_to(ct_strategy s) {
+    switch (s) {
+    case CT_STRATEGY_HEAD: return "block5_pool";
+    case CT_STRATEGY_TOP: return "block4_pool";
+    default: return "";
+    }
+}
+
+void ct_train_config_defaults(ct_train_config *c) {
+    memset(c, 0, sizeof *c);
+    c->class_mode = CT_CLASS_NONE;
+    c->interpolation = CT_INTERP_NEAREST;
+    c->na_policy = CT_NA_MEAN;
+    c->cache_bytes = (size_t)2 << 30;
+    c->weights = "imagenet";
+    c->body_lr_mult = 1.0f;
+    c->block_lr_decay = 1.0f;
+    c->epochs = 10;
+    c->batch_size = 32;
+    ct_optimizer_defaults(&c->optimizer, CT_OPT_SGD);
+    c->schedule = "constant";
+    c->monitor = "val_loss";
+    c->early_stopping_patience = -1;
+    c->reduce_lr_patience = -1;
+    c->reduce_lr_factor = 0.1;
+    c->min_delta = 0.0;
+    c->seed = 1;
+    c->device = "auto";
+    c->verbose = 1;
+}
+
+/* ---- run directory ---- */
+
+static bool is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static ct_status prepare_run_dir(fit_run *r) {
+    const ct_train_config *c = r->c;
+    if (c->out_dir == NULL || c->out_dir[0] == '\0')
+        return ct_error(CT_EINVAL, "--out RUN_DIR is required: the run's logs, checkpoints and "
+                        "weights go there");
+    snprintf(r->ckpt_path, sizeof r->ckpt_path, "%s/checkpoint.h5", c->out_dir);
+    snprintf(r->best_path, sizeof r->best_path, "%s/best.h5", c->out_dir);
+    snprintf(r->final_path, sizeof r->final_path, "%s/final.h5", c->out_dir);
+    snprintf(r->log_path, sizeof r->log_path, "%s/log.csv", c->out_dir);
+    snprintf(r->curves_path, sizeof r->curves_path, "%s/curves.png", c->out_dir);
+    snprintf(r->config_path, sizeof r->config_path, "%s/config.txt", c->out_dir);
+    if (c->resume) {
+        if (!exists(r->ckpt_path))
+            return ct_error(CT_ENOTFOUND, "%s: no checkpoint to resume from (start the run "
+                            "without --resume)", r->ckpt_path);
+        return CT_OK;
+    }
+    if (exists(c->out_dir)) {
+        if (!is_dir(c->out_dir))
+            return ct_error(CT_EINVAL, "%s exists and is not a directory", c->out_dir);
+        if (exists(r->ckpt_path) || exists(r->log_path) || exists(r->final_path))
+            return ct_error(CT_EINVAL, "%s already holds a run: add --resume to continue it, "
+                            "or choose another --out (nothing was changed)", c->out_dir);
+        return CT_OK;
+    }
+    if (mkdir(c->out_dir, 0777) != 0)
+        return ct_error(CT_EIO, "%s: cannot create the run directory: %s", c->out_dir,
+                        strerror(errno));
+    return CT_OK;
+}
+
+/* ---- data ---- */
+
+static ct_status open_data(fit_run *r) {
+    const ct_train_config *c = r->c;
+    ct_status s;
+    if (c->data == NULL) return ct_error(CT_EINVAL, "--data DIR|train.json is required");
+    ct_iceberg_options io = {.na_policy = c->na_policy, .na_value = c->na_value,
+                             .role = CT_ROLE_TRAINING};
+    ct_folder_options fo = {.role = CT_ROLE_TRAINING};
+    if (!exists(c->data)) return ct_error(CT_ENOTFOUND, "%s: no such file or folder", c->data);
+    if (is_dir(c->data)) s = ct_dataset_open_folder(&r->all, c->data, &fo);
+    else s = ct_dataset_open_iceberg(&r->all, c->data, &io);
+    if (s != CT_OK) return s;
+    if (!ct_dataset_labelled(r->all))
+        return ct_error(CT_EINVAL, "%s has no labels (is_iceberg): it is test data; train on "
+                        "train.json and use it with `cutune predict`", c->data);
+    if (c->val != NULL && c->validation_split > 0.0)
+        return ct_error(CT_EINVAL, "give either --val or --validation-split, not both");
+    if (c->val != NULL) {
+        io.role = CT_ROLE_VALIDATION;
+        fo.role = CT_ROLE_VALIDATION;
+        if (!exists(c->val)) return ct_error(CT_ENOTFOUND, "%s: no such file or folder", c->val);
+        s = is_dir(c->val) ? ct_dataset_open_folder(&r->val, c->val, &fo)
+                           : ct_dataset_open_iceberg(&r->val, c->val, &io);
+        if (s != CT_OK) return s;
+        r->train = r->all;
+        r->all = NULL;
+        if (ct_dataset_num_classes(r->val) != ct_dataset_num_classes(r->train))
+            return ct_error(CT_EINVAL, "%s has %d classes but %s has %d", c->val,
+                            ct_dataset_num_classes(r->val), c->data,
+                            ct_dataset_num_classes(r->train));
+        for (int k = 0; k < ct_dataset_num_classes(r->train); k++)
+            if (strcmp(ct_dataset_class_name(r->train, k), ct_dataset_class_name(r->val, k)) != 0)
+                return ct_error(CT_EINVAL, "class %d is '%s' in %s but '%s' in %s", k,
+                                ct_dataset_class_name(r->train, k), c->data,
+                                ct_dataset_class_name(r->val, k), c->val);
+    } else if (c->validation_split > 0.0) {
+        if (!(c->validation_split < 1.0))
+            return ct_error(CT_EINVAL, "--validation-split must be between 0 and 1, not %g",
+                            c->validation_split);
+        s = ct_dataset_split(r->all, c->validation_split, c->split_method, c->seed, &r->train,
+                             &r->val);
+        if (s != CT_OK) return s;
+    } else {
+        r->train = r->all;
+        r->all = NULL;
+    }
+    ct_dataset_set_role(r->train, CT_ROLE_TRAINING);
+    if (r->val != NULL) ct_dataset_set_role(r->val, CT_ROLE_VALIDATION);
+    r->k = ct_dataset_num_classes(r->train);
+    if (r->k < 2)
+        return ct_error(CT_EINVAL, "%s: training needs at least 2 classes, found %d", c->data,
+                        r->k);
+    if (ct_dataset_count(r->train) == 0)
+        return ct_error(CT_EINVAL, "%s: no training samples", c->data);
+    if (r->val != NULL && ct_dataset_count(r->val) == 0)
+        return ct_error(CT_EINVAL, "the validation data is empty (use a larger "
+                        "--validation-split or more data)");
+    if (c->verbose > 0) {
+        char msg[256];
+        ct_dataset_found_message(r->train, msg, sizeof msg);
+        printf("%s\n", msg);
+        if (r->val != NULL) {
+            ct_dataset_found_message(r->val, msg, sizeof msg);
+            printf("%s\n", msg);
+        }
+    }
+    return CT_OK;
+}
+
+/* ---- model ---- */
+
+static ct_status choose_head(fit_run *r) {
+    const ct_train_config *c = r->c;
+    int aux = ct_dataset_aux_dim(r->train);
+    if (c->head != NULL) {
+        snprintf(r->head, sizeof r->head, "%s", c->head);
+    } else if (aux > 0) {
+        snprintf(r->head, sizeof r->head, "iceberg");
+    } else if (c->class_mode == CT_CLASS_BINARY) {
+        snprintf(r->head, sizeof r->head, "flatten,dense:256:relu,dropout:0.5,dense:1:sigmoid");
+    } else {
+        snprintf(r->head, sizeof r->head, "flatten,dense:256:relu,dropout:0.5,dense:%d:softmax",
+                 r->k);
+    }
+    return CT_OK;
+}
+
+static ct_status check_head_against_data(fit_run *r) {
+    const ct_train_config *c = r->c;
+    r->n_out = ct_model_num_outputs(r->m);
+    if (ct_model_loss_kind(r->m) == CT_LOSS_BINARY_CE) {
+        if (r->k != 2)
+            return ct_error(CT_EINVAL, "the head ends in dense:1:sigmoid (binary) but the data "
+                            "has %d classes: use dense:%d:softmax", r->k, r->k);
+        if (c->class_mode != CT_CLASS_NONE && c->class_mode != CT_CLASS_BINARY)
+            return ct_error(CT_EINVAL, "--class-mode must be binary for a dense:1:sigmoid head");
+        r->class_mode = CT_CLASS_BINARY;
+    } else {
+        if (r->n_out != r->k)
+            return ct_error(CT_EINVAL, "the head has %d softmax outputs but the data has %d "
+                            "classes", r->n_out, r->k);
+        if (c->class_mode == CT_CLASS_BINARY)
+            return ct_error(CT_EINVAL, "--class-mode binary needs a dense:1:sigmoid head, and "
+                            "this head ends in softmax");
+        r->class_mode = c->class_mode == CT_CLASS_SPARSE ? CT_CLASS_SPARSE : CT_CLASS_CATEGORICAL;
+    }
+    return CT_OK;
+}
+
+static void set_lr_multipliers(fit_run *r) {
+    const ct_train_config *c = r->c;
+    for (int i = 0; i < ct_model_num_layers(r->m); i++) {
+        ct_layer *l = ct_model_layer(r->m, i);
+        int block = 0;
+        if (sscanf(l->name, "block%d_", &block) == 1 && block >= 1 && block <= 5)
+            l->lr_mult = c->body_lr_mult * powf(c->block_lr_decay, (float)(6 - block));
+        else
+            l->lr_mult = 1.0f;
+    }
+}
+
+/* The freeze_to layer in force at `epoch`: the backbone during warm-up, then the target. */
+static const char *freeze_at(const fit_run *r, int epoch) {
+    if (r->c->warmup_epochs > 0 && epoch < r->c->warmup_epochs) return "block5_pool";
+    return r->freeze_target;
+}
+
+static ct_status apply_freezing(fit_run *r, int epoch) {
+    const char *f = freeze_at(r, epoch);
+    if (strcmp(f, r->freeze_now) == 0 && r->compiled) return CT_OK;
+    ct_status s = ct_model_freeze_to(r->m, f);
+    if (s != CT_OK) return s;
+    /* Keras needs a compile after trainable flags change; so does cutune's memory plan. */
+    s = ct_model_compile(r->m, &r->c->optimizer);
+    if (s != CT_OK) return s;
+    if (r->compiled && r->c->verbose > 0)
+        printf("Epoch %d: unfreezing after %d warm-up epoch(s): layers after %s train now\n",
+               epoch + 1, r->c->warmup_epochs, f[0] ? f : "the input");
+    snprintf(r->freeze_now, sizeof r->freeze_now, "%s", f);
+    r->compiled = true;
+    return CT_OK;
+}
+
+static ct_status build_model(fit_run *r) {
+    const ct_train_config *c = r->c;
+    int h, w, ch;
+    bool in_memory = ct_dataset_in_memory(r->train, &h, &w, &ch);
+    int size = c->input_size > 0 ? c->input_size : 224;
+    if (in_memory) {
+        if (c->input_size > 0 && (c->input_size != h || c->input_size != w))
+            return ct_error(CT_EINVAL, "--input-size %d: the iceberg images are %dx%d", size, h,
+                            w);
+        size = h;
+    }
+    r->input = size;
+    ct_model_config mc = {.input_h = size, .input_w = size, .input_c = 3,
+                          .aux_dim = ct_dataset_aux_dim(r->train), .max_batch = c->batch_size,
+                          .head = r->head, .seed = c->seed};
+    ct_status s = ct_model_init(&r->m, &mc, &r->be);
+    if (s != CT_OK) return s;
+    if ((s = check_head_against_data(r)) != CT_OK) return s;
+
+    if (c->weights != NULL && strcmp(c->weights, "none") != 0) {
+        ct_weights_report rep;
+        s = ct_weights_load_spec(r->m, c->weights, NULL, &rep);
+        if (s != CT_OK) return s;
+        if (c->verbose > 0) {
+            printf("weights: %s (%d layers loaded)\n", c->weights, rep.n_loaded);
+            if (rep.notes[0] != '\0') printf("%s", rep.notes);
+        }
+    } else if (c->verbose > 0) {
+        printf("weights: none (Glorot-uniform initialisation, seed %llu)\n",
+               (unsigned long long)c->seed);
+    }
+    const char *target = c->freeze_to != NULL ? c->freeze_to : "";
+    if (c->strategy != CT_STRATEGY_NONE) {
+        if (c->freeze_to != NULL)
+            return ct_error(CT_EINVAL, "give either --freeze-to or --strategy, not both");
+        target = ct_strategy_freeze_to(r->strategy);
+    }
+    if (target[0] != '\0' && ct_model_find(r->m, target) == NULL)
+        return ct_model_freeze_to(r->m, target); /* reports the unknown name with the list */
+    snprintf(r->freeze_target, sizeof r->freeze_target, "%s", target);
+    set_lr_multipliers(r);
+    return CT_OK;
+}
+
+/* ---- class weights ---- */
+
+static ct_status class_weights(fit_run *r) {
+    const char *cw = r->c->class_weight;
+    for (int k = 0; k < r->k; k++) r->class_w[k] = 1.0f;
+    if (cw == NULL || cw[0] == '\0') return CT_OK;
+    r->use_weights = true;
+    if (strcmp(cw, "balanced") == 0) {
+        /* sklearn's compute_class_weight('balanced'): n / (k * n_class). */
+        size_t n = ct_dataset_count(r->train);
+        for (int k = 0; k < r->k; k++) {
+            size_t nk = ct_dataset_class_count(r->train, k);
+            if (nk == 0)
+                return ct_error(CT_EINVAL, "class weight 'balanced': class '%s' has no training "
+                                "samples", ct_dataset_class_name(r->train, k));
+            r->class_w[k] = (float)((double)n / ((double)r->k * (double)nk));
+        }
+        return CT_OK;
+    }
+    const char *p = cw;
+    for (int k = 0; k < r->k; k++) {
+        char *end = NULL;
+        double v = strtod(p, &end);
+        if (end == p || !(v >= 0.0) || !isfinite(v))
+            return ct_error(CT_EINVAL, "--class-weight '%s': expected 'balanced' or %d "
+                            "non-negative numbers separated by commas", cw, r->k);
+        r->class_w[k] = (float)v;
+        p = end;
+        if (k < r->k - 1) {
+            if (*p != ',')
+                return ct_error(CT_EINVAL, "--class-weight '%s': expected %d weights, one per "
+                                "class", cw, r->k);
+            p++;
+        }
+    }
+    if (*p != '\0')
+        return ct_error(CT_EINVAL, "--class-weight '%s': expected %d weights, one per class", cw,
+                        r->k);
+    return CT_OK;
+}
+
+/* ---- loaders ---- */
+
+static void loader_config(const fit_run *r, ct_loader_config *lc) {
+    const ct_train_config *c = r->c;
+    ct_loader_config_defaults(lc);
+    lc->batch_size = c->batch_size;
+    lc->seed = c->seed;
+    lc->threads = c->threads > 0 ? c->threads : 2;
+    lc->class_mode = r->class_mode == CT_CLASS_SPARSE ? CT_CLASS_CATEGORICAL : r->class_mode;
+    lc->output = CT_OUTPUT_FLOAT;
+    lc->image.target_h = lc->image.target_w = r->input;
+    lc->image.color_mode = c->color_mode;
+    lc->image.interpolation = c->interpolation;
+    lc->image.keep_aspect_ratio = c->keep_aspect_ratio;
+    lc->standardize = c->standardize;
+    lc->cache_bytes = c->cache_bytes;
+    lc->skip_bad = c->skip_bad;
+}
+
+static ct_status open_loaders(fit_run *r) {
+    const ct_train_config *c = r->c;
+    ct_loader_config lc;
+    loader_config(r, &lc);
+    int h, w, ch;
+    if (!c->preprocess_set)
+        /* VGG16's ImageNet weights expect caffe inputs; iceberg bands are dB and stay as
+         * they are, as in the seed notebook. */
+        lc.standardize.preprocess = ct_dataset_in_memory(r->train, &h, &w, &ch)
+                                        ? CT_PREPROCESS_NONE
+                                        : CT_PREPROCESS_CAFFE;
+    ct_status s;
+    if (lc.standardize.featurewise_center || lc.standardize.featurewise_std_normalization) {
+        s = ct_loader_feature_stats(r->train, &lc, lc.standardize.mean, lc.standardize.std);
+        if (s != CT_OK) return s;
+    }
+    r->loader_cfg = lc;
+    r->loader_cfg.shuffle = false;
+    lc.shuffle = true;
+    s = ct_loader_init_training(&r->tl, r->train, &lc, &c->augment);
+    if (s != CT_OK) return s;
+    if (r->val != NULL) {
+        lc.shuffle = false;
+        s = ct_loader_init(&r->vl, r->val, &lc);
+        if (s != CT_OK) return s;
+    }
+    return CT_OK;
+}
+
+/* ---- one step ---- */
+
+/* Labels in the model's layout from a loader batch: (n, 1) 0/1 for sigmoid, (n, k) one-hot for
+ * softmax; per-sample weights from the class weights. */
+static void batch_targets(fit_run *r, const ct_batch *b) {
+    const int n = b->n;
+    for (int i = 0; i < n; i++) {
+        int cls;
+        if (r->n_out == 1) {
+            r->labels[i] = b->y[i];
+            cls = b->y[i] >= 0.5f;
+        } else {
+            memcpy(r->labels + (size_t)i * r->n_out, b->y + (size_t)i * r->n_out,
+                   (size_t)r->n_out * sizeof(float));
+            cls = 0;
+            for (int j = 1; j < r->n_out; j++)
+                if (b->y[(size_t)i * r->n_out + j] > b->y[(size_t)i * r->n_out + cls]) cls = j;
+        }
+        r->weights[i] = r->class_w[cls];
+    }
+}
+
+static double batch_correct(const fit_run *r, int n) {
+    double correct = 0.0;
+    for (int i = 0; i < n; i++) {
+        const float *p = r->probs + (size_t)i * r->n_out, *y = r->labels + (size_t)i * r->n_out;
+        if (r->n_out == 1) {
+            correct += (p[0] >= 0.5f) == (y[0] >= 0.5f);
+        } else {
+            int pa = 0, ya = 0;
+            for (int j = 1; j < r->n_out; j++) {
+                if (p[j] > p[pa]) pa = j;
+                if (y[j] > y[ya]) ya = j;
+            }
+            correct += pa == ya;
+        }
+    }
+    return correct;
+}
+
+/* Names the first trainable tensor whose gradient is not finite. */
+static ct_status check_gradients(fit_run *r, int64_t step) {
+    ct_backend *be = ct_model_backend(r->m);
+    for (int i = ct_model_num_layers(r->m) - 1; i >= 0; i--) {
+        const ct_layer *l = ct_model_layer(r->m, i);
+        const ct_tensor *t[2] = {&l->dkernel, &l->dbias};
+        for (int k = 0; k < 2; k++) {
+            if (t[k]->data == NULL) continue;
+            bool finite = true;
+            ct_status s = be->ops->check_finite(be->ctx, &finite, t[k]->data, t[k]->size);
+            if (s != CT_OK) return s;
+            if (!finite)
+                return ct_error(CT_ENUMERIC, "step %lld: the gradient of %s is not finite (NaN or "
+                                "Inf); lower the learning rate or check the data. The last good "
+                                "checkpoint %s is unchanged", (long long)step + 1, t[k]->name,
+                                r->ckpt_path);
+        }
+    }
+    return CT_OK;
+}
+
+/* A batch of images, or of cached frozen-prefix outputs. */
+static ct_status forward(fit_run *r, const ct_batch *b, bool training, uint32_t step) {
+    if (r->cache.active)
+        return ct_model_forward_from_host(r->m, r->cache.layer + 1, b->x, b->aux, b->n, training,
+                                          step);
+    return ct_model_forward_host(r->m, b->x, b->aux, b->n, training, step);
+}
+
+static ct_status train_step(fit_run *r, const ct_batch *b, double lr_scale, double *loss_out,
+                            double *correct) {
+    batch_targets(r, b);
+    ct_status s = forward(r, b, true, (uint32_t)r->st.step);
+    if (s != CT_OK) return s;
+    float loss = 0.0f;
+    s = ct_model_loss(r->m, r->labels, r->use_weights ? r->weights : NULL, &loss);
+    if (s == CT_ENUMERIC)
+        return ct_error(s, "step %lld (epoch %lld, batch %lld): %s. The last good checkpoint %s "
+                        "is unchanged", (long long)r->st.step + 1, (long long)r->st.epoch + 1,
+                        (long long)r->st.batch_in_epoch + 1, ct_last_error(), r->ckpt_path);
+    if (s != CT_OK) return s;
+    if ((s = ct_model_probs(r->m, r->probs)) != CT_OK) return s;
+    if ((s = ct_model_backward(r->m)) != CT_OK) return s;
+    if ((s = check_gradients(r, r->st.step)) != CT_OK) return s;
+    if ((s = ct_model_apply_gradients(r->m, (float)lr_scale)) != CT_OK) return s;
+    *loss_out = loss;
+    *correct = batch_correct(r, b->n);
+    return CT_OK;
+}
+
+/* ---- validation ---- */
+
+static ct_status next_batch(fit_run *r, ct_loader *l, const ct_batch **b) {
+    if (r->cache.active) {
+        *b = fit_cache_next(r);
+        return CT_OK;
+    }
+    return ct_loader_next(l, b);
+}
+
+static void release_batch(fit_run *r, ct_loader *l, const ct_batch *b) {
+    if (!r->cache.active) ct_loader_release(l, b);
+}
+
+static ct_status validate(fit_run *r, double *val_loss, double *val_acc) {
+    ct_status s = CT_OK;
+    if (r->cache.active) fit_cache_begin_epoch(r, 0, 0, false);
+    else s = ct_loader_begin_epoch(r->vl, 0);
+    if (s != CT_OK) return s;
+    double loss_sum = 0.0, correct = 0.0;
+    long seen = 0;
+    for (;;) {
+        const ct_batch *b = NULL;
+        if ((s = next_batch(r, r->vl, &b)) != CT_OK) return s;
+        if (b == NULL) break;
+        batch_targets(r, b);
+        float loss = 0.0f;
+        s = forward(r, b, false, 0);
+        /* Keras's val_loss has no class weights: the mean loss over the validation samples. */
+        if (s == CT_OK) s = ct_model_loss(r->m, r->labels, NULL, &loss);
+        if (s == CT_OK) s = ct_model_probs(r->m, r->probs);
+        if (s != CT_OK) {
+            release_batch(r, r->vl, b);
+            return s;
+        }
+        loss_sum += (double)loss * b->n;
+        correct += batch_correct(r, b->n);
+        seen += b->n;
+        release_batch(r, r->vl, b);
+    }
+    *val_loss = seen > 0 ? loss_sum / seen : NAN;
+    *val_acc = seen > 0 ? correct / seen : NAN;
+    return CT_OK;
+}
+
+/* ---- the run's settings, for config.txt and the resume check ---- */
+
+static char *settings_text(const fit_run *r) {
+    const ct_train_config *c = r->c;
+    const ct_optimizer_config *o = &c->optimizer;
+    static const char *const opt_names[] = {"sgd", "adam", "adamw"};
+    size_t cap = 8192;
+    char *t = malloc(cap);
+    if (t == NULL) return NULL;
+    snprintf(t, cap,
+             "data = %s\nval = %s\nvalidation_split = %g\nsplit = %s\ninput_size = %d\n"
+             "head = %s\nweights = %s\nfreeze_to = %s\nwarmup_epochs = %d\n"
+             "body_lr_mult = %g\nblock_lr_decay = %g\nbatch_size = %d\nsteps_per_epoch = %ld\n"
+             "optimizer = %s\nlr = %g\nmomentum = %g\nnesterov = %d\ndecay = %g\n"
+             "weight_decay = %g\nl2 = %g\nschedule = %s\nclass_weight = %s\nmonitor = %s\n"
+             "seed = %llu\nrotation_range = %g\nwidth_shift = %g\nheight_shift = %g\n"
+             "shear_range = %g\nzoom_range = %g,%g\nchannel_shift_range = %g\n"
+             "brightness_range = %g,%g\nhorizontal_flip = %d\nvertical_flip = %d\n"
+             "fill_mode = %d\ncval = %g\nrescale = %g\npreprocess = %d\n",
+             c->data, c->val ? c->val : "", c->validation_split,
+             c->split_method == CT_SPLIT_KERAS ? "keras" : "stratified", r->input, r->head,
+             c->weights ? c->weights : "none", r->freeze_target, c->warmup_epochs,
+             c->body_lr_mult, c->block_lr_decay, c->batch_size, c->steps_per_epoch,
+             opt_names[o->kind], o->lr, o->momentum, o->nesterov, o->decay, o->weight_decay,
+             o->l2, c->schedule ? c->schedule : "constant",
+             c->class_weight ? c->class_weight : "", c->monitor, (unsigned long long)c->seed,
+             c->augment.rotation_range, c->augment.width_shift.value,
+             c->augment.height_shift.value, c->augment.shear_range, c->augment.zoom_lo,
+             c->augment.zoom_hi, c->augment.channel_shift_range, c->augment.brightness_lo,
+             c->augment.brightness_hi, c->augment.horizontal_flip, c->augment.vertical_flip,
+             (int)c->augment.fill_mode, c->augment.cval, c->standardize.rescale,
+             (int)c->standardize.preprocess);
+    return t;
+}
+
+static ct_status write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return ct_error(CT_EIO, "%s: cannot write: %s", path, strerror(errno));
+    fputs(text, f);
+    if (fclose(f) != 0) return ct_error(CT_EIO, "%s: write failed", path);
+    return CT_OK;
+}
+
+/* On --resume, every setting but the epoch count must be what the run started with. */
+static ct_status check_resume_settings(const fit_run *r, const char *saved) {
+    const char *a = saved, *b = r->config_text;
+    while (*a != '\0' || *b != '\0') {
+        size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
+        if (la != lb || strncmp(a, b, la) != 0)
+            return ct_error(CT_EINVAL, "--resume: the flags differ from the run's: it has '%.*s', "
+                            "now '%.*s' (only --epochs may change)", (int)la, a, (int)lb, b);
+        a += la + (a[la] == '\n');
+        b += lb + (b[lb] == '\n');
+    }
+    return CT_OK;
+}
+
+/* ---- callbacks at the end of an epoch ---- */
+
+static const char *const LOG_KEYS[FIT_KEYS] = {"acc", "loss", "lr", "val_acc", "val_loss"};
+
+static int n_log_keys(const fit_run *r) { return r->val != NULL ? FIT_KEYS : 3; }
+
+static double log_value(const double *row, const char *name) {
+    for (int i = 0; i < FIT_KEYS; i++)
+        if (strcmp(LOG_KEYS[i], name) == 0) return row[i];
+    return NAN;
+}
+
+static ct_status save_weights(fit_run *r, const char *path) {
+    const char *names[CT_MAX_CLASSES];
+    for (int k = 0; k < r->k; k++) names[k] = ct_dataset_class_name(r->train, k);
+    /* The full standardisation (with featurewise statistics) travels with the weights, so
+     * predict feeds the model what it was trained on. */
+    char pre[512];
+    ct_standardize_format(&r->loader_cfg.standardize, pre, sizeof pre);
+    ct_weights_save_opts o = {.preprocessing = pre, .class_names = names, .n_classes = r->k};
+    return ct_weights_save(r->m, path, &o);
+}
+
+static ct_status save_checkpoint(fit_run *r) {
+    const char *names[CT_MAX_CLASSES];
+    for (int k = 0; k < r->k; k++) names[k] = ct_dataset_class_name(r->train, k);
+    ct_weights_save_opts o = {.class_names = names, .n_classes = r->k};
+    r->st.config = r->config_text;
+    ct_status s = ct_checkpoint_save(r->m, r->ckpt_path, &o, &r->st);
+    r->st.config = NULL;
+    return s;
+}
+
+static void print_epoch_line(const fit_run *r, const double *row, double seconds) {
+    printf(" - %.0fs - loss: %.4f - acc: %.4f", seconds, log_value(row, "loss"),
+           log_value(row, "acc"));
+    if (r->val != NULL)
+        printf(" - val_loss: %.4f - val_acc: %.4f", log_value(row, "val_loss"),
+               log_value(row, "val_acc"));
+    printf("\n");
+}
+
+static ct_status write_curves(fit_run *r, int epochs) {
+    double *loss = malloc(4 * (size_t)epochs * sizeof(double));
+    if (loss == NULL) return ct_error(CT_ENOMEM, "cannot allocate the curves");
+    double *vloss = loss + epochs, *acc = vloss + epochs, *vacc = acc + epochs;
+    for (int e = 0; e < epochs; e++) {
+        const double *row = r->history + (size_t)e * FIT_KEYS;
+        loss[e] = log_value(row, "loss");
+        acc[e] = log_value(row, "acc");
+        vloss[e] = log_value(row, "val_loss");
+        vacc[e] = log_value(row, "val_acc");
+    }
+    ct_status s = ct_curves_write(r->curves_path, loss, vloss, acc, vacc, epochs);
+    free(loss);
+    return s;
+}
+
+/* ---- the run ---- */
+
+static ct_status resume(fit_run *r, ct_early_stopping *es, ct_reduce_lr *rl) {
+    /* The log says how many epochs finished, hence which freezing the checkpoint was saved
+     * under (warm-up or target); the other is tried if the checkpoint disagrees. */
+    const char *keys[FIT_KEYS];
+    int nk = n_log_keys(r);
+    for (int i = 0; i < nk; i++) keys[i] = LOG_KEYS[i];
+    int rows = 0;
+    ct_status s = ct_csv_log_read(r->log_path, keys, nk, r->history, r->c->epochs + 1000, &rows);
+    if (s != CT_OK) return s;
+    if ((s = apply_freezing(r, rows)) != CT_OK) return s;
+    s = ct_checkpoint_load(r->m, r->ckpt_path, &r->st);
+    if (s != CT_OK && r->c->warmup_epochs > 0) {
+        r->compiled = false;
+        r->freeze_now[0] = '\0';
+        const char *other = strcmp(freeze_at(r, rows), "block5_pool") == 0 ? r->freeze_target
+                                                                             : "block5_pool";
+        if (ct_model_freeze_to(r->m, other) == CT_OK &&
+            ct_model_compile(r->m, &r->c->optimizer) == CT_OK) {
+            snprintf(r->freeze_now, sizeof r->freeze_now, "%s", other);
+            r->compiled = true;
+            s = ct_checkpoint_load(r->m, r->ckpt_path, &r->st);
+        }
+    }
+    if (s != CT_OK) return s;
+    if (r->st.config == NULL || (s = check_resume_settings(r, r->st.config)) != CT_OK) {
+        if (r->st.config == NULL)
+            s = ct_error(CT_EFORMAT, "%s: the checkpoint has no run settings", r->ckpt_path);
+        return s;
+    }
+    free(r->st.config);
+    r->st.config = NULL;
+    if (r->st.epoch > rows)
+        return ct_error(CT_EFORMAT, "%s has %d epochs but the checkpoint is at epoch %lld",
+                        r->log_path, rows, (long long)r->st.epoch);
+    /* Rewrite the log with exactly the epochs the checkpoint has seen. */
+    if ((s = ct_csv_log_open(&r->log, r->log_path, LOG_KEYS, nk, false)) != CT_OK) return s;
+    for (int e = 0; e < r->st.epoch; e++) {
+        double v[FIT_KEYS];
+        for (int i = 0; i < nk; i++) v[i] = r->history[(size_t)e * FIT_KEYS + i];
+        if ((s = ct_csv_log_row(&r->log, e, v)) != CT_OK) return s;
+    }
+    es->mon.best = r->st.es_best;
+    es->wait = (int)r->st.patience_wait;
+    es->best_epoch = (int)r->st.best_epoch;
+    rl->mon.best = r->st.plateau_best;
+    rl->wait = (int)r->st.plateau_wait;
+    rl->cooldown_counter = (int)r->st.plateau_cooldown;
+    if (r->c->verbose > 0)
+        printf("resuming %s at epoch %lld, batch %lld (step %lld)\n", r->c->out_dir,
+               (long long)r->st.epoch + 1, (long long)r->st.batch_in_epoch + 1,
+               (long long)r->st.step + 1);
+    return CT_OK;
+}
+
+static ct_status run_epochs(fit_run *r, ct_train_result *res) {
+    const ct_train_config *c = r->c;
+    ct_status s;
+    ct_monitor mon;
+    const char *monitor = c->monitor;
+    if (r->val == NULL && strncmp(monitor, "val_", 4) == 0) {
+        if (c->verbose > 0)
+            printf("no validation data: monitoring '%s' instead of '%s'\n", monitor + 4, monitor);
+        monitor += 4;
+    }
+    bool known = false;
+    for (int i = 0; i < n_log_keys(r); i++) known |= strcmp(LOG_KEYS[i], monitor) == 0;
+    if (!known || strcmp(monitor, "lr") == 0)
+        return ct_error(CT_EINVAL, "--monitor %s: not a logged metric (loss, acc%s)", monitor,
+                        r->val != NULL ? ", val_loss, val_acc" : "");
+    if ((s = ct_monitor_init(&mon, monitor, c->monitor_mode, 0.0)) != CT_OK) return s;
+    ct_monitor es_mon = mon;
+    es_mon.min_delta = c->min_delta;
+    ct_early_stopping es;
+    ct_early_stopping_init(&es, &es_mon, c->early_stopping_patience);
+    ct_reduce_lr rl;
+    ct_monitor rl_mon = mon;
+    rl_mon.min_delta = 1e-4; /* Keras's ReduceLROnPlateau default */
+    ct_reduce_lr_init(&rl, &rl_mon);
+    if (c->reduce_lr_patience >= 0) {
+        rl.patience = c->reduce_lr_patience;
+        rl.factor = c->reduce_lr_factor;
+        rl.min_lr = c->min_lr;
+        rl.cooldown = c->reduce_lr_cooldown;
+    }
+
+    memset(&r->st, 0, sizeof r->st);
+    r->st.seed = c->seed;
+    r->st.lr_scale = 1.0;
+    r->st.best_metric = mon.best;
+    r->st.best_epoch = -1;
+    snprintf(r->st.monitor, sizeof r->st.monitor, "%s", monitor);
+    if (c->resume) {
+        if ((s = resume(r, &es, &rl)) != CT_OK) return s;
+        mon.best = r->st.best_metric;
+    } else {
+        if ((s = apply_freezing(r, 0)) != CT_OK) return s;
+        if ((s = write_text(r->config_path, r->config_text)) != CT_OK) return s;
+        if ((s = ct_csv_log_open(&r->log, r->log_path, LOG_KEYS, n_log_keys(r), false)) != CT_OK)
+            return s;
+    }
+
+    const long n_batches = (long)ct_loader_num_batches(r->tl);
+    const long steps = c->steps_per_epoch > 0 && c->steps_per_epoch < n_batches
+                           ? c->steps_per_epoch
+                           : n_batches;
+    const bool tty = isatty(fileno(stdout));
+    for (int epoch = (int)r->st.epoch; epoch < c->epochs; epoch++) {
+        if ((s = apply_freezing(r, epoch)) != CT_OK) return s;
+        if ((s = fit_cache_prepare(r)) != CT_OK) return s;
+        const double lr_scale = ct_schedule_factor(&r->schedule, epoch) * r->st.lr_scale;
+        if (r->cache.active)
+            fit_cache_begin_epoch(r, (uint32_t)epoch, (uint32_t)r->st.batch_in_epoch, true);
+        else if ((s = ct_loader_begin_epoch_at(r->tl, (uint32_t)epoch,
+                                               (uint32_t)r->st.batch_in_epoch)) != CT_OK)
+            return s;
+        if (c->verbose > 0) printf("Epoch %d/%d\n", epoch + 1, c->epochs);
+        ct_progbar bar;
+        const double t0 = now_seconds();
+        ct_progbar_init(&bar, steps, stdout, tty && c->verbose == 1, t0);
+        while (r->st.batch_in_epoch < steps) {
+            const ct_batch *b = NULL;
+            if ((s = next_batch(r, r->tl, &b)) != CT_OK) return s;
+            if (b == NULL) break;
+            double loss = 0.0, correct = 0.0;
+            s = train_step(r, b, lr_scale, &loss, &correct);
+            int n = b->n;
+            release_batch(r, r->tl, b);
+            if (s != CT_OK) return s;
+            r->st.epoch_loss_sum += loss * n;
+            r->st.epoch_correct += correct;
+            r->st.epoch_seen += n;
+            r->st.step++;
+            r->st.batch_in_epoch++;
+            r->st.sample_in_epoch += n;
+            if (c->verbose == 1) {
+                const char *names[2] = {"loss", "acc"};
+                double vals[2] = {r->st.epoch_loss_sum / r->st.epoch_seen,
+                                  r->st.epoch_correct / r->st.epoch_seen};
+                ct_progbar_update(&bar, r->st.batch_in_epoch, names, vals, 2, now_seconds());
+            }
+            if (stop_requested) {
+                if (c->verbose > 0) fputc('\n', stdout);
+                if ((s = save_checkpoint(r)) != CT_OK) return s;
+                res->interrupted = true;
+                return ct_error(CT_EINTR, "interrupted at epoch %lld, batch %lld: checkpoint "
+                                "written to %s; continue with --resume",
+                                (long long)r->st.epoch + 1, (long long)r->st.batch_in_epoch,
+                                r->ckpt_path);
+            }
+        }
+        double row[FIT_KEYS] = {r->st.epoch_correct / r->st.epoch_seen,
+                                r->st.epoch_loss_sum / r->st.epoch_seen,
+                                c->optimizer.lr * lr_scale, NAN, NAN};
+        if (r->val != NULL && (s = validate(r, &row[4], &row[3])) != CT_OK) return s;
+        if (c->verbose == 2 || (c->verbose == 1 && !tty)) print_epoch_line(r, row, now_seconds() - t0);
+        else if (c->verbose == 1 && r->val != NULL)
+            printf("  val_loss: %.4f - val_acc: %.4f\n", row[4], row[3]);
+        memcpy(r->history + (size_t)epoch * FIT_KEYS, row, sizeof row);
+        if ((s = ct_csv_log_row(&r->log, epoch, row)) != CT_OK) return s;
+        if ((s = write_curves(r, epoch + 1)) != CT_OK) return s;
+
+        /* ModelCheckpoint(save_best_only=True): no min_delta, as in Keras. */
+        double value = log_value(row, monitor);
+        if (ct_monitor_better(&mon, value, mon.best)) {
+            if (c->verbose > 0)
+                printf("Epoch %d: %s improved from %.5f to %.5f, saving model to %s\n", epoch + 1,
+                       monitor, mon.best, value, r->best_path);
+            mon.best = value;
+            r->st.best_metric = value;
+            if ((s = save_weights(r, r->best_path)) != CT_OK) return s;
+        } else if (c->verbose > 0) {
+            printf("Epoch %d: %s did not improve from %.5f\n", epoch + 1, monitor, mon.best);
+        }
+        bool improved = false, stop = false;
+        if (c->early_stopping_patience >= 0) stop = ct_early_stopping_update(&es, epoch, value, &improved);
+        if (c->reduce_lr_patience >= 0) {
+            double lr = c->optimizer.lr * r->st.lr_scale;
+            if (ct_reduce_lr_update(&rl, value, &lr)) {
+                if (c->verbose > 0)
+                    printf("Epoch %d: ReduceLROnPlateau reducing learning rate to %g.\n",
+                           epoch + 1, lr);
+                r->st.lr_scale = lr / c->optimizer.lr;
+            }
+        }
+        r->st.epoch = epoch + 1;
+        r->st.batch_in_epoch = 0;
+        r->st.sample_in_epoch = 0;
+        r->st.epoch_loss_sum = r->st.epoch_correct = 0.0;
+        r->st.epoch_seen = 0;
+        r->st.es_best = es.mon.best;
+        r->st.patience_wait = es.wait;
+        r->st.best_epoch = es.best_epoch;
+        r->st.plateau_best = rl.mon.best;
+        r->st.plateau_wait = rl.wait;
+        r->st.plateau_cooldown = rl.cooldown_counter;
+        if ((s = save_checkpoint(r)) != CT_OK) return s;
+        res->epochs_run = epoch + 1;
+        res->final_loss = row[1];
+        res->final_acc = row[0];
+        res->final_val_loss = row[4];
+        res->final_val_acc = row[3];
+        if (stop) {
+            res->stopped_early = true;
+            if (c->verbose > 0) printf("Epoch %d: early stopping\n", epoch + 1);
+            if (c->restore_best_weights && exists(r->best_path)) {
+                if (c->verbose > 0)
+                    printf("Restoring model weights from the end of the best epoch: %d.\n",
+                           es.best_epoch + 1);
+                if ((s = ct_weights_load(r->m, r->best_path, NULL, NULL)) != CT_OK) return s;
+            }
+            break;
+        }
+    }
+    res->best_value = mon.best;
+    res->best_epoch = (int)r->st.best_epoch;
+    if ((s = save_weights(r, r->final_path)) != CT_OK) return s;
+    snprintf(res->final_path, sizeof res->final_path, "%s", r->final_path);
+    snprintf(res->best_path, sizeof res->best_path, "%s", r->best_path);
+    if (c->verbose > 0)
+        printf("saved %s (best: %s, %s %.5f)\n", r->final_path, r->best_path, monitor, mon.best);
+    return CT_OK;
+}
+
+static void fit_free(fit_run *r) {
+    fit_cache_free(&r->cache);
+    ct_loader_free(r->tl);
+    ct_loader_free(r->vl);
+    ct_model_free(r->m);
+    ct_backend_free(&r->be);
+    if (r->val != NULL) ct_dataset_free(r->val);
+    if (r->train != NULL) ct_dataset_free(r->train);
+    if (r->all != NULL) ct_dataset_free(r->all);
+    free(r->labels);
+    free(r->weights);
+    free(r->probs);
+    free(r->history);
+    free(r->config_text);
+    free(r->st.config);
+}
+
+ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
+    fit_run r;
+    memset(&r, 0, sizeof r);
+    memset(res, 0, sizeof *res);
+    res->best_epoch = -1;
+    r.c = c;
+    stop_requested = 0;
+    ct_status s;
+    if (c->epochs < 1) return ct_error(CT_EINVAL, "--epochs must be at least 1");
+    if (c->batch_size < 1) return ct_error(CT_EINVAL, "--batch-size must be at least 1");
+    if ((s = ct_schedule_parse(&r.schedule, c->schedule, c->epochs)) != CT_OK) return s;
+    if ((s = prepare_run_dir(&r)) != CT_OK) return s;
+    if ((s = open_data(&r)) != CT_OK) goto done;
+    if ((s = class_weights(&r)) != CT_OK) goto done;
+    r.strategy = c->strategy;
+    if (c->strategy == CT_STRATEGY_AUTO && (s = ct_fit_auto_strategy(&r, &r.strategy)) != CT_OK)
+        goto done;
+    if ((s = choose_head(&r)) != CT_OK) goto done;
+    char note[512];
+    if ((s = ct_backend_init_by_name(&r.be, c->device, note, sizeof note)) != CT_OK) goto done;
+    if (note[0] != '\0') fprintf(stderr, "cutune train: %s\n", note);
+    if ((s = build_model(&r)) != CT_OK) goto done;
+    r.labels = malloc((size_t)c->batch_size * r.n_out * sizeof(float));
+    r.weights = malloc((size_t)c->batch_size * sizeof(float));
+    r.probs = malloc((size_t)c->batch_size * r.n_out * sizeof(float));
+    r.history = calloc((size_t)(c->epochs + 1000) * FIT_KEYS, sizeof(double));
+    r.config_text = settings_text(&r);
+    if (r.labels == NULL || r.weights == NULL || r.probs == NULL || r.history == NULL ||
+        r.config_text == NULL) {
+        s = ct_error(CT_ENOMEM, "cannot allocate the training buffers");
+        goto done;
+    }
+    if ((s = open_loaders(&r)) != CT_OK) goto done;
+    s = run_epochs(&r, res);
+done:
+    fit_free(&r);
+    return s;
+}

@@ -1,0 +1,241 @@
+/* `cutune evaluate` and `cutune predict`: a saved model (best.h5 / final.h5, which carry cutune's
+ * configuration) over class folders or iceberg JSON, never augmented, optionally averaged over
+ * flipped copies (test-time augmentation). Predictions keep the file name or iceberg id of every
+ * row, whatever the batch size or thread count. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../core/atomic.h"
+#include "cutune/model.h"
+#include "cutune/run.h"
+#include "cutune/weights.h"
+
+void ct_predict_config_defaults(ct_predict_config *c) {
+    memset(c, 0, sizeof *c);
+    c->batch_size = 32;
+    c->threads = 2;
+    c->device = "auto";
+    c->na_policy = CT_NA_MEAN;
+}
+
+typedef struct infer {
+    const ct_predict_config *c;
+    ct_backend be;
+    ct_model *m;
+    ct_saved_config saved;
+    ct_dataset *ds;
+    ct_loader *loader;
+    int n_out, size;
+    float *flip;   /* (batch, H, W, C) scratch for flipped copies */
+    float *probs;  /* (count, n_out): every sample's averaged probabilities, dataset order */
+    float *labels; /* (count, n_out) or NULL */
+} infer;
+
+static void infer_free(infer *r) {
+    ct_loader_free(r->loader);
+    ct_dataset_free(r->ds);
+    ct_model_free(r->m);
+    ct_backend_free(&r->be);
+    ct_saved_config_free(&r->saved);
+    free(r->flip);
+    free(r->probs);
+    free(r->labels);
+}
+
+static void flip_batch(float *dst, const float *src, int n, int h, int w, int c, bool horizontal) {
+    for (int i = 0; i < n; i++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                int sy = horizontal ? y : h - 1 - y, sx = horizontal ? w - 1 - x : x;
+                memcpy(dst + (((size_t)i * h + y) * w + x) * c,
+                       src + (((size_t)i * h + sy) * w + sx) * c, (size_t)c * sizeof(float));
+            }
+}
+
+static ct_status run_inference(infer *r, bool need_labels) {
+    const ct_predict_config *c = r->c;
+    ct_status s;
+    if (c->model == NULL) return ct_error(CT_EINVAL, "--model FILE.h5 is required");
+    if (c->data == NULL) return ct_error(CT_EINVAL, "--data DIR|file.json is required");
+    if (c->batch_size < 1) return ct_error(CT_EINVAL, "--batch-size must be at least 1");
+    ct_model_config mc;
+    memset(&mc, 0, sizeof mc);
+    mc.max_batch = c->batch_size;
+    mc.seed = 1;
+    if ((s = ct_weights_read_config(c->model, &mc, &r->saved)) != CT_OK) return s;
+    char note[512];
+    if ((s = ct_backend_init_by_name(&r->be, c->device, note, sizeof note)) != CT_OK) return s;
+    if (note[0] != '\0') fprintf(stderr, "cutune: %s\n", note);
+    if ((s = ct_model_init(&r->m, &mc, &r->be)) != CT_OK) return s;
+    if ((s = ct_weights_load(r->m, c->model, NULL, NULL)) != CT_OK) return s;
+    r->n_out = ct_model_num_outputs(r->m);
+    r->size = mc.input_h;
+
+    struct stat st;
+    if (stat(c->data, &st) != 0) return ct_error(CT_ENOTFOUND, "%s: no such file or folder", c->data);
+    if (S_ISDIR(st.st_mode)) {
+        ct_folder_options fo = {.role = CT_ROLE_TEST};
+        s = ct_dataset_open_folder(&r->ds, c->data, &fo);
+    } else {
+        ct_iceberg_options io = {.na_policy = c->na_policy, .na_value = c->na_value,
+                                 .role = CT_ROLE_TEST};
+        s = ct_dataset_open_iceberg(&r->ds, c->data, &io);
+    }
+    if (s != CT_OK) return s;
+    if (ct_dataset_aux_dim(r->ds) != mc.aux_dim)
+        return ct_error(CT_EINVAL, "%s has %d auxiliary value(s) per sample but the model %s "
+                        "takes %d", c->data, ct_dataset_aux_dim(r->ds), c->model, mc.aux_dim);
+    if (need_labels && !ct_dataset_labelled(r->ds))
+        return ct_error(CT_EINVAL, "%s has no labels: use `cutune predict` for test data",
+                        c->data);
+    const int k = r->n_out == 1 ? 2 : r->n_out;
+    if (ct_dataset_labelled(r->ds) && ct_dataset_num_classes(r->ds) != k)
+        return ct_error(CT_EINVAL, "%s has %d classes but the model %s predicts %d", c->data,
+                        ct_dataset_num_classes(r->ds), c->model, k);
+
+    ct_loader_config lc;
+    ct_loader_config_defaults(&lc);
+    lc.batch_size = c->batch_size;
+    lc.shuffle = false;
+    lc.threads = c->threads > 0 ? c->threads : 2;
+    lc.class_mode = !ct_dataset_labelled(r->ds) ? CT_CLASS_NONE
+                    : r->n_out == 1           ? CT_CLASS_BINARY
+                                              : CT_CLASS_CATEGORICAL;
+    lc.image.target_h = lc.image.target_w = r->size;
+    lc.skip_bad = c->skip_bad;
+    lc.cache_bytes = 0;
+    if ((s = ct_standardize_parse(r->saved.preprocessing, &lc.standardize)) != CT_OK)
+        return ct_error(s, "%s: %s", c->model, ct_last_error());
+    if ((s = ct_loader_init(&r->loader, r->ds, &lc)) != CT_OK) return s;
+
+    const size_t count = ct_dataset_count(r->ds);
+    const size_t per = (size_t)r->size * r->size * 3;
+    r->probs = calloc(count * r->n_out, sizeof *r->probs);
+    r->labels = lc.class_mode != CT_CLASS_NONE ? calloc(count * r->n_out, sizeof *r->labels) : NULL;
+    r->flip = malloc((size_t)c->batch_size * per * sizeof *r->flip);
+    float *p = malloc((size_t)c->batch_size * r->n_out * sizeof *p);
+    if (r->probs == NULL || r->flip == NULL || p == NULL ||
+        (lc.class_mode != CT_CLASS_NONE && r->labels == NULL)) {
+        free(p);
+        return ct_error(CT_ENOMEM, "cannot allocate predictions for %zu samples", count);
+    }
+    if ((s = ct_loader_begin_epoch(r->loader, 0)) != CT_OK) {
+        free(p);
+        return s;
+    }
+    const int views = 1 + c->tta_hflip + c->tta_vflip;
+    for (;;) {
+        const ct_batch *b = NULL;
+        if ((s = ct_loader_next(r->loader, &b)) != CT_OK) break;
+        if (b == NULL) break;
+        for (int v = 0; v < views && s == CT_OK; v++) {
+            const float *x = b->x;
+            if (v > 0) {
+                bool horizontal = c->tta_hflip && v == 1;
+                flip_batch(r->flip, b->x, b->n, r->size, r->size, 3, horizontal);
+                x = r->flip;
+            }
+            s = ct_model_predict_host(r->m, x, b->aux, b->n, p);
+            for (int i = 0; s == CT_OK && i < b->n; i++)
+                for (int j = 0; j < r->n_out; j++)
+                    r->probs[(size_t)b->index[i] * r->n_out + j] +=
+                        p[(size_t)i * r->n_out + j] / (float)views;
+        }
+        if (s == CT_OK && r->labels != NULL)
+            for (int i = 0; i < b->n; i++)
+                memcpy(r->labels + (size_t)b->index[i] * r->n_out,
+                       b->y + (size_t)i * r->n_out, (size_t)r->n_out * sizeof(float));
+        ct_loader_release(r->loader, b);
+        if (s != CT_OK) break;
+    }
+    free(p);
+    if (s == CT_OK && ct_loader_bad_count(r->loader) > 0)
+        fprintf(stderr, "cutune: skipped %zu unreadable image(s); the first: %s\n",
+                ct_loader_bad_count(r->loader), ct_loader_bad_message(r->loader, 0));
+    return s;
+}
+
+static bool skipped(const infer *r, size_t i) {
+    for (size_t b = 0; b < ct_loader_bad_count(r->loader); b++)
+        if (ct_loader_bad_sample(r->loader, b) == i) return true;
+    return false;
+}
+
+ct_status ct_evaluate(const ct_predict_config *c, ct_metrics *m) {
+    infer r;
+    memset(&r, 0, sizeof r);
+    r.c = c;
+    ct_status s = run_inference(&r, true);
+    if (s == CT_OK) {
+        /* Rows of skipped images are left out. */
+        size_t count = ct_dataset_count(r.ds), kept = 0;
+        for (size_t i = 0; i < count; i++) {
+            if (skipped(&r, i)) continue;
+            memmove(r.probs + kept * r.n_out, r.probs + i * r.n_out, (size_t)r.n_out * sizeof(float));
+            memmove(r.labels + kept * r.n_out, r.labels + i * r.n_out, (size_t)r.n_out * sizeof(float));
+            kept++;
+        }
+        s = ct_metrics_compute(m, r.probs, r.labels, NULL, (long)kept, r.n_out);
+    }
+    if (s == CT_OK) {
+        const char *names[CT_MAX_CLASSES];
+        for (int k = 0; k < m->k; k++) names[k] = ct_dataset_class_name(r.ds, k);
+        printf("%s on %s:\n", c->model, c->data);
+        ct_metrics_print(stdout, m, names);
+    }
+    infer_free(&r);
+    return s;
+}
+
+/* CSV text field: quoted when it holds a comma, quote or newline. */
+static void csv_field(FILE *f, const char *s) {
+    if (strpbrk(s, ",\"\n\r") == NULL) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+ct_status ct_predict(const ct_predict_config *c, size_t *rows) {
+    *rows = 0;
+    if (c->out == NULL) return ct_error(CT_EINVAL, "--out preds.csv is required");
+    infer r;
+    memset(&r, 0, sizeof r);
+    r.c = c;
+    ct_status s = run_inference(&r, false);
+    ct_atomic_file a;
+    if (s == CT_OK) s = ct_atomic_open(&a, c->out, "w");
+    if (s == CT_OK) {
+        int h, w, ch;
+        bool iceberg = ct_dataset_in_memory(r.ds, &h, &w, &ch) && ct_dataset_aux_dim(r.ds) > 0;
+        if (iceberg && r.n_out == 1) {
+            fputs("id,is_iceberg\n", a.f); /* Kaggle's submission format */
+        } else {
+            fputs("filename", a.f);
+            for (int j = 0; j < r.n_out; j++) {
+                fputc(',', a.f);
+                int cls = r.n_out == 1 ? 1 : j;
+                csv_field(a.f, cls < r.saved.n_classes ? r.saved.class_names[cls] : "p");
+            }
+            fputc('\n', a.f);
+        }
+        for (size_t i = 0; i < ct_dataset_count(r.ds); i++) {
+            if (skipped(&r, i)) continue;
+            csv_field(a.f, ct_dataset_name(r.ds, i));
+            for (int j = 0; j < r.n_out; j++) fprintf(a.f, ",%.6f", r.probs[i * r.n_out + j]);
+            fputc('\n', a.f);
+            (*rows)++;
+        }
+        s = ct_atomic_commit(&a);
+    }
+    infer_free(&r);
+    return s;
+}
