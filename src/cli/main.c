@@ -17,7 +17,7 @@ static const char usage[] =
     "  scan        what a dataset holds as Keras sees it; --check decodes every image\n"
     "  devices     list CUDA devices, or say why none is usable\n"
     "  bench       time VGG16 forward+backward on generated data (loss, img/s)\n"
-    "  demo        the main job: build check + a short VGG16 run on generated data\n"
+    "  demo        the main job: generate data, fine-tune both seed models, report\n"
     "  inspect     describe a Keras/cutune weights file and whether it fits a model\n"
     "  export-keras  print the Keras code that rebuilds a cutune model and loads its file\n"
     "\n"
