@@ -7,7 +7,6 @@
 #include <sys/wait.h>
 
 static char *tmp;
-static char out[1 << 16];
 static void setup(void) { tmp = td_tmpdir(); }
 static void teardown(void) {
     td_rmrf(tmp);
@@ -18,27 +17,18 @@ TestSuite(data_cli, .init = setup, .fini = teardown, .timeout = 120);
 /* Runs `cutune ARGS` (ARGS may use %s for the temporary folder) with stdout and stderr
  * captured; returns the exit code. */
 static int run(const char *fmt) {
-    const char *cli = getenv("CUTUNE_CLI");
-    cr_assert_not_null(cli, "CUTUNE_CLI is not set (run through ctest)");
-    char args[2048], cmd[4096];
+    char args[2048];
     snprintf(args, sizeof args, fmt, tmp, tmp);
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", cli, args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    cr_assert(WIFEXITED(status), "cutune %s did not exit normally", args);
-    return WEXITSTATUS(status);
+    return tu_cli(args);
 }
 
 #define EXPECT_RUN(args, code, text)                                                             \
     do {                                                                                         \
         int rc_ = run(args);                                                                     \
         cr_expect_eq(rc_, code, "cutune %s: exit %d, expected %d; output:\n%s", args, rc_, code, \
-                     out);                                                                       \
-        cr_expect(strstr(out, text) != NULL, "cutune %s: output lacks '%s':\n%s", args, text,    \
-                  out);                                                                          \
+                     tu_out);                                                                       \
+        cr_expect(strstr(tu_out, text) != NULL, "cutune %s: output lacks '%s':\n%s", args, text,    \
+                  tu_out);                                                                          \
     } while (0)
 
 static void image(const char *rel, int seed) {
@@ -76,34 +66,34 @@ Test(data_cli, usage) {
 Test(data_cli, folder_summary_like_keras) {
     make_tree();
     EXPECT_RUN("scan --data %s/d", 0, "Found 7 images belonging to 2 classes.");
-    cr_expect(strstr(out, "class_indices: {'cats': 0, 'dogs': 1}") != NULL, "%s", out);
-    cr_expect(strstr(out, "0      cats          4") != NULL, "%s", out);
-    cr_expect(strstr(out, "1      dogs          3") != NULL, "%s", out);
-    cr_expect(strstr(out, "1 non-image file ignored (list with -v)") != NULL, "%s", out);
+    cr_expect(strstr(tu_out, "class_indices: {'cats': 0, 'dogs': 1}") != NULL, "%s", tu_out);
+    cr_expect(strstr(tu_out, "0      cats          4") != NULL, "%s", tu_out);
+    cr_expect(strstr(tu_out, "1      dogs          3") != NULL, "%s", tu_out);
+    cr_expect(strstr(tu_out, "1 non-image file ignored (list with -v)") != NULL, "%s", tu_out);
     EXPECT_RUN("scan --data %s/d -v", 0, "ignored (not an image extension): cats/notes.txt");
     /* int(0.5 * 4) = 2 and int(0.5 * 3) = 1 validation files. */
     EXPECT_RUN("scan --data %s/d --validation-split 0.5", 0,
                "Found 4 images belonging to 2 classes.  [subset='training']");
-    cr_expect(strstr(out, "Found 3 images belonging to 2 classes.  [subset='validation']") != NULL,
-              "%s", out);
-    cr_expect(strstr(out, "index  class    images  training  validation") != NULL, "%s", out);
+    cr_expect(strstr(tu_out, "Found 3 images belonging to 2 classes.  [subset='validation']") != NULL,
+              "%s", tu_out);
+    cr_expect(strstr(tu_out, "index  class    images  training  validation") != NULL, "%s", tu_out);
 }
 
 Test(data_cli, check_lists_every_bad_image) {
     make_tree();
     EXPECT_RUN("scan --data %s/d --check --target-size 32", 0, "all 7 images decode");
-    cr_expect(strstr(out, "resize to 32x32") != NULL, "%s", out);
+    cr_expect(strstr(tu_out, "resize to 32x32") != NULL, "%s", tu_out);
     td_write(td_path(tmp, "d/dogs/broken.png"), "\x89PNG\r\n\x1a\n\0\0", 10);
     td_write(td_path(tmp, "d/cats/old.bmp"), "BM\0\0\0\0\0\0", 8);
     td_write(td_path(tmp, "d/cats/zero.jpg"), "", 0);
     EXPECT_RUN("scan --data %s/d --check --threads 3", 1, "3 of 10 images cannot be read");
-    cr_expect(strstr(out, "d/dogs/broken.png: corrupt or truncated PNG") != NULL, "%s", out);
+    cr_expect(strstr(tu_out, "d/dogs/broken.png: corrupt or truncated PNG") != NULL, "%s", tu_out);
     cr_expect(
-        strstr(out, "d/cats/old.bmp: unsupported format (BMP): convert to PNG or JPEG") != NULL,
-        "%s", out);
-    cr_expect(strstr(out, "d/cats/zero.jpg: empty file (0 bytes)") != NULL, "%s", out);
+        strstr(tu_out, "d/cats/old.bmp: unsupported format (BMP): convert to PNG or JPEG") != NULL,
+        "%s", tu_out);
+    cr_expect(strstr(tu_out, "d/cats/zero.jpg: empty file (0 bytes)") != NULL, "%s", tu_out);
     /* Dataset order: cats before dogs. */
-    cr_expect(strstr(out, "old.bmp") < strstr(out, "broken.png"), "%s", out);
+    cr_expect(strstr(tu_out, "old.bmp") < strstr(tu_out, "broken.png"), "%s", tu_out);
 }
 
 Test(data_cli, folder_problems) {
@@ -147,14 +137,14 @@ static void write_json(const char *rel, int n, bool labels, bool na) {
 Test(data_cli, iceberg_json) {
     write_json("train.json", 6, true, true);
     EXPECT_RUN("scan --data %s/train.json", 0, "iceberg JSON: 6 records");
-    cr_expect(strstr(out, "labelled: 6 (ship 4, iceberg 2); unlabelled: 0") != NULL, "%s", out);
+    cr_expect(strstr(tu_out, "labelled: 6 (ship 4, iceberg 2); unlabelled: 0") != NULL, "%s", tu_out);
     cr_expect(
-        strstr(out, "inc_angle \"na\": 1 (filled with the mean of the others, 32.8000") != NULL,
-        "%s", out);
-    cr_expect(strstr(out, "Found 6 images belonging to 2 classes.") != NULL, "%s", out);
+        strstr(tu_out, "inc_angle \"na\": 1 (filled with the mean of the others, 32.8000") != NULL,
+        "%s", tu_out);
+    cr_expect(strstr(tu_out, "Found 6 images belonging to 2 classes.") != NULL, "%s", tu_out);
     EXPECT_RUN("scan --data %s/train.json --validation-split 0.5 --check", 0,
                "training 3, validation 3");
-    cr_expect(strstr(out, "check: all 6 records are valid") != NULL, "%s", out);
+    cr_expect(strstr(tu_out, "check: all 6 records are valid") != NULL, "%s", tu_out);
     write_json("test.json", 3, false, false);
     EXPECT_RUN("scan --data %s/test.json", 0, "unlabelled: 3 (a test file");
     const char *bad = "[{\"id\": \"x1\", \"band_1\": [1, 2]}]";

@@ -14,7 +14,6 @@
 #include "cutune/weights.h"
 #include "util.h"
 
-static char out[1 << 17];
 static char dir[64];
 
 static void setup(void) {
@@ -30,27 +29,6 @@ static void teardown(void) {
 
 TestSuite(weights_cli, .init = setup, .fini = teardown, .timeout = 300);
 
-/* Runs a shell command with stdout and stderr captured; returns the exit code. */
-static int sh(const char *cmdline) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s 2>&1", cmdline);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    cr_assert(WIFEXITED(status), "%s did not exit normally", cmdline);
-    return WEXITSTATUS(status);
-}
-
-static int run(const char *args) {
-    const char *cli = getenv("CUTUNE_CLI");
-    cr_assert_not_null(cli, "CUTUNE_CLI is not set (run through ctest)");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' %s", cli, args);
-    return sh(cmd);
-}
-
 static const char *fx(const char *name) {
     static char b[4][4096];
     static int k;
@@ -59,33 +37,26 @@ static const char *fx(const char *name) {
     return p;
 }
 
-#define EXPECT(args, code, text)                                                           \
-    do {                                                                                   \
-        int rc_ = run(args);                                                               \
-        cr_expect_eq(rc_, code, "cutune %s: exit %d, expected %d; output:\n%s", args, rc_, \
-                     code, out);                                                           \
-        cr_expect(strstr(out, text) != NULL, "cutune %s: output lacks '%s':\n%s", args,    \
-                  text, out);                                                              \
-    } while (0)
+#define EXPECT TU_EXPECT_CLI
 
 Test(weights_cli, inspect_describes_the_official_layout) {
     char args[4400];
     snprintf(args, sizeof args, "inspect '%s'", fx("keras1_notop_fixed.h5"));
     EXPECT(args, 0, "Keras 1 HDF5 weights");
-    cr_expect(strstr(out, "14,714,688 parameters") != NULL, "%s", out);
-    cr_expect(strstr(out, "block5_conv3_W_1:0") != NULL && strstr(out, "(3, 3, 512, 512)"),
-              "%s", out);
-    cr_expect(strstr(out, "fixed-length strings") != NULL, "%s", out);
+    cr_expect(strstr(tu_out, "14,714,688 parameters") != NULL, "%s", tu_out);
+    cr_expect(strstr(tu_out, "block5_conv3_W_1:0") != NULL && strstr(tu_out, "(3, 3, 512, 512)"),
+              "%s", tu_out);
+    cr_expect(strstr(tu_out, "fixed-length strings") != NULL, "%s", tu_out);
     snprintf(args, sizeof args, "inspect '%s' --head mri --input-size 150",
              fx("keras1_notop_fixed.h5"));
     EXPECT(args, 0, "backbone: fits (13 layers, 14,714,688 parameters)");
-    cr_expect(strstr(out, "Layers dense, dense_1 keep their initialisation") != NULL, "%s", out);
+    cr_expect(strstr(tu_out, "Layers dense, dense_1 keep their initialisation") != NULL, "%s", tu_out);
     snprintf(args, sizeof args, "inspect --input-size=224 --head '" "flatten,dense:4096:relu@fc1,"
              "dense:4096:relu@fc2,dense:1000:softmax@predictions' '%s'", fx("keras1_full.h5"));
     EXPECT(args, 0, "whole model: fits (16 layers, 138,357,544 parameters)");
     snprintf(args, sizeof args, "inspect '%s' --head mri --input-size 64", fx("bad_shape.h5"));
     EXPECT(args, 1, "backbone: does not fit");
-    cr_expect(strstr(out, "expected (3, 3, 256, 256) found (3, 3, 128, 256)") != NULL, "%s", out);
+    cr_expect(strstr(tu_out, "expected (3, 3, 256, 256) found (3, 3, 128, 256)") != NULL, "%s", tu_out);
     snprintf(args, sizeof args, "inspect '%s'", fx("keras3_nonames_mri64.weights.h5"));
     EXPECT(args, 0, "Keras 3 .weights.h5");
 }
@@ -138,8 +109,8 @@ Test(weights_cli, export_keras_prints_the_model_and_load_weights) {
         "return keras.Model([image, aux], x, name=\"cutune_vgg16\")",
         "# Classes: 0=ship 1=iceberg"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
-        cr_expect(strstr(out, want[i]) != NULL, "export-keras output lacks '%s':\n%s", want[i],
-                  out);
+        cr_expect(strstr(tu_out, want[i]) != NULL, "export-keras output lacks '%s':\n%s", want[i],
+                  tu_out);
     snprintf(args, sizeof args, "export-keras '%s'", fx("keras1_notop_fixed.h5"));
     EXPECT(args, 1, "not written by cutune");
     EXPECT("export-keras", 2, "which file?");
@@ -164,29 +135,29 @@ static int files_in(const char *d) {
 }
 
 Test(weights_cli, fetch_checks_md5_and_never_leaves_a_bad_file) {
-    if (sh("command -v curl || command -v wget") != 0) cr_skip_test("neither curl nor wget");
+    if (tu_sh("command -v curl || command -v wget") != 0) cr_skip_test("neither curl nor wget");
     char src[256], dst[256], cmd[8192];
     snprintf(src, sizeof src, "%s/src", dir);
     snprintf(dst, sizeof dst, "%s/dst", dir);
     snprintf(cmd, sizeof cmd, "mkdir -p '%s' '%s' && printf 'not the weights' > '%s/%s'", src,
              dst, src, CT_IMAGENET_NOTOP);
-    cr_assert_eq(sh(cmd), 0);
+    cr_assert_eq(tu_sh(cmd), 0);
 
     /* The wrong content: MD5 mismatch, exit 1, nothing at the final name, no temporary. */
     snprintf(cmd, sizeof cmd, "CUTUNE_FETCH_URL='file://%s/' sh '%s' --dir '%s'", src,
              fetch_script(), dst);
-    int rc = sh(cmd);
-    cr_expect_eq(rc, 1, "%s", out);
-    cr_expect(strstr(out, "MD5 mismatch") != NULL && strstr(out, CT_IMAGENET_NOTOP_MD5) != NULL,
-              "%s", out);
+    int rc = tu_sh(cmd);
+    cr_expect_eq(rc, 1, "%s", tu_out);
+    cr_expect(strstr(tu_out, "MD5 mismatch") != NULL && strstr(tu_out, CT_IMAGENET_NOTOP_MD5) != NULL,
+              "%s", tu_out);
     cr_expect_eq(files_in(dst), 0, "fetch.sh left a file behind");
 
     /* A source that does not exist: download failure, nothing left. */
     snprintf(cmd, sizeof cmd, "CUTUNE_FETCH_URL='file://%s/none/' sh '%s' --dir '%s'", src,
              fetch_script(), dst);
-    rc = sh(cmd);
-    cr_expect_eq(rc, 1, "%s", out);
-    cr_expect(strstr(out, "download failed") != NULL, "%s", out);
+    rc = tu_sh(cmd);
+    cr_expect_eq(rc, 1, "%s", tu_out);
+    cr_expect(strstr(tu_out, "download failed") != NULL, "%s", tu_out);
     cr_expect_eq(files_in(dst), 0);
 
     /* With the expected sum overridden to this file's, the same path succeeds and installs the
@@ -194,20 +165,20 @@ Test(weights_cli, fetch_checks_md5_and_never_leaves_a_bad_file) {
     snprintf(cmd, sizeof cmd, "CUTUNE_FETCH_URL='file://%s/' CUTUNE_FETCH_MD5="
              "\"$(md5sum '%s/%s' | cut -d' ' -f1)\" sh '%s' --dir '%s'", src, src,
              CT_IMAGENET_NOTOP, fetch_script(), dst);
-    rc = sh(cmd);
-    cr_expect_eq(rc, 0, "%s", out);
+    rc = tu_sh(cmd);
+    cr_expect_eq(rc, 0, "%s", tu_out);
     char final[512];
     snprintf(final, sizeof final, "%s/%s", dst, CT_IMAGENET_NOTOP);
     struct stat st;
-    cr_expect_eq(stat(final, &st), 0, "no %s:\n%s", final, out);
+    cr_expect_eq(stat(final, &st), 0, "no %s:\n%s", final, tu_out);
     cr_expect_eq(files_in(dst), 1);
-    rc = sh(cmd);
-    cr_expect_eq(rc, 0, "%s", out);
-    cr_expect(strstr(out, "already") != NULL, "%s", out);
+    rc = tu_sh(cmd);
+    cr_expect_eq(rc, 0, "%s", tu_out);
+    cr_expect(strstr(tu_out, "already") != NULL, "%s", tu_out);
 
     snprintf(cmd, sizeof cmd, "sh '%s' --bogus", fetch_script());
-    cr_expect_eq(sh(cmd), 2, "%s", out);
+    cr_expect_eq(tu_sh(cmd), 2, "%s", tu_out);
     snprintf(cmd, sizeof cmd, "sh '%s' --help", fetch_script());
-    cr_expect_eq(sh(cmd), 0, "%s", out);
-    cr_expect(strstr(out, "--full") != NULL, "%s", out);
+    cr_expect_eq(tu_sh(cmd), 0, "%s", tu_out);
+    cr_expect(strstr(tu_out, "--full") != NULL, "%s", tu_out);
 }

@@ -1,6 +1,9 @@
 /* Helpers shared by the tests. */
 #include "util.h"
 
+#include <criterion/criterion.h>
+#include <sys/wait.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,4 +111,26 @@ double tu_golden_err(const tu_array *ref, const float *x, size_t size) {
         if (fabs(v) > maxabs) maxabs = fabs(v);
     }
     return den == 0.0 ? maxabs : sqrt(num / den);
+}
+
+char tu_out[1 << 16];
+
+int tu_sh(const char *cmdline) {
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "%s 2>&1", cmdline);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p, "cannot run %s", cmdline);
+    size_t n = fread(tu_out, 1, sizeof tu_out - 1, p);
+    tu_out[n] = '\0';
+    int status = pclose(p);
+    cr_assert(WIFEXITED(status), "%s did not exit normally", cmdline);
+    return WEXITSTATUS(status);
+}
+
+int tu_cli(const char *args) {
+    const char *cli = getenv("CUTUNE_CLI");
+    cr_assert_not_null(cli, "CUTUNE_CLI is not set (run the tests through ctest)");
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "'%s' %s", cli, args);
+    return tu_sh(cmd);
 }

@@ -34,4 +34,23 @@ void tu_golden_free(tu_golden *g);
  * reference is all zero, the largest absolute sampled value instead. */
 double tu_golden_err(const tu_array *ref, const float *x, size_t size);
 
+/* Output of the last tu_sh / tu_cli call: stdout and stderr together. */
+extern char tu_out[1 << 16];
+
+/* Runs a shell command line, capturing stdout and stderr into tu_out; returns its exit code
+ * (a test failure if it did not exit normally). */
+int tu_sh(const char *cmdline);
+/* Runs `$CUTUNE_CLI ARGS` (the cutune binary ctest points at) like tu_sh. */
+int tu_cli(const char *args);
+
+/* Expects `cutune ARGS` to exit with `code` and print `text` somewhere. */
+#define TU_EXPECT_CLI(args, code, text)                                                      \
+    do {                                                                                     \
+        int rc_ = tu_cli(args);                                                              \
+        cr_expect_eq(rc_, code, "cutune %s: exit %d, expected %d; output:\n%s", args, rc_,   \
+                     code, tu_out);                                                          \
+        cr_expect(strstr(tu_out, text) != NULL, "cutune %s: output lacks '%s':\n%s", args,   \
+                  text, tu_out);                                                             \
+    } while (0)
+
 #endif
