@@ -144,6 +144,7 @@ static const ct_backend_ops cuda_ops = {
     ct_cu_sgd_update,
     ct_cu_adam_update,
     ct_cu_check_finite,
+    ct_cu_augment_standardize,
 };
 
 extern "C" ct_status ct_backend_cuda_init(ct_backend *be, int device) {

@@ -140,6 +140,13 @@ ct_status ct_cu_loss_forward_backward(void *ctx, ct_loss_kind kind, float *loss,
                                       float *dlogits, const float *logits, const float *labels,
                                       const float *weights, int n, int k);
 
+/* augment.cu */
+ct_status ct_cu_augment_standardize(void *ctx, float *out, const uint8_t *in_u8,
+                                    const float *in_f32, const uint32_t *sample_index, int n,
+                                    int h, int w, int c, const struct ct_augment_config *aug,
+                                    const struct ct_standardize *std, uint64_t seed,
+                                    uint32_t epoch);
+
 /* optim.cu */
 ct_status ct_cu_sgd_update(void *ctx, float *p, float *velocity, const float *g, size_t count,
                            const ct_update_args *u);

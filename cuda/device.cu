@@ -208,3 +208,25 @@ extern "C" void ct_cuda_versions_get(ct_cuda_versions *v) {
         v->cublas = major * 10000 + minor * 100 + patch;
     }
 }
+
+extern "C" ct_status ct_cuda_memory_used(int device, size_t *used, size_t *total) {
+    if (used) *used = 0;
+    if (total) *total = 0;
+    int n = 0;
+    ct_status st = runtime_ready(&n);
+    if (st != CT_OK) return st;
+    if (device < 0 || device >= n) {
+        return ct_error(CT_ENODEV, "CUDA device %d does not exist (%d device%s visible)", device,
+                        n, n == 1 ? "" : "s");
+    }
+    int previous = 0;
+    CT_CU_CHECK(cudaGetDevice(&previous));
+    CT_CU_CHECK(cudaSetDevice(device));
+    size_t free_b = 0, total_b = 0;
+    st = CT_CU_STATUS(cudaMemGetInfo(&free_b, &total_b));
+    CT_CU_DISCARD(cudaSetDevice(previous));
+    if (st != CT_OK) return st;
+    if (used) *used = total_b - free_b;
+    if (total) *total = total_b;
+    return CT_OK;
+}

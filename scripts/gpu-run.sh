@@ -1,47 +1,322 @@
 #!/usr/bin/env bash
-# One full GPU run on a machine with the CUDA toolkit (and PyTorch's cuDNN/cuBLAS wheels) but no
-# apt: unpack .deps/ (from scripts/gpu-deps.sh) into a private prefix, build with CUDA for the
-# local GPU, run the whole test suite, the CUDA tests under compute-sanitizer, and the
-# benchmarks. Logs go to $OUT (or ./gpu-out). Usage: scripts/gpu-run.sh [tests|bench|all]
+# The GPU session's run: build for the H100 (sm_90), the GPU tests in both precisions,
+# compute-sanitizer, cutune's benchmark sweep and data-pipeline timing, the same sweep in
+# PyTorch, and a summary with the side-by-side table at the end (the device tool returns only
+# the last 12,000 characters of output; everything else is in $OUT).
+#
+# usage: scripts/gpu-run.sh [PHASE ...]           (default: all)
+#   build      configure (Release, CUDA architecture 90) and build in build-gpu; incremental
+#   tests      ctest -V: the CUDA tests (test_cuda_ops, test_cuda_augment, test_cuda_model) at
+#              the default TF32, test_cuda_ops and test_cuda_model again at CUTUNE_PRECISION=fp32,
+#              the augment op's host checks (test_augment_op, test_augment_emulated,
+#              test_data_augment) and test_bench_cli
+#   ctest-all  the whole ctest suite (its CPU tests also run on every CI build)
+#   sanitize   compute-sanitizer memcheck on test_cuda_augment, test_cuda_ops, test_cuda_model
+#              and racecheck on test_cuda_augment, test_cuda_ops
+#   bench      cutune bench --sweep --device cuda (TF32, 224x224, head mri; frozen
+#              none,1-2,1-3,1-4,all x batch 32,64,128,256), then `cutune bench --data` on
+#              generated PNGs with the augmentation in the loader threads and on the device
+#   pytorch    bench/pytorch_vgg16.py: the same sweep in bf16 (AMP) and TF32, then a
+#              torch.compile subset while time is left; the side-by-side table
+#   all        build tests sanitize bench pytorch, in that order
+#
+# The device tool allows 600 s per command. BUDGET_S (default 560) is shared by the phases of
+# one call: each command runs under `timeout` with what is left, and a phase that no longer
+# fits is reported as skipped, to run in the next call. build-gpu stays on the machine while it
+# is warm (30 s after a call), and `build` is incremental, so a follow-up call costs little when
+# made at once. With all phases, expect two or three calls, e.g.
+#   scripts/gpu-run.sh build tests sanitize  ;  scripts/gpu-run.sh build bench pytorch
+#
+# Dependencies: the machine has the CUDA toolkit and PyTorch (whose wheels carry cuDNN and, if
+# the toolkit lacks them, cuBLAS) but no apt and no network. The Debian packages cutune needs
+# come in .deps/ (git-ignored; made by scripts/gpu-deps.sh on a machine with apt, carried with
+# the call) and are unpacked into a private prefix, never into /.
+#
+# Files in $OUT (default ./gpu-out; the device tool brings back at most 8): summary.md,
+# build.log, tests.log, sanitize.log, bench.log, pytorch.log, tables.md.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-what=${1:-all}
-out=${OUT:-$PWD/gpu-out}
+cd "$(dirname "$0")/.." || exit 1
+root=$PWD
+out=${OUT:-$root/gpu-out}
 mkdir -p "$out"
+: >"$out/tables.md"
+budget=${BUDGET_S:-560}
+t_start=$SECONDS
+build=$root/build-gpu
+jobs=$(nproc)
+
+phases=("$@")
+[ ${#phases[@]} -eq 0 ] && phases=(all)
+expanded=()
+for p in "${phases[@]}"; do
+    case $p in
+    all) expanded+=(build tests sanitize bench pytorch) ;;
+    build | tests | ctest-all | sanitize | bench | pytorch) expanded+=("$p") ;;
+    *) echo "gpu-run: unknown phase '$p' (build tests ctest-all sanitize bench pytorch all)" >&2
+       exit 2 ;;
+    esac
+done
+
+left() { echo $((budget - (SECONDS - t_start))); }
+# Seconds a command may still take: what is left, less a margin for the summary.
+limit() {
+    local l=$(($(left) - 20))
+    echo $((l > 10 ? l : 10))
+}
+note() { echo "gpu-run [$((SECONDS - t_start)) s]: $*"; }
+
+summary_rows=()
+summary_notes=()
+
+# ---- environment ---------------------------------------------------------------------------
+
 prefix=/tmp/cutune-prefix
 arch=x86_64-linux-gnu
 mkdir -p "$prefix"
-for f in .deps/*.deb; do dpkg -x "$f" "$prefix"; done
+if ls .deps/*.deb >/dev/null 2>&1; then
+    for f in .deps/*.deb; do dpkg -x "$f" "$prefix"; done
+else
+    summary_notes+=("no .deps/*.deb: carry .deps (scripts/gpu-deps.sh makes it); trying system libraries")
+fi
 
-# cuDNN and cuBLAS: the toolkit's own, else the ones PyTorch's wheels carry.
-cudnn_lib=$(find /usr/local/cuda*/lib* /usr/lib/$arch / -name 'libcudnn.so*' -not -path '*/proc/*' 2>/dev/null | head -1)
-cudnn_inc=$(find /usr/local/cuda*/include /usr/include / -name cudnn.h -not -path '*/proc/*' 2>/dev/null | head -1)
-[ -n "$cudnn_lib" ] && [ -n "$cudnn_inc" ] || { echo "gpu-run: cuDNN not found" >&2; exit 1; }
-# find_library wants libcudnn.so; wheels ship only libcudnn.so.9.
-mkdir -p "$prefix/cudnn"
-ln -sf "$cudnn_lib" "$prefix/cudnn/libcudnn.so"
-cudnn_dir=$(dirname "$cudnn_lib")
-echo "gpu-run: cuDNN $cudnn_lib, header $cudnn_inc"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
-
-export LD_LIBRARY_PATH="$prefix/usr/lib/$arch:$prefix/usr/lib/$arch/openblas-openmp:$cudnn_dir:$(dirname "$(find / -name 'libcublas.so*' -not -path '*/proc/*' 2>/dev/null | head -1)"):${LD_LIBRARY_PATH:-}"
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix/usr" \
-      -DCMAKE_CUDA_ARCHITECTURES=90 -DCUDNN_INCLUDE_DIR="$(dirname "$cudnn_inc")" \
-      -DCUDNN_LIBRARY="$prefix/cudnn/libcudnn.so" 2>&1 | tee "$out/configure.log" | grep -E "cutune|Error"
-cmake --build build-gpu -j"$(nproc)" 2>&1 | tee "$out/build.log" | grep -E "error|warning" 
-build-gpu/cutune devices | tee "$out/devices.txt"
-
-if [ "$what" = all ] || [ "$what" = tests ]; then
-    (cd build-gpu && ctest --output-on-failure --timeout 900 2>&1) | tee "$out/ctest.log" | tail -25
-    for tool in memcheck racecheck; do
-        compute-sanitizer --tool "$tool" --error-exitcode 9 build-gpu/tests/test_cuda_ops --jobs 1 \
-            >"$out/sanitizer-$tool.log" 2>&1
-        echo "compute-sanitizer $tool: exit $? ($(grep -c 'ERROR SUMMARY: 0' "$out/sanitizer-$tool.log") clean summaries)"
+# First match of a file name under the usual places, then anywhere.
+find_one() {
+    local name=$1
+    shift
+    { find "$@" -name "$name" 2>/dev/null
+      find / -xdev \( -path /proc -o -path /sys -o -path "$root" \) -prune -o -name "$name" -print 2>/dev/null
+    } | head -1
+}
+cudnn_lib=$(find_one 'libcudnn.so*' /usr/local/cuda/lib64 /usr/lib/$arch)
+cudnn_inc=$(find_one cudnn.h /usr/local/cuda/include /usr/include)
+mkdir -p "$prefix/cudnn" "$prefix/cublas"
+cmake_extra=()
+if [ -n "$cudnn_lib" ] && [ -n "$cudnn_inc" ]; then
+    # find_library wants libcudnn.so; the wheels ship only libcudnn.so.9.
+    ln -sf "$cudnn_lib" "$prefix/cudnn/libcudnn.so"
+    cmake_extra+=(-DCUDNN_INCLUDE_DIR="$(dirname "$cudnn_inc")" -DCUDNN_LIBRARY="$prefix/cudnn/libcudnn.so")
+else
+    summary_notes+=("cuDNN not found (library '$cudnn_lib', header '$cudnn_inc')")
+fi
+cuda_lib=$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64
+lib_dirs="$prefix/usr/lib/$arch:$prefix/usr/lib/$arch/openblas-openmp:$(dirname "${cudnn_lib:-/x/x}")"
+# cuBLAS: the toolkit's own, else PyTorch's wheel (FindCUDAToolkit takes the two paths given).
+if [ ! -e "$cuda_lib/libcublas.so" ]; then
+    for l in cublas cublasLt; do
+        f=$(find_one "lib$l.so.*" /usr/local/cuda/lib64)
+        if [ -n "$f" ]; then
+            ln -sf "$f" "$prefix/cublas/lib$l.so"
+            cmake_extra+=("-DCUDA_${l}_LIBRARY=$prefix/cublas/lib$l.so")
+            lib_dirs="$lib_dirs:$(dirname "$f")"
+        fi
     done
 fi
-if [ "$what" = all ] || [ "$what" = bench ]; then
-    for f in none block4_pool; do
-        build-gpu/cutune bench --device cuda --input-size 224 --batch-size 64 --steps 10 \
-            --warmup 3 --freeze-to "$([ $f = none ] && echo '' || echo $f)" 2>&1 | tee -a "$out/bench.log" | tail -2
+export LD_LIBRARY_PATH="$lib_dirs:${LD_LIBRARY_PATH:-}"
+{
+    echo "# gpu-run $(date -u +%Y-%m-%dT%H:%MZ): phases ${expanded[*]}"
+    echo
+    echo '```'
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1
+    nvcc --version 2>&1 | tail -1
+    echo "cuDNN: $cudnn_lib ($cudnn_inc)"
+    python3 -c 'import torch, torchvision as tv; print("torch", torch.__version__,
+                "torchvision", tv.__version__)' 2>&1 | tail -1
+    echo '```'
+} >"$out/summary.md"
+note "device: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>&1 | head -1)"
+
+# ---- phases --------------------------------------------------------------------------------
+
+phase_build() {
+    {
+        timeout -k 5 "$(limit)" cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release \
+            -DCMAKE_PREFIX_PATH="$prefix/usr" -DCMAKE_CUDA_ARCHITECTURES=90 "${cmake_extra[@]}" &&
+            timeout -k 5 "$(limit)" cmake --build "$build" -j"$jobs"
+    } >"$out/build.log" 2>&1
+    local rc=$?
+    grep -E "cutune:|warning|error" "$out/build.log" | head -20
+    [ $rc -eq 0 ] && "$build/cutune" devices 2>&1 | tee -a "$out/build.log"
+    return $rc
+}
+
+phase_tests() {
+    local rc=0
+    : >"$out/tests.log"
+    (cd "$build" && timeout -k 5 "$(limit)" ctest -V --timeout 900 \
+        -R 'test_cuda_|augment|bench_cli') >>"$out/tests.log" 2>&1 || rc=$?
+    echo "===== CUTUNE_PRECISION=fp32 =====" >>"$out/tests.log"
+    (cd "$build" && CUTUNE_PRECISION=fp32 timeout -k 5 "$(limit)" ctest -V --timeout 900 \
+        -R 'test_cuda_(ops|model)') >>"$out/tests.log" 2>&1 || rc=$?
+    grep -E "% tests passed|\(Failed\)|\(Skipped\)|Not Run" "$out/tests.log" | sed 's/^/    /'
+    return $rc
+}
+
+phase_ctest_all() {
+    (cd "$build" && timeout -k 5 "$(limit)" ctest -j4 --timeout 900 --output-on-failure) \
+        >>"$out/tests.log" 2>&1
+    local rc=$?
+    grep -E "% tests passed|\(Failed\)" "$out/tests.log" | tail -3 | sed 's/^/    /'
+    return $rc
+}
+
+phase_sanitize() {
+    local rc=0 tool prog r
+    : >"$out/sanitize.log"
+    for run in memcheck:test_cuda_augment memcheck:test_cuda_ops racecheck:test_cuda_augment \
+               racecheck:test_cuda_ops memcheck:test_cuda_model; do
+        tool=${run%%:*}
+        prog=${run#*:}
+        if [ "$(left)" -lt 60 ]; then
+            echo "    $tool $prog: skipped (time)"
+            summary_notes+=("sanitize: $tool $prog skipped for time")
+            rc=124
+            continue
+        fi
+        echo "===== $tool $prog =====" >>"$out/sanitize.log"
+        timeout -k 5 "$(limit)" compute-sanitizer --tool "$tool" --target-processes all \
+            --error-exitcode 9 --print-limit 20 "$build/tests/$prog" --jobs 1 \
+            >>"$out/sanitize.log" 2>&1
+        r=$?
+        echo "    $tool $prog: exit $r ($(grep -c 'ERROR SUMMARY: 0 errors' "$out/sanitize.log") clean summaries so far)"
+        [ $r -ne 0 ] && rc=$r
     done
-fi
+    return $rc
+}
+
+# Class folders of 256x256 PNGs (smooth shapes plus noise, so they compress like photographs
+# rather than like noise) for `cutune bench --data`.
+make_png_folders() {
+    python3 - "$1" <<'EOF'
+import os, sys
+import numpy as np
+from PIL import Image
+root = sys.argv[1]
+rng = np.random.default_rng(1)
+yy, xx = np.mgrid[0:256, 0:256]
+for k, cls in enumerate(["class_a", "class_b"]):
+    os.makedirs(os.path.join(root, cls), exist_ok=True)
+    for i in range(320):
+        cx, cy, r = rng.uniform(60, 196, 2).tolist() + [rng.uniform(20, 70)]
+        disc = ((xx - cx) ** 2 + (yy - cy) ** 2 < r * r) * (80 + 80 * k)
+        img = np.stack([disc + xx // 2, disc + yy // 2, disc + 40], -1)
+        img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(os.path.join(root, cls, f"{i:04d}.png"))
+EOF
+}
+
+phase_bench() {
+    local rc=0 table=/tmp/cutune-sweep.md data=/tmp/cutune-bench-png on result
+    : >"$out/bench.log"
+    timeout -k 5 "$(limit)" "$build/cutune" bench --sweep --device cuda --head mri \
+        >"$table" 2>>"$out/bench.log" || rc=$?
+    cat "$table" >>"$out/bench.log"
+    grep -q '^| cutune' "$table" && cat "$table" >>"$out/tables.md"
+    [ $rc -ne 0 ] && summary_notes+=("bench --sweep: exit $rc: $(grep 'cutune bench' "$out/bench.log" | tail -1)")
+    grep -E '^\| cutune' "$table" | head -3 | sed 's/^/    /'
+    if [ "$(left)" -lt 90 ]; then
+        summary_notes+=("bench --data skipped for time")
+        return 124
+    fi
+    [ -d "$data" ] || make_png_folders "$data" >>"$out/bench.log" 2>&1
+    for on in loader device; do
+        echo "===== bench --data, augmentation on the $on =====" >>"$out/bench.log"
+        timeout -k 5 "$(limit)" "$build/cutune" bench --device cuda --data "$data" --input-size 224 \
+            --batch-size 64 --steps 20 --warmup 3 --freeze-to block4_pool --workers "$jobs" \
+            --augment-on "$on" >/tmp/cutune-data.log 2>&1 || rc=$?
+        cat /tmp/cutune-data.log >>"$out/bench.log"
+        result=$(grep -E 'median step|cutune bench:' /tmp/cutune-data.log | tail -1)
+        summary_notes+=("bench --data (frozen 1-4, batch 64, 640 PNGs, augment on the $on): $result")
+    done
+    return $rc
+}
+
+phase_pytorch() {
+    local rc=0 t=/tmp/pytorch-sweep.md
+    : >"$out/pytorch.log"
+    rm -f "$t"
+    PYTHONUNBUFFERED=1 timeout -k 5 "$(limit)" python3 bench/pytorch_vgg16.py --precision bf16,tf32 \
+        --head mri --out "$t" >>"$out/pytorch.log" 2>&1 || rc=$?
+    # torch.compile recompiles per configuration (tens of seconds each): a subset, if time allows.
+    if [ $rc -eq 0 ] && [ "$(left)" -gt 240 ]; then
+        PYTHONUNBUFFERED=1 timeout -k 5 "$(limit)" python3 bench/pytorch_vgg16.py --precision bf16 \
+            --compile --sweep-freeze none,1-4 --sweep-batch 128 --head mri --out "$t" \
+            >>"$out/pytorch.log" 2>&1 || summary_notes+=("torch.compile subset: exit $?")
+    fi
+    [ $rc -ne 0 ] && summary_notes+=("pytorch: exit $rc: $(tail -1 "$out/pytorch.log")")
+    [ -f "$t" ] && cat "$t" >>"$out/tables.md"
+    grep -E '^\| pytorch' "$t" 2>/dev/null | head -3 | sed 's/^/    /'
+    return $rc
+}
+
+for p in "${expanded[@]}"; do
+    # The least time a phase needs to be worth starting.
+    case $p in
+    build) need=60 ;; tests) need=120 ;; ctest-all) need=240 ;; sanitize) need=120 ;;
+    bench) need=180 ;; pytorch) need=150 ;;
+    esac
+    if [ "$(left)" -lt "$need" ]; then
+        summary_rows+=("| $p | skipped: $(left) s left, needs about $need s | 0 |")
+        note "$p skipped ($(left) s left)"
+        continue
+    fi
+    if [ "$p" != build ] && [ ! -x "$build/cutune" ]; then
+        summary_rows+=("| $p | skipped: no build (run the build phase) | 0 |")
+        continue
+    fi
+    note "$p ..."
+    t0=$SECONDS
+    case $p in
+    ctest-all) phase_ctest_all ;;
+    *) "phase_$p" ;;
+    esac
+    rc=$?
+    case $rc in
+    0) status=ok ;;
+    124 | 137) status="timed out (budget)" ;;
+    *) status="failed (exit $rc)" ;;
+    esac
+    summary_rows+=("| $p | $status | $((SECONDS - t0)) |")
+    note "$p: $status"
+done
+
+# ---- summary -------------------------------------------------------------------------------
+
+{
+    echo
+    echo "| phase | result | seconds |"
+    echo "|---|---|---|"
+    printf '%s\n' "${summary_rows[@]}"
+    echo
+    for n in "${summary_notes[@]}"; do echo "- $n"; done
+    if [ -s "$out/tests.log" ]; then
+        echo
+        echo "Tests (tests.log):"
+        # ctest -V prefixes each line of a test's output with the test's number.
+        grep -E "\[====\] Synthesis|% tests passed|\(Failed\)" "$out/tests.log" | sed 's/^/    /'
+        # The model test's error closest to its limit, per precision.
+        awk '/\[(tf32|fp32)\].*\|gpu - cpu\| \/ \|cpu\| = / {
+                 p = ($0 ~ /\[fp32\]/) ? "fp32" : "tf32"
+                 v = $0; sub(/.*\|cpu\| = /, "", v); lim = v; sub(/.*limit /, "", lim)
+                 r = (lim + 0 > 0) ? (v + 0) / (lim + 0) : 0
+                 if (!(p in worst) || r > worst[p]) { worst[p] = r; what[p] = $0 } }
+             END { for (p in worst)
+                     printf "    model test, %s: closest to its limit (%.0f%%): %s\n", p,
+                            100 * worst[p], what[p] }' "$out/tests.log" | cut -c1-220
+        grep -E "mismatches" "$out/tests.log" | awk '{ s += ($0 ~ / 0 mismatches/) ? 0 : 1 } END {
+            printf "    augment cases with mismatches: %d of %d\n", s, NR }'
+    fi
+    if [ -s "$out/sanitize.log" ]; then
+        echo
+        echo "compute-sanitizer (sanitize.log):"
+        grep -E "^=====|ERROR SUMMARY" "$out/sanitize.log" | sort | uniq -c | sed 's/^/    /' | head -20
+    fi
+    if [ -s "$out/tables.md" ]; then
+        echo
+        cat "$out/tables.md"
+        echo
+        echo "### side by side (img/s)"
+        echo
+        python3 bench/compare_tables.py "$out/tables.md" 2>&1
+    fi
+} >>"$out/summary.md"
+cat "$out/summary.md"

@@ -285,40 +285,78 @@ CT_HD float ct_augment_map_coord(float in, int len, ct_fill_mode mode) {
 
 CT_HD int ct_augment_clamp_index(int i, int len) { return i < 0 ? 0 : (i >= len ? len - 1 : i); }
 
+/* Where one output pixel of the affine resampling reads its input: the fill value, one nearest
+ * pixel, or four bilinear neighbours with their weights. Split from the blend so that a kernel
+ * reading uint8 pixels and the CPU reference reading float pixels share every coordinate
+ * operation; the blend below is the only arithmetic on pixel values. */
+typedef enum { CT_TAP_FILL = 0, CT_TAP_NEAREST, CT_TAP_BILINEAR } ct_tap_kind;
+
+typedef struct ct_augment_tap {
+    ct_tap_kind kind;
+    int p00, p01, p10, p11; /* pixel indices (row * w + col); NEAREST uses p00 only */
+    float fr, fq;           /* BILINEAR: weight of the second row and of the second column */
+} ct_augment_tap;
+
+/* The tap of output (row, col) of an h x w image transformed by m, as
+ * scipy.ndimage.affine_transform with order 1 (or 0 when `nearest`) and mode `fill` reads it. */
+CT_HD ct_augment_tap ct_augment_affine_tap(int h, int w, const float m[6], int row, int col,
+                                           ct_fill_mode fill, bool nearest) {
+    ct_augment_tap t;
+    t.kind = CT_TAP_FILL;
+    t.p00 = t.p01 = t.p10 = t.p11 = 0;
+    t.fr = t.fq = 0.0f;
+    float r = m[0] * (float)row + m[1] * (float)col + m[2];
+    float q = m[3] * (float)row + m[4] * (float)col + m[5];
+    if (fill == CT_FILL_CONSTANT &&
+        (r < 0.0f || r > (float)(h - 1) || q < 0.0f || q > (float)(w - 1)))
+        return t;
+    r = ct_augment_map_coord(r, h, fill);
+    q = ct_augment_map_coord(q, w, fill);
+    if (nearest) {
+        int ri = ct_augment_clamp_index((int)floorf(r + 0.5f), h);
+        int qi = ct_augment_clamp_index((int)floorf(q + 0.5f), w);
+        t.kind = CT_TAP_NEAREST;
+        t.p00 = ri * w + qi;
+        return t;
+    }
+    float rf = floorf(r), qf = floorf(q);
+    int r0 = ct_augment_clamp_index((int)rf, h), r1 = ct_augment_clamp_index((int)rf + 1, h);
+    int q0 = ct_augment_clamp_index((int)qf, w), q1 = ct_augment_clamp_index((int)qf + 1, w);
+    t.kind = CT_TAP_BILINEAR;
+    t.fr = r - rf;
+    t.fq = q - qf;
+    t.p00 = r0 * w + q0;
+    t.p01 = r0 * w + q1;
+    t.p10 = r1 * w + q0;
+    t.p11 = r1 * w + q1;
+    return t;
+}
+
+/* The bilinear blend of four neighbour values with a tap's weights. */
+CT_HD float ct_augment_tap_blend(const ct_augment_tap *t, float v00, float v01, float v10,
+                                 float v11) {
+    float top = (1.0f - t->fq) * v00 + t->fq * v01;
+    float bottom = (1.0f - t->fq) * v10 + t->fq * v11;
+    return (1.0f - t->fr) * top + t->fr * bottom;
+}
+
 /* One output pixel of the affine resampling: writes the c channels of output (row, col) of an
  * h x w x c image `img` (HWC, float) transformed by m. Matches scipy.ndimage.affine_transform
  * with order 1 (or 0 when `nearest`), mode = fill, cval. */
 CT_HD void ct_augment_affine_pixel(float *out, const float *img, int h, int w, int c,
                                    const float m[6], int row, int col, ct_fill_mode fill,
                                    float cval, bool nearest) {
-    float r = m[0] * (float)row + m[1] * (float)col + m[2];
-    float q = m[3] * (float)row + m[4] * (float)col + m[5];
-    if (fill == CT_FILL_CONSTANT &&
-        (r < 0.0f || r > (float)(h - 1) || q < 0.0f || q > (float)(w - 1))) {
-        for (int k = 0; k < c; k++) out[k] = cval;
-        return;
-    }
-    r = ct_augment_map_coord(r, h, fill);
-    q = ct_augment_map_coord(q, w, fill);
-    if (nearest) {
-        int ri = ct_augment_clamp_index((int)floorf(r + 0.5f), h);
-        int qi = ct_augment_clamp_index((int)floorf(q + 0.5f), w);
-        const float *p = img + ((long long)ri * w + qi) * c;
-        for (int k = 0; k < c; k++) out[k] = p[k];
-        return;
-    }
-    float rf = floorf(r), qf = floorf(q);
-    float fr = r - rf, fq = q - qf;
-    int r0 = ct_augment_clamp_index((int)rf, h), r1 = ct_augment_clamp_index((int)rf + 1, h);
-    int q0 = ct_augment_clamp_index((int)qf, w), q1 = ct_augment_clamp_index((int)qf + 1, w);
-    const float *p00 = img + ((long long)r0 * w + q0) * c,
-                *p01 = img + ((long long)r0 * w + q1) * c;
-    const float *p10 = img + ((long long)r1 * w + q0) * c,
-                *p11 = img + ((long long)r1 * w + q1) * c;
+    ct_augment_tap t = ct_augment_affine_tap(h, w, m, row, col, fill, nearest);
     for (int k = 0; k < c; k++) {
-        float top = (1.0f - fq) * p00[k] + fq * p01[k];
-        float bottom = (1.0f - fq) * p10[k] + fq * p11[k];
-        out[k] = (1.0f - fr) * top + fr * bottom;
+        if (t.kind == CT_TAP_FILL)
+            out[k] = cval;
+        else if (t.kind == CT_TAP_NEAREST)
+            out[k] = img[(long long)t.p00 * c + k];
+        else
+            out[k] = ct_augment_tap_blend(&t, img[(long long)t.p00 * c + k],
+                                          img[(long long)t.p01 * c + k],
+                                          img[(long long)t.p10 * c + k],
+                                          img[(long long)t.p11 * c + k]);
     }
 }
 

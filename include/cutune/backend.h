@@ -64,6 +64,10 @@ typedef struct ct_dropout_key {
     uint32_t step;
 } ct_dropout_key;
 
+/* The configurations the augment_standardize op takes (augment.h and data.h). */
+struct ct_augment_config;
+struct ct_standardize;
+
 /* Hyper-parameters of one optimizer step, resolved by the optimizer (decay, bias correction). */
 typedef struct ct_update_args {
     float lr;          /* effective learning rate of this step */
@@ -136,6 +140,24 @@ typedef struct ct_backend_ops {
     /* Whether all `count` floats are finite, to host memory: detects NaN/Inf in losses and
      * gradients within one step. */
     ct_status (*check_finite)(void *ctx, bool *finite, const float *x, size_t count);
+
+    /* The training stream's per-sample work on raw batches (the loader's CT_OUTPUT_RAW): pixels
+     * to float, ImageDataGenerator augmentation when `aug` is not NULL and enabled (parameters
+     * drawn for (seed, epoch, sample_index[i]) as ct_augment_draw does), then the
+     * standardisation `std` (preprocess_input, rescale, samplewise, featurewise). Each image is
+     * what ct_augment_standardize_image (data.h) makes of it: the CPU backend calls exactly that;
+     * the CUDA backend computes the same float operations in a kernel.
+     *   out          (n, h, w, c) float, backend memory; must not overlap the input
+     *   in_u8        (n, h, w, c) uint8, backend memory, or NULL when in_f32 is given
+     *   in_f32       (n, h, w, c) float, backend memory (in-memory datasets), or NULL
+     *   sample_index (n) dataset indices of the rows (ct_batch.index), backend memory
+     *   aug, std     host memory; aug may be NULL (no augmentation)
+     * CT_EINVAL for bad sizes or settings (1 to 4 channels; caffe and torch need 3). */
+    ct_status (*augment_standardize)(void *ctx, float *out, const uint8_t *in_u8,
+                                     const float *in_f32, const uint32_t *sample_index, int n,
+                                     int h, int w, int c, const struct ct_augment_config *aug,
+                                     const struct ct_standardize *std, uint64_t seed,
+                                     uint32_t epoch);
 } ct_backend_ops;
 
 typedef struct ct_backend {

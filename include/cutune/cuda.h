@@ -40,6 +40,13 @@ ct_status ct_cuda_devices(ct_device_info *out, int cap, int *count);
 /* Driver, runtime, cuDNN and cuBLAS versions; zeros for what is missing. */
 void ct_cuda_versions_get(ct_cuda_versions *v);
 
+/* Device memory in use on `device` now, and its total, in bytes: total minus free as
+ * cudaMemGetInfo reports them, so every process's allocations, the CUDA context and the
+ * libraries' pools count. Benchmarks take the difference over a run (cutune's arenas and
+ * workspace only grow, so the value after a run is its peak). CT_ENODEV without a usable device
+ * or without CUDA. The calling thread's current device is left as it was. */
+ct_status ct_cuda_memory_used(int device, size_t *used, size_t *total);
+
 #ifdef __cplusplus
 }
 #endif

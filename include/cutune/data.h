@@ -116,6 +116,22 @@ void ct_preprocess_input(float *x, size_t n_pixels, int c, ct_preprocess_mode mo
  * (Keras: np.mean(x), np.std(x) + 1e-6), accumulated in double. */
 void ct_standardize_image(float *x, int h, int w, int c, const ct_standardize *s);
 
+/* One training sample as the loader makes it and as the backends' augment_standardize op makes
+ * it: uint8 (`u8`) or float (`f32`, the other NULL) pixels to float, augmented with `aug` for
+ * (seed, epoch, sample) when `aug` is not NULL and ct_augment_enabled, then standardised with
+ * `s`. `sample` is the sample's index in its dataset (ct_batch.index). `scratch` holds (h, w, c)
+ * floats and is used for uint8 input with augmentation. `out` is (h, w, c) and must not overlap
+ * the input. */
+void ct_augment_standardize_image(float *out, const uint8_t *u8, const float *f32, int h, int w,
+                                  int c, const ct_augment_config *aug, const ct_standardize *s,
+                                  uint64_t seed, uint32_t epoch, uint32_t sample, float *scratch);
+
+/* Checks the arguments of a backend's augment_standardize op (backend.h): sizes, exactly one
+ * input, a known fill mode, and ct_standardize_check. Both backends call it first. */
+ct_status ct_augment_standardize_check(const uint8_t *in_u8, const float *in_f32, int n, int h,
+                                       int w, int c, const ct_augment_config *aug,
+                                       const ct_standardize *s);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Datasets                                                                                    */
 

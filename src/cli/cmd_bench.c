@@ -1,26 +1,33 @@
-/* `cutune bench`: VGG16 forward + backward + SGD update on generated data, printing the loss
- * and the throughput of each step. The data come from the counter-based
+/* `cutune bench`: VGG16 forward + backward + SGD update, timed.
+ *
+ * Three modes. By default one configuration runs on generated data and every step's loss and
+ * throughput are printed, then the median. --sweep runs every freeze depth of --sweep-freeze
+ * for every batch size of --sweep-batch, each on a fresh backend (so the device memory a row
+ * reports is that configuration's alone: the model's arenas, the grow-only workspace and what
+ * cuDNN and cuBLAS allocate for it), and prints one markdown table: img/s, achieved TFLOP/s from
+ * ct_model_flops (the work the freezing leaves to do), milliseconds per step and the device
+ * memory. bench/pytorch_vgg16.py prints the same columns for PyTorch. --data DIR times real
+ * images through the loader instead (bench_data.c). Generated data come from the counter-based
  * generator, so two runs with the same flags see the same numbers. */
 #ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, setenv */
 #endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "cli.h"
 #include "cutune/backend.h"
+#include "cutune/cuda.h"
 #include "cutune/model.h"
 #include "cutune/optim.h"
 #include "cutune/rng.h"
 
-typedef struct bench_opts {
-    const char *device, *head, *freeze_to;
-    long size, batch, steps, warmup, seed, threads;
-} bench_opts;
+#define MAX_SWEEP 16
 
-static double now_seconds(void) {
+double bench_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -29,6 +36,56 @@ static double now_seconds(void) {
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+double bench_median(double *v, size_t n) {
+    qsort(v, n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+ct_status bench_backend(const char *cmd, const bench_opts *o, ct_backend *be,
+                        const char **precision) {
+    const char *p = o->precision;
+    if (p != NULL) {
+        if (strcmp(p, "bf16") == 0)
+            return ct_error(CT_EUNSUPPORTED,
+                            "--precision bf16: bf16 activations with fp32 master weights are "
+                            "not implemented yet; use tf32 (the CUDA default) or fp32");
+        if (strcmp(p, "fp32") != 0 && strcmp(p, "tf32") != 0)
+            return ct_error(CT_EINVAL, "--precision '%s': expected fp32, tf32 or bf16", p);
+        /* The CUDA backend reads its precision policy from the environment at init. */
+        if (setenv("CUTUNE_PRECISION", p, 1) != 0)
+            return ct_error(CT_EINVAL, "--precision: cannot set CUTUNE_PRECISION");
+    }
+    char note[512];
+    ct_status s = ct_backend_init_by_name(be, o->device, note, sizeof note);
+    if (s != CT_OK) return s;
+    if (note[0] != '\0') fprintf(stderr, "cutune %s: %s\n", cmd, note);
+    if (strcmp(be->ops->name, "cpu") == 0) {
+        if (p != NULL && strcmp(p, "fp32") != 0) {
+            ct_backend_free(be);
+            return ct_error(CT_EINVAL,
+                            "--precision %s needs the cuda backend; the CPU backend computes in "
+                            "fp32",
+                            p);
+        }
+        if (o->threads > 0) {
+            ct_backend_free(be);
+            if ((s = ct_backend_cpu_init(be, (int)o->threads)) != CT_OK) return s;
+        }
+        *precision = "fp32";
+    } else {
+        const char *env = getenv("CUTUNE_PRECISION");
+        *precision = env != NULL && strcmp(env, "fp32") == 0 ? "fp32" : "tf32";
+    }
+    return CT_OK;
+}
+
+size_t bench_device_memory(const ct_backend *be) {
+    if (strcmp(be->ops->name, "cuda") != 0) return 0;
+    size_t used = 0, total = 0;
+    if (ct_cuda_memory_used(0, &used, &total) != CT_OK) return 0;
+    return used;
 }
 
 /* Caffe-preprocessed images are roughly centred with a spread of tens: draw from [-60, 60). */
@@ -53,120 +110,310 @@ static void fill_batch(float *x, float *aux, float *labels, const ct_model *m, i
     }
 }
 
-static int run_bench(const char *cmd, const bench_opts *o) {
-    ct_backend be = {0};
-    char note[512];
-    ct_status s = ct_backend_init_by_name(&be, o->device, note, sizeof note);
-    if (s != CT_OK) return cli_fail(cmd, s);
-    if (note[0] != '\0') fprintf(stderr, "cutune %s: %s\n", cmd, note);
-    if (o->threads > 0 && strcmp(be.ops->name, "cpu") == 0) {
-        ct_backend_free(&be);
-        if ((s = ct_backend_cpu_init(&be, (int)o->threads)) != CT_OK) return cli_fail(cmd, s);
-    }
+/* What one configuration measured. */
+typedef struct bench_result {
+    double median_s;   /* median step time over the timed steps */
+    double flop_img;   /* training FLOP per image at the configuration's freezing */
+    size_t mem_bytes;  /* device memory the configuration added (CUDA), 0 on the CPU */
+} bench_result;
 
-    bool iceberg = strstr(o->head, "aux") != NULL || strcmp(o->head, "iceberg") == 0;
+/* Builds the model for one configuration on `be`, runs warm-up and timed steps and fills `r`.
+ * With `verbose`, prints the model and every step as the single-configuration mode does. */
+static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *precision,
+                              const char *freeze_to, int batch, bool verbose, bench_result *r) {
+    const bool iceberg = strstr(o->head, "aux") != NULL || strcmp(o->head, "iceberg") == 0;
     ct_model_config cfg = {.input_h = (int)o->size, .input_w = (int)o->size, .input_c = 3,
-                           .aux_dim = iceberg ? 1 : 0, .max_batch = (int)o->batch,
-                           .head = o->head, .seed = (uint64_t)o->seed};
+                           .aux_dim = iceberg ? 1 : 0, .max_batch = batch, .head = o->head,
+                           .seed = (uint64_t)o->seed};
     ct_model *m = NULL;
     float *x = NULL, *aux = NULL, *labels = NULL;
     double *times = NULL;
-    int rc = 0;
-    if ((s = ct_model_init(&m, &cfg, &be)) != CT_OK) goto fail;
-    if (o->freeze_to != NULL && (s = ct_model_freeze_to(m, o->freeze_to)) != CT_OK) goto fail;
+    const size_t mem0 = bench_device_memory(be);
+    ct_status s;
+    if ((s = ct_model_init(&m, &cfg, be)) != CT_OK) goto done;
+    if (freeze_to != NULL && (s = ct_model_freeze_to(m, freeze_to)) != CT_OK) goto done;
     ct_optimizer_config opt;
     ct_optimizer_defaults(&opt, CT_OPT_SGD);
     opt.lr = 1e-3f;
     opt.momentum = 0.9f;
     opt.nesterov = true;
-    if ((s = ct_model_compile(m, &opt)) != CT_OK) goto fail;
+    if ((s = ct_model_compile(m, &opt)) != CT_OK) goto done;
 
-    const int n = (int)o->batch, k = ct_model_num_outputs(m);
+    const int n = batch, k = ct_model_num_outputs(m);
     const size_t per = (size_t)cfg.input_h * cfg.input_w * 3;
+    const long total = o->steps + o->warmup;
     x = malloc((size_t)n * per * sizeof *x);
     aux = malloc((size_t)n * sizeof *aux);
     labels = malloc((size_t)n * k * sizeof *labels);
-    times = malloc((size_t)(o->steps + o->warmup) * sizeof *times);
+    times = malloc((size_t)total * sizeof *times);
     if (x == NULL || aux == NULL || labels == NULL || times == NULL) {
         s = ct_error(CT_ENOMEM, "cannot allocate a batch of %d images of %ldx%ld", n, o->size,
                      o->size);
-        goto fail;
+        goto done;
     }
-    size_t n_params, n_train;
-    n_params = ct_model_num_params(m, &n_train);
     double f_fwd, f_train;
     ct_model_flops(m, &f_fwd, &f_train);
-    ct_model_memory mem;
-    ct_model_memory_get(m, &mem);
-    const ct_layer *ft = ct_model_layer(m, ct_model_first_trainable(m));
-    printf("cutune %s: VGG16 %ldx%ld, head '%s', batch %d, backend %s\n", cmd, o->size, o->size,
-           ct_model_head_spec(m), n, be.ops->name);
-    printf("parameters %zu (trainable %zu), lowest trainable layer %s\n", n_params, n_train,
-           ft != NULL ? ft->name : "(none)");
-    printf("memory: params %.1f MiB, grads %.1f MiB, optimizer %.1f MiB, activations %.1f MiB\n",
-           mem.params / 1048576.0, mem.grads / 1048576.0, mem.optimizer / 1048576.0,
-           mem.activations / 1048576.0);
-    printf("work: %.2f GFLOP/img forward, %.2f GFLOP/img per training step\n", f_fwd * 1e-9,
-           f_train * 1e-9);
-
-    const long total = o->steps + o->warmup;
+    if (verbose) {
+        size_t n_params, n_train;
+        n_params = ct_model_num_params(m, &n_train);
+        ct_model_memory mem;
+        ct_model_memory_get(m, &mem);
+        const ct_layer *ft = ct_model_layer(m, ct_model_first_trainable(m));
+        printf("cutune bench: VGG16 %ldx%ld, head '%s', batch %d, backend %s, precision %s\n",
+               o->size, o->size, ct_model_head_spec(m), n, be->ops->name, precision);
+        printf("parameters %zu (trainable %zu), lowest trainable layer %s\n", n_params, n_train,
+               ft != NULL ? ft->name : "(none)");
+        printf("memory: params %.1f MiB, grads %.1f MiB, optimizer %.1f MiB, activations %.1f "
+               "MiB\n",
+               mem.params / 1048576.0, mem.grads / 1048576.0, mem.optimizer / 1048576.0,
+               mem.activations / 1048576.0);
+        printf("work: %.2f GFLOP/img forward, %.2f GFLOP/img per training step\n", f_fwd * 1e-9,
+               f_train * 1e-9);
+    }
     for (long step = 0; step < total; step++) {
         fill_batch(x, aux, labels, m, n, (uint32_t)step, (uint64_t)o->seed);
         float loss = 0.0f;
-        double t0 = now_seconds();
-        if ((s = ct_model_forward_host(m, x, iceberg ? aux : NULL, n, true, (uint32_t)step)) != CT_OK ||
+        double t0 = bench_now();
+        if ((s = ct_model_forward_host(m, x, iceberg ? aux : NULL, n, true, (uint32_t)step)) !=
+                CT_OK ||
             (s = ct_model_loss(m, labels, NULL, &loss)) != CT_OK ||
-            (s = ct_model_backward(m)) != CT_OK || (s = ct_model_apply_gradients(m, 1.0f)) != CT_OK ||
-            (s = be.ops->synchronize(be.ctx)) != CT_OK)
-            goto fail;
-        times[step] = now_seconds() - t0;
-        printf("step %ld/%ld%s: loss %.4f, %.3f s, %.1f img/s\n", step + 1, total,
-               step < o->warmup ? " (warm-up)" : "", loss, times[step], n / times[step]);
-        fflush(stdout);
+            (s = ct_model_backward(m)) != CT_OK ||
+            (s = ct_model_apply_gradients(m, 1.0f)) != CT_OK ||
+            (s = be->ops->synchronize(be->ctx)) != CT_OK)
+            goto done;
+        times[step] = bench_now() - t0;
+        if (verbose) {
+            printf("step %ld/%ld%s: loss %.4f, %.3f s, %.1f img/s\n", step + 1, total,
+                   step < o->warmup ? " (warm-up)" : "", loss, times[step], n / times[step]);
+            fflush(stdout);
+        }
     }
-    qsort(times + o->warmup, (size_t)o->steps, sizeof *times, cmp_double);
-    double med = times[o->warmup + o->steps / 2];
-    printf("median step %.3f s: %.1f img/s, %.1f GFLOP/s achieved\n", med, n / med,
-           f_train * n / med * 1e-9);
-    goto done;
-fail:
-    rc = cli_fail(cmd, s);
+    r->median_s = bench_median(times + o->warmup, (size_t)o->steps);
+    r->flop_img = f_train;
+    /* The arenas and the workspace only grow, so what is held now is the run's peak. */
+    size_t mem1 = bench_device_memory(be);
+    r->mem_bytes = mem1 > mem0 ? mem1 - mem0 : 0;
+    if (verbose) {
+        printf("median step %.3f s: %.1f img/s, %.1f GFLOP/s achieved\n", r->median_s,
+               n / r->median_s, f_train * n / r->median_s * 1e-9);
+        if (strcmp(be->ops->name, "cuda") == 0)
+            printf("device memory: %.2f GiB for this model (arenas, workspace, library pools)\n",
+                   r->mem_bytes / 1073741824.0);
+    }
 done:
     free(times);
     free(labels);
     free(aux);
     free(x);
     ct_model_free(m);
-    ct_backend_free(&be);
-    return rc;
+    return s;
 }
+
+static int run_bench(const char *cmd, const bench_opts *o) {
+    ct_backend be = {0};
+    const char *precision = NULL;
+    ct_status s = bench_backend(cmd, o, &be, &precision);
+    if (s != CT_OK) return cli_fail(cmd, s);
+    bench_result r;
+    s = bench_config(o, &be, precision, o->freeze_to, (int)o->batch, true, &r);
+    ct_backend_free(&be);
+    return s == CT_OK ? 0 : cli_fail(cmd, s);
+}
+
+/* ---- the sweep ----------------------------------------------------------------------------- */
+
+/* A freeze depth of the sweep: "none", "1", "1-2", "1-3", "1-4", "all", or any layer name. */
+static const char *depth_layer(const char *depth) {
+    static const struct {
+        const char *depth, *layer;
+    } names[] = {{"none", NULL},          {"1", "block1_pool"},   {"1-2", "block2_pool"},
+                 {"1-3", "block3_pool"},  {"1-4", "block4_pool"}, {"1-5", "block5_pool"},
+                 {"all", "block5_pool"}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(depth, names[i].depth) == 0) return names[i].layer;
+    return depth;
+}
+
+/* Splits a comma-separated list in place into at most MAX_SWEEP items. */
+static int split_list(const char *cmd, const char *flag, char *text, char **items) {
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(text, ",", &save); t != NULL;
+         t = strtok_r(NULL, ",", &save)) {
+        if (n == MAX_SWEEP) {
+            fprintf(stderr, "cutune %s: --%s: at most %d entries\n", cmd, flag, MAX_SWEEP);
+            return -1;
+        }
+        items[n++] = t;
+    }
+    if (n == 0) fprintf(stderr, "cutune %s: --%s: the list is empty\n", cmd, flag);
+    return n > 0 ? n : -1;
+}
+
+static int run_sweep(const char *cmd, const bench_opts *o) {
+    char freeze_text[512], batch_text[512];
+    snprintf(freeze_text, sizeof freeze_text, "%s", o->sweep_freeze);
+    snprintf(batch_text, sizeof batch_text, "%s", o->sweep_batch);
+    char *depths[MAX_SWEEP], *batch_items[MAX_SWEEP];
+    long batches[MAX_SWEEP];
+    int n_depths = split_list(cmd, "sweep-freeze", freeze_text, depths);
+    int n_batches = split_list(cmd, "sweep-batch", batch_text, batch_items);
+    if (n_depths < 0 || n_batches < 0) return CLI_EXIT_USAGE;
+    for (int i = 0; i < n_batches; i++)
+        if (!cli_int(cmd, "sweep-batch", batch_items[i], 1, 65536, &batches[i]))
+            return CLI_EXIT_USAGE;
+
+    /* Rows are collected first and printed together, so the table stays in one piece
+     * whatever the progress lines on stderr look like. */
+    char table[MAX_SWEEP * MAX_SWEEP][160];
+    int rows = 0;
+    const char *precision = "?", *backend_name = "?";
+    char device_name[256] = "";
+    ct_device_info info;
+    int count = 0;
+    for (int d = 0; d < n_depths; d++)
+        for (int b = 0; b < n_batches; b++) {
+            ct_backend be = {0};
+            ct_status s = bench_backend(cmd, o, &be, &precision);
+            if (s != CT_OK) return cli_fail(cmd, s);
+            backend_name = be.ops->name;
+            if (device_name[0] == '\0')
+                snprintf(device_name, sizeof device_name, "%s",
+                         strcmp(backend_name, "cuda") == 0 &&
+                                 ct_cuda_devices(&info, 1, &count) == CT_OK
+                             ? info.name
+                             : "CPU");
+            bench_result r = {0};
+            s = bench_config(o, &be, precision, depth_layer(depths[d]), (int)batches[b], false,
+                             &r);
+            ct_backend_free(&be);
+            char *row = table[rows++];
+            if (s == CT_ENOMEM) {
+                fprintf(stderr, "cutune %s: frozen %s, batch %ld: %s\n", cmd, depths[d],
+                        batches[b], ct_last_error());
+                snprintf(row, sizeof table[0], "| cutune | %s | %s | %ld | OOM | - | - | - |",
+                         precision, depths[d], batches[b]);
+                continue;
+            }
+            if (s != CT_OK) return cli_fail(cmd, s);
+            const double ips = (double)batches[b] / r.median_s;
+            char mem[32] = "-";
+            if (strcmp(backend_name, "cuda") == 0)
+                snprintf(mem, sizeof mem, "%.2f", r.mem_bytes / 1073741824.0);
+            const double tflops = r.flop_img * ips * 1e-12;
+            snprintf(row, sizeof table[0],
+                     "| cutune | %s | %s | %ld | %.1f | %.*f | %.1f | %s |", precision,
+                     depths[d], batches[b], ips, tflops < 10.0 ? 3 : 1, tflops,
+                     r.median_s * 1e3, mem);
+            fprintf(stderr, "cutune %s: frozen %s, batch %ld: %.1f img/s\n", cmd, depths[d],
+                    batches[b], ips);
+        }
+    printf("\n### cutune bench --sweep: %s (%s), VGG16 %ldx%ld, head '%s', %ld timed steps after "
+           "%ld warm-up\n\n",
+           device_name, backend_name, o->size, o->size, o->head, o->steps, o->warmup);
+    printf("| impl | precision | frozen | batch | img/s | TFLOP/s | ms/step | device GiB |\n");
+    printf("|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < rows; i++) printf("%s\n", table[i]);
+    fflush(stdout);
+    return 0;
+}
+
+/* ---- flags ------------------------------------------------------------------------------- */
 
 static const char bench_usage[] =
     "usage: cutune bench [--device cpu|cuda|auto] [--input-size N] [--batch-size N]\n"
     "                    [--steps N] [--warmup N] [--head SPEC] [--freeze-to LAYER]\n"
-    "                    [--seed N] [--threads N]\n"
+    "                    [--seed N] [--threads N] [--precision fp32|tf32|bf16]\n"
+    "                    [--sweep [--sweep-freeze LIST] [--sweep-batch LIST]]\n"
+    "                    [--data DIR [--augment-on loader|device] [--augment keras|none]\n"
+    "                     [--workers N] [--no-cache]]\n"
     "\n"
     "Times VGG16 forward + backward + SGD update on generated data and prints the loss and\n"
     "img/s of each step, then the median. Defaults: --device auto --input-size 64\n"
-    "--batch-size 8 --steps 5 --warmup 1 --head mri --seed 1.\n";
+    "--batch-size 8 --steps 5 --warmup 1 --head mri --seed 1.\n"
+    "\n"
+    "--precision  the CUDA backend's arithmetic: tf32 (its default) or fp32; bf16 is not\n"
+    "             implemented yet. The CPU backend computes in fp32.\n"
+    "--sweep      every freeze depth of --sweep-freeze (default none,1-2,1-3,1-4,all; also 1,\n"
+    "             or a layer name) times every batch size of --sweep-batch (default\n"
+    "             32,64,128,256), each on a fresh backend, then one markdown table: img/s,\n"
+    "             achieved TFLOP/s, ms per step, device memory. Defaults here: --input-size 224\n"
+    "             --steps 10 --warmup 3.\n"
+    "--data DIR   times real images instead: class folders (or an iceberg JSON file) through\n"
+    "             the threaded loader (--workers, default 4; decoded images cached unless\n"
+    "             --no-cache) with Keras-style augmentation (rotation 20, shifts 0.1, shear\n"
+    "             10, zoom 0.2, horizontal flip; --augment none to turn it off), done by the\n"
+    "             loader's threads on the CPU (--augment-on loader) or by the backend's\n"
+    "             augment op after copying the raw batch (--augment-on device, the default on\n"
+    "             cuda). Reports step time, loader wait and img/s.\n";
 
 static int parse_bench(const char *cmd, int argc, char **argv, bench_opts *o) {
     const char *size = NULL, *batch = NULL, *steps = NULL, *warmup = NULL, *seed = NULL,
-               *threads = NULL;
+               *threads = NULL, *workers = NULL, *sweep = NULL, *no_cache = NULL;
     cli_flag flags[] = {
-        {"device", true, &o->device},       {"input-size", true, &size},
-        {"batch-size", true, &batch},       {"steps", true, &steps},
-        {"warmup", true, &warmup},          {"head", true, &o->head},
-        {"freeze-to", true, &o->freeze_to}, {"seed", true, &seed},
+        {"device", true, &o->device},
+        {"input-size", true, &size},
+        {"batch-size", true, &batch},
+        {"steps", true, &steps},
+        {"warmup", true, &warmup},
+        {"head", true, &o->head},
+        {"freeze-to", true, &o->freeze_to},
+        {"seed", true, &seed},
         {"threads", true, &threads},
+        {"precision", true, &o->precision},
+        {"sweep", false, &sweep},
+        {"sweep-freeze", true, &o->sweep_freeze},
+        {"sweep-batch", true, &o->sweep_batch},
+        {"data", true, &o->data},
+        {"augment-on", true, &o->augment_on},
+        {"augment", true, &o->augment},
+        {"workers", true, &workers},
+        {"no-cache", false, &no_cache},
     };
     if (!cli_parse(cmd, argc, argv, flags, (int)(sizeof flags / sizeof flags[0]))) return 0;
+    o->sweep = sweep != NULL;
+    o->no_cache = no_cache != NULL;
+    if (o->sweep) { /* the GPU benchmark's defaults */
+        o->size = 224;
+        o->steps = 10;
+        o->warmup = 3;
+    }
     if (size != NULL && !cli_int(cmd, "input-size", size, 1, 4096, &o->size)) return 0;
     if (batch != NULL && !cli_int(cmd, "batch-size", batch, 1, 65536, &o->batch)) return 0;
     if (steps != NULL && !cli_int(cmd, "steps", steps, 1, 1000000, &o->steps)) return 0;
     if (warmup != NULL && !cli_int(cmd, "warmup", warmup, 0, 1000000, &o->warmup)) return 0;
     if (seed != NULL && !cli_int(cmd, "seed", seed, 0, 0x7fffffffL, &o->seed)) return 0;
     if (threads != NULL && !cli_int(cmd, "threads", threads, 1, 1024, &o->threads)) return 0;
+    if (workers != NULL && !cli_int(cmd, "workers", workers, 1, 256, &o->workers)) return 0;
+    if (o->sweep && o->data != NULL) {
+        fprintf(stderr, "cutune %s: --sweep and --data are separate benchmarks; give one\n", cmd);
+        return 0;
+    }
+    if (o->sweep && (o->freeze_to != NULL || batch != NULL)) {
+        fprintf(stderr,
+                "cutune %s: --sweep takes its freeze depths and batch sizes from "
+                "--sweep-freeze and --sweep-batch, not --freeze-to and --batch-size\n",
+                cmd);
+        return 0;
+    }
+    if (o->augment_on != NULL && strcmp(o->augment_on, "loader") != 0 &&
+        strcmp(o->augment_on, "device") != 0) {
+        fprintf(stderr, "cutune %s: --augment-on: expected loader or device, not '%s'\n", cmd,
+                o->augment_on);
+        return 0;
+    }
+    if (o->augment != NULL && strcmp(o->augment, "keras") != 0 &&
+        strcmp(o->augment, "none") != 0) {
+        fprintf(stderr, "cutune %s: --augment: expected keras or none, not '%s'\n", cmd,
+                o->augment);
+        return 0;
+    }
+    if (o->data == NULL && (o->augment_on != NULL || o->augment != NULL || workers != NULL ||
+                            o->no_cache)) {
+        fprintf(stderr, "cutune %s: --augment-on, --augment, --workers and --no-cache go with "
+                        "--data\n",
+                cmd);
+        return 0;
+    }
     return 1;
 }
 
@@ -182,7 +429,10 @@ int cmd_bench(int argc, char **argv) {
         return 0;
     }
     bench_opts o = {.device = "auto", .head = "mri", .size = 64, .batch = 8, .steps = 5,
-                    .warmup = 1, .seed = 1};
+                    .warmup = 1, .seed = 1, .workers = 4,
+                    .sweep_freeze = "none,1-2,1-3,1-4,all", .sweep_batch = "32,64,128,256"};
     if (!parse_bench("bench", argc, argv, &o)) return CLI_EXIT_USAGE;
+    if (o.sweep) return run_sweep("bench", &o);
+    if (o.data != NULL) return bench_data("bench", &o);
     return run_bench("bench", &o);
 }

@@ -20,6 +20,13 @@ ct_status ct_cuda_devices(ct_device_info *out, int cap, int *count) {
 
 void ct_cuda_versions_get(ct_cuda_versions *v) { memset(v, 0, sizeof *v); }
 
+ct_status ct_cuda_memory_used(int device, size_t *used, size_t *total) {
+    (void)device;
+    if (used) *used = 0;
+    if (total) *total = 0;
+    return ct_error(CT_ENODEV, "%s", reason);
+}
+
 ct_status ct_backend_cuda_init(ct_backend *be, int device) {
     (void)be;
     (void)device;

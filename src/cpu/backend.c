@@ -1,6 +1,6 @@
 /* The CPU backend: context, memory, and the op table. Arithmetic lives in the files named after
- * each op family (conv.c, pool.c, dense.c, elementwise.c, loss.c, optim.c). Memory is plain host
- * memory, so "device" copies are memcpy. */
+ * each op family (conv.c, pool.c, dense.c, elementwise.c, loss.c, optim.c, augment.c). Memory
+ * is plain host memory, so "device" copies are memcpy. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +84,7 @@ static const ct_backend_ops cpu_ops = {
     .sgd_update = ct_cpu_sgd_update,
     .adam_update = ct_cpu_adam_update,
     .check_finite = ct_cpu_check_finite,
+    .augment_standardize = ct_cpu_augment_standardize,
 };
 
 ct_status ct_backend_cpu_init(ct_backend *be, int threads) {

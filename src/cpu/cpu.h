@@ -45,6 +45,11 @@ ct_status ct_cpu_sgd_update(void *ctx, float *p, float *velocity, const float *g
 ct_status ct_cpu_adam_update(void *ctx, float *p, float *m, float *v, const float *g, size_t count,
                              const ct_update_args *u);
 ct_status ct_cpu_check_finite(void *ctx, bool *finite, const float *x, size_t count);
+ct_status ct_cpu_augment_standardize(void *ctx, float *out, const uint8_t *in_u8,
+                                     const float *in_f32, const uint32_t *sample_index, int n,
+                                     int h, int w, int c, const struct ct_augment_config *aug,
+                                     const struct ct_standardize *std, uint64_t seed,
+                                     uint32_t epoch);
 
 /* Multiplies dy by the ReLU mask (y > 0) in place: the gradient before the activation. */
 void ct_cpu_relu_backward_inplace(float *dy, const float *y, size_t count);

@@ -109,24 +109,11 @@ static void write_labels(const ct_loader *l, ct_batch *b, int row, uint32_t samp
 }
 
 /* Float pixels of one sample from `src` (uint8 or float): augmentation for the training stream,
- * then standardisation. */
+ * then standardisation (the function the CPU backend's augment_standardize op calls too). */
 static void finish_float(const ct_loader *l, float *dst, const uint8_t *u8, const float *f32,
                          uint32_t epoch, uint32_t sample, float *scratch) {
-    const size_t hwc = l->hwc;
-    if (l->augment) {
-        const float *in = f32;
-        if (u8 != NULL) {
-            for (size_t i = 0; i < hwc; i++) scratch[i] = (float)u8[i];
-            in = scratch;
-        }
-        ct_augment_params p = ct_augment_draw(&l->aug, l->cfg.seed, epoch, sample, l->H, l->W);
-        ct_augment_image(dst, in, l->H, l->W, l->C, &l->aug, &p);
-    } else if (u8 != NULL) {
-        for (size_t i = 0; i < hwc; i++) dst[i] = (float)u8[i];
-    } else {
-        memcpy(dst, f32, hwc * sizeof *dst);
-    }
-    ct_standardize_image(dst, l->H, l->W, l->C, &l->cfg.standardize);
+    ct_augment_standardize_image(dst, u8, f32, l->H, l->W, l->C, l->augment ? &l->aug : NULL,
+                                 &l->cfg.standardize, l->cfg.seed, epoch, sample, scratch);
 }
 
 /* The decoded uint8 image of a file sample: from the cache, or decoded (and cached). *img holds

@@ -1,0 +1,225 @@
+/* `cutune bench --data DIR`: training steps timed on real images, through the loader.
+ *
+ * The dataset (class folders, or an iceberg JSON file) goes through the threaded loader with
+ * Keras-style augmentation on one of two paths:
+ *   loader  the workers augment and standardise on the CPU (CT_OUTPUT_FLOAT) and the float
+ *           batch is copied into the model's input, as `cutune train` does today;
+ *   device  the workers only decode (CT_OUTPUT_RAW); the raw batch (uint8, or float for
+ *           in-memory datasets) and its sample indices are copied to backend memory and the
+ *           backend's augment_standardize op writes the model's input there - on the GPU, the
+ *           fused kernel.
+ * Both give the same images (the op equals the loader, see test_augment_op.c), so the two
+ * timings compare pipelines, not work. Each step is timed from asking the loader for a batch to
+ * the end of the update, with the time spent waiting for the loader reported separately: a
+ * wait near the step time means the input pipeline, not the model, sets the pace. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "cli.h"
+#include "cutune/augment.h"
+#include "cutune/data.h"
+#include "cutune/model.h"
+#include "cutune/optim.h"
+
+/* What `ImageDataGenerator(rotation_range=20, width_shift_range=0.1, height_shift_range=0.1,
+ * shear_range=10, zoom_range=0.2, horizontal_flip=True)` asks for: a common fine-tuning setting. */
+static ct_augment_config keras_augmentation(void) {
+    ct_augment_config a;
+    memset(&a, 0, sizeof a);
+    a.rotation_range = 20.0f;
+    a.width_shift = (ct_shift_range){CT_SHIFT_FRACTION, 0.1f};
+    a.height_shift = (ct_shift_range){CT_SHIFT_FRACTION, 0.1f};
+    a.shear_range = 10.0f;
+    a.zoom_lo = 0.8f;
+    a.zoom_hi = 1.2f;
+    a.horizontal_flip = true;
+    a.fill_mode = CT_FILL_NEAREST;
+    return a;
+}
+
+typedef struct data_bench {
+    ct_dataset *ds;
+    ct_loader *loader;
+    ct_model *m;
+    void *raw;         /* (B, H, W, C) uint8 or float, backend memory (device path) */
+    uint32_t *index;   /* (B) backend memory (device path) */
+    double *step_s, *wait_s;
+} data_bench;
+
+static void data_bench_free(data_bench *d, ct_backend *be) {
+    if (be->ops != NULL) {
+        be->ops->release(be->ctx, d->index);
+        be->ops->release(be->ctx, d->raw);
+    }
+    free(d->wait_s);
+    free(d->step_s);
+    ct_model_free(d->m);
+    ct_loader_free(d->loader);
+    ct_dataset_free(d->ds);
+}
+
+/* The next batch, starting the next epoch when one ends. */
+static ct_status next_batch(data_bench *d, uint32_t *epoch, const ct_batch **b) {
+    ct_status s = ct_loader_next(d->loader, b);
+    if (s != CT_OK || *b != NULL) return s;
+    if ((s = ct_loader_begin_epoch(d->loader, ++*epoch)) != CT_OK) return s;
+    if ((s = ct_loader_next(d->loader, b)) != CT_OK) return s;
+    return *b != NULL ? CT_OK : ct_error(CT_EINVAL, "the dataset yields no batch");
+}
+
+int bench_data(const char *cmd, const bench_opts *o) {
+    ct_backend be = {0};
+    data_bench d;
+    memset(&d, 0, sizeof d);
+    const char *precision = NULL;
+    ct_status s = bench_backend(cmd, o, &be, &precision);
+    if (s != CT_OK) return cli_fail(cmd, s);
+    const bool on_device = o->augment_on != NULL ? strcmp(o->augment_on, "device") == 0
+                                                 : strcmp(be.ops->name, "cuda") == 0;
+    const bool augment = o->augment == NULL || strcmp(o->augment, "keras") == 0;
+    const ct_augment_config aug = keras_augmentation();
+    int H, W, C, K;
+    float loss = 0.0f;
+
+    if ((s = ct_dataset_open(&d.ds, o->data)) != CT_OK) goto fail;
+    int mh, mw, mc;
+    const bool in_memory = ct_dataset_in_memory(d.ds, &mh, &mw, &mc);
+    const int aux_dim = ct_dataset_aux_dim(d.ds);
+    ct_model_config mcfg = {.input_h = in_memory ? mh : (int)o->size,
+                            .input_w = in_memory ? mw : (int)o->size,
+                            .input_c = 3,
+                            .aux_dim = aux_dim,
+                            .max_batch = (int)o->batch,
+                            .head = o->head,
+                            .seed = (uint64_t)o->seed};
+    if ((s = ct_model_init(&d.m, &mcfg, &be)) != CT_OK) goto fail;
+    if (o->freeze_to != NULL && (s = ct_model_freeze_to(d.m, o->freeze_to)) != CT_OK) goto fail;
+    ct_optimizer_config opt;
+    ct_optimizer_defaults(&opt, CT_OPT_SGD);
+    opt.lr = 1e-3f;
+    opt.momentum = 0.9f;
+    if ((s = ct_model_compile(d.m, &opt)) != CT_OK) goto fail;
+    const int outputs = ct_model_num_outputs(d.m), classes = ct_dataset_num_classes(d.ds);
+    if (!ct_dataset_labelled(d.ds) || (outputs == 1 ? classes != 2 : outputs != classes)) {
+        s = ct_error(CT_EINVAL,
+                     "%s: the head has %d output%s but the data have %d classes%s; choose a head "
+                     "that matches (e.g. --head flatten,dense:64:relu,dense:%d:softmax)",
+                     o->data, outputs, outputs == 1 ? "" : "s", classes,
+                     ct_dataset_labelled(d.ds) ? "" : " and no labels", classes);
+        goto fail;
+    }
+
+    ct_loader_config lc;
+    ct_loader_config_defaults(&lc);
+    lc.batch_size = (int)o->batch;
+    lc.seed = (uint64_t)o->seed;
+    lc.threads = (int)o->workers;
+    lc.class_mode = outputs == 1 ? CT_CLASS_BINARY : CT_CLASS_CATEGORICAL;
+    lc.output = on_device ? CT_OUTPUT_RAW : CT_OUTPUT_FLOAT;
+    lc.image.target_h = lc.image.target_w = (int)o->size;
+    /* VGG16's preprocess_input for images; iceberg dB values are used as they are. */
+    lc.standardize.preprocess = in_memory ? CT_PREPROCESS_NONE : CT_PREPROCESS_CAFFE;
+    if (o->no_cache) lc.cache_bytes = 0;
+    if ((s = ct_loader_init_training(&d.loader, d.ds, &lc, augment ? &aug : NULL)) != CT_OK)
+        goto fail;
+    ct_loader_shape(d.loader, &H, &W, &C, &K);
+    if (C != 3) {
+        s = ct_error(CT_EINVAL, "%s: images have %d channels; VGG16 takes 3", o->data, C);
+        goto fail;
+    }
+    const size_t hwc = (size_t)H * W * C;
+    if (on_device) {
+        if ((s = be.ops->alloc(be.ctx, &d.raw, (size_t)o->batch * hwc *
+                                                   (in_memory ? sizeof(float) : 1))) != CT_OK ||
+            (s = be.ops->alloc(be.ctx, (void **)&d.index, (size_t)o->batch * sizeof(uint32_t))) !=
+                CT_OK)
+            goto fail;
+    }
+    const long total = o->steps + o->warmup;
+    d.step_s = malloc((size_t)total * sizeof *d.step_s);
+    d.wait_s = malloc((size_t)total * sizeof *d.wait_s);
+    if (d.step_s == NULL || d.wait_s == NULL) {
+        s = ct_error(CT_ENOMEM, "out of memory for %ld step times", total);
+        goto fail;
+    }
+
+    printf("cutune bench --data %s: %zu images of %dx%dx%d, %d classes, head '%s', batch %ld, "
+           "backend %s, precision %s\n",
+           o->data, ct_dataset_count(d.ds), H, W, C, classes, ct_model_head_spec(d.m), o->batch,
+           be.ops->name, precision);
+    printf("augmentation %s on the %s; %ld loader workers, image cache %s\n",
+           augment ? "keras" : "none", on_device ? be.ops->name : "loader threads (cpu)",
+           o->workers, ct_loader_caching(d.loader) ? "on" : "off");
+    fflush(stdout);
+
+    uint32_t epoch = 0;
+    if ((s = ct_loader_begin_epoch(d.loader, epoch)) != CT_OK) goto fail;
+    long images = 0;
+    double timed_start = 0.0;
+    for (long step = 0; step < total; step++) {
+        if (step == o->warmup) {
+            images = 0;
+            timed_start = bench_now();
+        }
+        const double t0 = bench_now();
+        const ct_batch *b = NULL;
+        if ((s = next_batch(&d, &epoch, &b)) != CT_OK) goto fail;
+        const double t1 = bench_now();
+        const int n = b->n;
+        if (on_device) {
+            const float *aux = b->aux;
+            if ((s = be.ops->copy_to_device(be.ctx, d.raw, in_memory ? (const void *)b->x
+                                                                     : (const void *)b->x_u8,
+                                            (size_t)n * hwc *
+                                                (in_memory ? sizeof(float) : 1))) != CT_OK ||
+                (s = be.ops->copy_to_device(be.ctx, d.index, b->index,
+                                            (size_t)n * sizeof(uint32_t))) != CT_OK ||
+                (s = be.ops->augment_standardize(
+                     be.ctx, ct_model_input(d.m), in_memory ? NULL : (const uint8_t *)d.raw,
+                     in_memory ? (const float *)d.raw : NULL, d.index, n, H, W, C,
+                     augment ? &aug : NULL, &lc.standardize, lc.seed, b->epoch)) != CT_OK ||
+                (aux_dim > 0 &&
+                 (s = be.ops->copy_to_device(be.ctx, ct_model_aux_input(d.m), aux,
+                                             (size_t)n * aux_dim * sizeof(float))) != CT_OK) ||
+                (s = ct_model_forward(d.m, n, true, (uint32_t)step)) != CT_OK) {
+                ct_loader_release(d.loader, b);
+                goto fail;
+            }
+        } else if ((s = ct_model_forward_host(d.m, b->x, b->aux, n, true, (uint32_t)step)) !=
+                   CT_OK) {
+            ct_loader_release(d.loader, b);
+            goto fail;
+        }
+        s = ct_model_loss(d.m, b->y, NULL, &loss);
+        ct_loader_release(d.loader, b);
+        if (s != CT_OK || (s = ct_model_backward(d.m)) != CT_OK ||
+            (s = ct_model_apply_gradients(d.m, 1.0f)) != CT_OK ||
+            (s = be.ops->synchronize(be.ctx)) != CT_OK)
+            goto fail;
+        const double t2 = bench_now();
+        d.step_s[step] = t2 - t0;
+        d.wait_s[step] = t1 - t0;
+        images += n;
+        printf("step %ld/%ld%s: epoch %u, %d images, loss %.4f, %.3f s (loader wait %.3f s)\n",
+               step + 1, total, step < o->warmup ? " (warm-up)" : "", epoch, n, loss,
+               d.step_s[step], d.wait_s[step]);
+        fflush(stdout);
+    }
+    const double elapsed = bench_now() - timed_start;
+    double wait_sum = 0.0;
+    for (long i = o->warmup; i < total; i++) wait_sum += d.wait_s[i];
+    const double med = bench_median(d.step_s + o->warmup, (size_t)o->steps);
+    printf("median step %.3f s; %.1f img/s over the %ld timed steps, of which loader wait "
+           "%.0f%%\n",
+           med, images / elapsed, o->steps, 100.0 * wait_sum / elapsed);
+    data_bench_free(&d, &be);
+    ct_backend_free(&be);
+    return 0;
+fail:;
+    int rc = cli_fail(cmd, s);
+    data_bench_free(&d, &be);
+    ct_backend_free(&be);
+    return rc;
+}

@@ -1,0 +1,48 @@
+/* The CPU backend's augment_standardize op: the training stream's per-sample work on a raw batch,
+ * one image at a time through ct_augment_standardize_image, the very function the loader's
+ * workers call. It is therefore the oracle for the CUDA kernel (cuda/augment.cu) and equal, bit
+ * for bit, to what a CT_OUTPUT_FLOAT training loader makes of the same samples. Images are
+ * independent, so they are spread over the OpenMP threads, each with its own float copy of a
+ * uint8 image in the workspace. */
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cpu.h"
+#include "cutune/data.h"
+
+ct_status ct_cpu_augment_standardize(void *ctx, float *out, const uint8_t *in_u8,
+                                     const float *in_f32, const uint32_t *sample_index, int n,
+                                     int h, int w, int c, const struct ct_augment_config *aug,
+                                     const struct ct_standardize *std, uint64_t seed,
+                                     uint32_t epoch) {
+    ct_cpu_ctx *cx = ctx;
+    ct_status s = ct_augment_standardize_check(in_u8, in_f32, n, h, w, c, aug, std);
+    if (s != CT_OK) return s;
+    if (n == 0) return CT_OK;
+    if (sample_index == NULL) return ct_error(CT_EINVAL, "augment_standardize: no sample index");
+    const size_t hwc = (size_t)h * w * c;
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    if (threads > n) threads = n;
+    /* Scratch is needed only to widen uint8 pixels before the affine step. */
+    float *scratch = NULL;
+    if (in_u8 != NULL && (s = ct_cpu_workspace(cx, hwc * (size_t)threads, &scratch)) != CT_OK)
+        return s;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int i = 0; i < n; i++) {
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        ct_augment_standardize_image(out + (size_t)i * hwc,
+                                     in_u8 != NULL ? in_u8 + (size_t)i * hwc : NULL,
+                                     in_f32 != NULL ? in_f32 + (size_t)i * hwc : NULL, h, w, c,
+                                     aug, std, seed, epoch, sample_index[i],
+                                     scratch != NULL ? scratch + (size_t)t * hwc : NULL);
+    }
+    return CT_OK;
+}
