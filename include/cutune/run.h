@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cutune/augment.h"
 #include "cutune/data.h"
@@ -28,11 +29,13 @@ typedef enum {
     CT_STRATEGY_AUTO,     /* from the data: the seed table, see ct_advise */
     CT_STRATEGY_HEAD,     /* small data, similar domain: the whole backbone frozen */
     CT_STRATEGY_TOP,      /* the top block (block5) trainable, blocks 1-4 frozen */
-    CT_STRATEGY_ALL       /* everything trainable */
+    CT_STRATEGY_ALL,      /* everything trainable */
+    CT_STRATEGY_DEEP      /* small data, different domain: blocks 4-5 trainable, 1-3 frozen */
 } ct_strategy;
 
 ct_status ct_parse_strategy(const char *s, ct_strategy *out);
-/* The freeze_to layer of a strategy: "block5_pool", "block4_pool" or "" (none). */
+/* The freeze_to layer of a strategy: "block5_pool" (head), "block4_pool" (top),
+ * "block3_pool" (deep) or "" (all, none). */
 const char *ct_strategy_freeze_to(ct_strategy s);
 
 typedef struct ct_train_config {
@@ -92,6 +95,15 @@ typedef struct ct_train_config {
     bool resume;
     bool deterministic;
     int verbose;                   /* 0 quiet, 1 progress bar, 2 one line per epoch */
+
+    /* Already-open data instead of `data` / `val` (k-fold runs, see ct_train_folds). When
+     * train_ds is not NULL, ct_train trains on a view of it and validates on a view of val_ds
+     * (NULL: no validation); `val` and `validation_split` must be unset. Both are borrowed: the
+     * caller keeps them and frees them after ct_train returns. `data` is still what config.txt
+     * records, and data_subset (e.g. "fold 2/5, seed 1") beside it, so --resume of the run
+     * refuses other data. */
+    const ct_dataset *train_ds, *val_ds;
+    const char *data_subset;
 } ct_train_config;
 
 /* Keras's defaults: SGD lr 0.01, 10 epochs, batch 32, weights imagenet, monitor val_loss, ... */
@@ -116,6 +128,13 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *r);
 void ct_train_install_signal_handlers(void);
 /* Asks a running ct_train to stop after the current step (what the handlers call). */
 void ct_train_request_stop(void);
+/* Whether a stop was asked for (a signal) since the last ct_train started: callers that run
+ * several trainings (ct_train_folds) check it between them. */
+bool ct_train_stop_requested(void);
+/* Testing aid: when the environment variable CUTUNE_STOP_AFTER_STEPS=N (N >= 1) is set as
+ * ct_train starts, the call stops as if interrupted after training N steps of its own (counted
+ * from where it started or resumed): it writes checkpoint.h5 and returns CT_EINTR, and the CLI
+ * exits 130. This makes exact-resume tests deterministic. Any other value is an error. */
 
 /* ---- evaluate and predict ---- */
 
@@ -148,6 +167,160 @@ ct_status ct_predict(const ct_predict_config *c, size_t *rows);
  * 2.1,1.7,1.6": the preprocess mode, then what ImageDataGenerator.standardize applies. */
 void ct_standardize_format(const ct_standardize *s, char *buf, size_t len);
 ct_status ct_standardize_parse(const char *text, ct_standardize *s);
+
+/* ---- k-fold training (the seed notebook's workflow) ---- */
+
+/* Assigns each of n samples to one of `folds` folds, stratified: within each label the samples
+ * are shuffled (Philox, keyed by seed) and dealt round-robin, continuing from class to class so
+ * the folds' sizes differ by at most one. labels[i] < 0 (unlabelled) are dealt as one more
+ * group. fold_of: (n) values in [0, folds). */
+ct_status ct_kfold_assign(const int *labels, size_t n, int folds, uint64_t seed, int *fold_of);
+
+#define CT_MAX_FOLDS 100
+
+typedef struct ct_fold_result {
+    size_t n_train, n_val;
+    int epochs_run;
+    bool stopped_early;
+    int best_epoch;                /* 0-based epoch of best.h5 (the monitor's best), -1 none */
+    double best_val_loss, best_val_acc; /* the log's values at best_epoch */
+} ct_fold_result;
+
+typedef struct ct_folds_result {
+    int folds;
+    ct_fold_result fold[CT_MAX_FOLDS];
+    double mean_val_loss, mean_val_acc; /* over the folds */
+    size_t test_rows;              /* rows of predictions.csv (0 without a test set) */
+    char predictions_path[4200];
+} ct_folds_result;
+
+/* K-fold training: `folds` stratified folds of c->data (ct_kfold_assign, keyed by c->seed); fold
+ * k trains a ct_train run on the other folds and validates on fold k, into
+ * c->out_dir/fold_<k>/ (k from 1), with c's callbacks (early stopping, best checkpoint, ...).
+ * Then, when `test` is given (iceberg test.json or a folder), each fold's best.h5 predicts it
+ * into fold_<k>/predictions.csv and their mean goes to c->out_dir/predictions.csv (Kaggle's
+ * `id,is_iceberg` for an iceberg file). c->out_dir/folds.csv lists each finished fold's best
+ * validation metrics. c->val, c->validation_split, c->train_ds must be unset.
+ * Every fold trains with c->seed (the same initialisation: the folds differ by their data).
+ * CT_STRATEGY_AUTO is resolved once, on the whole training data, before the first fold.
+ * Resume (c->resume): folds listed in folds.csv are kept as they are, an interrupted fold
+ * continues from its checkpoint, the rest start; each fold directory is a run of its own. */
+ct_status ct_train_folds(const ct_train_config *c, int folds, const char *test,
+                         ct_folds_result *r);
+
+/* ---- advise: how much of the backbone to train, from the data ---- */
+
+/* Thresholds of the recommendation. Large data: at least this many training images per class
+ * on average (ImageNet has about 1,300 per class; below ~1,000 fine-tuning deep layers of a
+ * 138M-parameter network overfits readily). Similar domain: block5 probe similarity at least
+ * CT_ADVISE_SIMILARITY, and block5 no more than CT_ADVISE_DEPTH_SLACK below the best of the
+ * shallower blocks (top ImageNet features at least as useful as generic lower ones). */
+#define CT_ADVISE_LARGE_PER_CLASS 1000
+#define CT_ADVISE_SIMILARITY 0.5
+#define CT_ADVISE_DEPTH_SLACK 0.05
+#define CT_ADVISE_DEPTHS 3 /* block3_pool, block4_pool, block5_pool */
+
+typedef struct ct_advise_config {
+    const char *data;              /* class folders or iceberg train.json (ct_advise) */
+    const char *weights;           /* "imagenet" (default), "none" or a .h5 file */
+    int input_size;                /* probe input; 0: CT_ADVISE_CPU_INPUT on the CPU, 224 on a
+                                      GPU (folders); iceberg images keep their 75x75 */
+    int samples;                   /* cap on the probe's images, drawn stratified; 0: default */
+    int cv_folds;                  /* cross-validation folds of the probe (3) */
+    double l2;                     /* probe L2 penalty; <= 0: 1 / n_train (sklearn's C = 1) */
+    int batch_size;                /* forward batch (16) */
+    int threads;                   /* loader workers and CPU backend threads; 0: defaults */
+    const char *device;            /* cpu, cuda, auto */
+    uint64_t seed;                 /* which samples and folds */
+    ct_na_policy na_policy;
+    float na_value;
+    ct_color_mode color_mode;
+    ct_interpolation interpolation;
+    bool keep_aspect_ratio;
+    ct_standardize standardize;    /* as train: caffe for folders, none for iceberg ... */
+    bool preprocess_set;           /* ... unless standardize.preprocess was given */
+    bool skip_bad;
+    int train_input_size;          /* for the printed command: the --input-size to train with
+                                      (0: train's default) */
+    const char *out_dir;           /* for the printed command (NULL: runs/advised) */
+    int verbose;                   /* 1: print the report to stdout */
+} ct_advise_config;
+
+#define CT_ADVISE_CPU_INPUT 112
+#define CT_ADVISE_SAMPLES 300
+
+void ct_advise_config_defaults(ct_advise_config *c);
+
+typedef struct ct_probe_score {
+    const char *layer;             /* "block3_pool", "block4_pool", "block5_pool" */
+    int dim;                       /* features: the layer's channels, global average pooled */
+    double acc;                    /* k-fold cross-validated accuracy of the linear probe */
+    double se;                     /* its binomial standard error, sqrt(acc (1 - acc) / n) */
+} ct_probe_score;
+
+typedef struct ct_advice {
+    /* the data */
+    size_t n;                      /* labelled training images */
+    int k;                         /* classes */
+    size_t counts[CT_MAX_CLASSES];
+    char class_names[CT_MAX_CLASSES][64];
+    bool iceberg;                  /* in-memory radar images (overhead: both flips are fine) */
+    double per_class;              /* n / k */
+    bool large;                    /* per_class >= CT_ADVISE_LARGE_PER_CLASS */
+    /* the probe */
+    bool probed;                   /* false: no pretrained weights, or too little data */
+    char weights_note[1024];       /* what was loaded, or why nothing was probed */
+    int input_size;                /* of the probe */
+    size_t probe_n;                /* images probed */
+    int probe_folds;
+    double baseline;               /* majority-class share of the probed images */
+    ct_probe_score depth[CT_ADVISE_DEPTHS];
+    double similarity;             /* (acc5 - baseline) / (1 - baseline) in [0, 1]; NAN unprobed */
+    bool similar;                  /* the domain axis (assumed true when not probed) */
+    double seconds;                /* the probe's wall time */
+    /* the recommendation */
+    ct_strategy strategy;          /* HEAD, TOP, DEEP or ALL */
+    const char *freeze_to;         /* ct_strategy_freeze_to(strategy) */
+    ct_optimizer_kind optimizer;
+    float lr, momentum, body_lr_mult;
+    bool nesterov;
+    int warmup_epochs, epochs, patience;
+    bool horizontal_flip, vertical_flip;
+    float zoom_range, rotation_range;
+    bool balanced;                 /* --class-weight balanced (classes 3x apart or more) */
+    char reasoning[6144];          /* sentences, one paragraph per line */
+    char command[4096];            /* the `cutune train ...` line */
+} ct_advice;
+
+/* Opens c->data (training data: labelled) and advises on it: ct_advise_dataset. */
+ct_status ct_advise(const ct_advise_config *c, ct_advice *a);
+
+/* Counts the classes of `ds`, probes frozen features of c->weights at three depths (global
+ * average pooled block3_pool, block4_pool and block5_pool outputs of at most c->samples
+ * stratified images, ct_probe_cv on each), then ct_advise_decide. Without pretrained weights
+ * ("none", or "imagenet" when the file is not found) nothing is probed: features of a random
+ * network say nothing about the domain, and the advice rests on the size axis alone. Prints
+ * the report when c->verbose. */
+ct_status ct_advise_dataset(const ct_dataset *ds, const ct_advise_config *c, ct_advice *a);
+
+/* The recommendation from what `a` holds (n, k, counts, iceberg, probed, baseline, depth[]):
+ * fills per_class, large, similarity, similar, the strategy and hyper-parameters, the
+ * reasoning and the command. The seed table: small + similar -> head only (freeze
+ * block5_pool); small + different -> blocks 4-5 (freeze block3_pool) with a 10x lower body
+ * rate; large + similar -> the top block (freeze block4_pool); large + different -> everything,
+ * with a lower body rate. */
+void ct_advise_decide(ct_advice *a, const ct_advise_config *c);
+
+/* Prints the class counts, the probe, the reasoning and the command. */
+void ct_advise_print(FILE *f, const ct_advice *a);
+
+/* The linear probe: multinomial logistic regression with an L2 penalty (l2 <= 0: 1 / n_train)
+ * on features standardised with each training fold's mean and deviation, fitted by
+ * accelerated full-batch gradient descent, scored by `folds`-fold stratified cross-validation
+ * (ct_kfold_assign keyed by seed). x: (n, d) row-major; y: (n) labels in [0, k). *acc: the
+ * share of the n samples whose held-out prediction is right. */
+ct_status ct_probe_cv(const float *x, const int *y, size_t n, int d, int k, int folds, double l2,
+                      uint64_t seed, double *acc);
 
 /* ---- demo data ---- */
 

@@ -1,11 +1,19 @@
 /* Flag parsing for every command: --name VALUE or --name=VALUE, switches, and errors that say
  * which flag was wrong and why. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+
+/* Case-insensitive whole-word match. */
+static bool is_word(const char *s, const char *word) {
+    for (; *s != '\0' && *word != '\0'; s++, word++)
+        if (tolower((unsigned char)*s) != *word) return false;
+    return *s == '\0' && *word == '\0';
+}
 
 bool cli_parse(const char *cmd, int argc, char **argv, const cli_flag *flags, int n_flags) {
     for (int i = 0; i < argc; i++) {
@@ -28,11 +36,19 @@ bool cli_parse(const char *cmd, int argc, char **argv, const cli_flag *flags, in
             return false;
         }
         if (!f->takes_value) {
-            if (eq != NULL) {
-                fprintf(stderr, "cutune %s: --%s takes no value\n", cmd, f->name);
+            /* A switch; --name=true|false also, as a config file writes it (Keras:
+             * horizontal_flip=True), and false turns off what an earlier line turned on. */
+            if (eq == NULL || is_word(eq + 1, "true") || is_word(eq + 1, "yes") ||
+                strcmp(eq + 1, "1") == 0) {
+                *f->value = "1";
+            } else if (is_word(eq + 1, "false") || is_word(eq + 1, "no") ||
+                       strcmp(eq + 1, "0") == 0) {
+                *f->value = NULL;
+            } else {
+                fprintf(stderr, "cutune %s: --%s is a switch: give it alone, or =true / =false, "
+                        "not '%s'\n", cmd, f->name, eq + 1);
                 return false;
             }
-            *f->value = "1";
         } else if (eq != NULL) {
             *f->value = eq + 1;
         } else if (i + 1 < argc) {
@@ -134,7 +150,16 @@ bool cli_config_args(const char *cmd, int argc, char **argv, int *argc_out, char
                 if (*q == '_') *q = '-';
             out[n++] = arg;
         }
+        bool failed = ferror(f) != 0;
+        int err = errno;
         fclose(f);
+        if (failed) {
+            /* e.g. a directory: fopen succeeds, reading does not */
+            fprintf(stderr, "cutune %s: --config %s: cannot read: %s\n", cmd, path,
+                    strerror(err));
+            cli_config_free(n, out, 0);
+            return false;
+        }
     }
     int from_file = n;
     char **grown = realloc(out, (size_t)(n + argc + 1) * sizeof *out);

@@ -18,8 +18,10 @@ typedef struct cli_flag {
     const char **value;
 } cli_flag;
 
-/* Parses argv against `flags`. Accepts --name VALUE and --name=VALUE. Prints the problem and
- * returns false on an unknown flag, a missing value or a stray argument. */
+/* Parses argv against `flags`. Accepts --name VALUE and --name=VALUE; a switch also takes
+ * --name=true|yes|1 (on) and --name=false|no|0 (off again: its value back to NULL), as config
+ * files write them. Prints the problem and returns false on an unknown flag, a missing value
+ * or a stray argument. */
 bool cli_parse(const char *cmd, int argc, char **argv, const cli_flag *flags, int n_flags);
 
 /* Converts a flag value, printing "cutune CMD: --NAME: ..." and returning false when it is not a
@@ -47,6 +49,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_advise(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_export_keras(int argc, char **argv);
 

@@ -20,10 +20,27 @@ static const char usage[] =
     "     and writes DIR/iceberg/submission.csv (Kaggle's id,is_iceberg)\n"
     "and prints the validation accuracy of each against the 90% target.\n"
     "Defaults: --out cutune-demo --device auto --seed 1; --epochs sets both runs' epochs\n"
-    "(default 10 for the slices, 40 for the radar records).\n";
+    "(default 10 for the slices, 40 for the radar records). Running it again replaces the\n"
+    "data and the two runs in DIR.\n";
+
+/* The demo owns DIR/mri and DIR/iceberg: a second `cutune demo` replaces the files an earlier
+ * one wrote there (and only those), instead of refusing a run folder that holds a run. */
+static void clear_previous_run(const char *dir) {
+    static const char *const files[] = {"log.csv",    "curves.png",    "best.h5",
+                                        "final.h5",   "checkpoint.h5", "config.txt",
+                                        "submission.csv"};
+    char path[4300];
+    int removed = 0;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        removed += remove(path) == 0;
+    }
+    if (removed > 0) printf("cutune demo: replacing the previous demo run in %s\n", dir);
+}
 
 static int run_one(const char *what, ct_train_config *c, double *val_acc) {
     printf("\n== %s ==\n", what);
+    clear_previous_run(c->out_dir);
     ct_train_result res;
     ct_status s = ct_train(c, &res);
     if (s == CT_EINTR) {

@@ -33,7 +33,8 @@ static const char usage[] =
     "  --weights imagenet|none|FILE.h5   default imagenet (see weights/README.md)\n"
     "  --head SPEC               e.g. iceberg, mri, 'gap,dense:256:relu,dense:3:softmax'\n"
     "  --freeze-to LAYER         freeze up to and including LAYER (e.g. block4_pool)\n"
-    "  --strategy auto|head|top|all   the seed table (auto: measured by `cutune advise`)\n"
+    "  --strategy auto|head|top|deep|all   the seed table (auto: measured as `cutune advise`\n"
+    "                            does; deep: blocks 4-5 trainable)\n"
     "  --warmup-epochs N         train the head with the backbone frozen first\n"
     "  --body-lr-mult F          backbone learning rate = F x lr\n"
     "  --block-lr-decay F        discriminative rates: block5 x F, block4 x F^2, ...\n"
@@ -49,6 +50,12 @@ static const char usage[] =
     "run:\n"
     "  --out RUN_DIR  --resume  --seed N  --device cpu|cuda|auto  --verbose 0|1|2\n"
     "  --deterministic  --config FILE\n"
+    "  --folds K                 K stratified folds (by --seed), one run each in\n"
+    "                            RUN_DIR/fold_<k>/; prints each fold's best validation metrics\n"
+    "                            and their mean (not with --val / --validation-split);\n"
+    "                            --resume keeps finished folds and continues the others\n"
+    "  --test PATH               with --folds: each fold's best.h5 predicts PATH and the mean\n"
+    "                            goes to RUN_DIR/predictions.csv (Kaggle's id,is_iceberg)\n"
     "  --no-feature-cache        recompute frozen layers every step (by default their output\n"
     "                            is computed once when nothing random comes before them)\n"
     "\n"
@@ -63,7 +70,8 @@ typedef struct train_flags {
         *strategy, *warmup, *body_lr, *block_decay, *epochs, *batch, *steps, *optimizer, *lr,
         *momentum, *nesterov, *decay, *weight_decay, *l2, *schedule, *class_weight, *monitor,
         *mode, *patience, *min_delta, *restore_best, *rl_patience, *rl_factor, *min_lr,
-        *rl_cooldown, *out, *resume, *seed, *device, *verbose, *deterministic, *config, *no_cache;
+        *rl_cooldown, *out, *resume, *seed, *device, *verbose, *deterministic, *config, *no_cache,
+        *folds, *test;
 } train_flags;
 
 #define NUM(flag, name, lo, hi, dst)                                                           \
@@ -241,6 +249,7 @@ int cmd_train(int argc, char **argv) {
         {"device", true, &f.device}, {"verbose", true, &f.verbose},
         {"deterministic", false, &f.deterministic}, {"config", true, &f.config},
         {"no-feature-cache", false, &f.no_cache},
+        {"folds", true, &f.folds}, {"test", true, &f.test},
     };
     int all_argc = 0;
     char **all_argv = NULL;
@@ -253,9 +262,34 @@ int cmd_train(int argc, char **argv) {
         cli_config_free(all_argc, all_argv, argc);
         return CLI_EXIT_USAGE;
     }
+    long folds = 0;
+    if (f.folds != NULL && !cli_int("train", "folds", f.folds, 2, CT_MAX_FOLDS, &folds))
+        ok = false;
+    if (ok && f.test != NULL && f.folds == NULL) {
+        fprintf(stderr, "cutune train: --test goes with --folds (the folds' predictions are "
+                        "averaged); for one run use `cutune predict --model RUN_DIR/best.h5`\n");
+        ok = false;
+    }
+    if (ok && folds > 0 && (c.val != NULL || c.validation_split > 0.0)) {
+        fprintf(stderr, "cutune train: --folds takes each fold's validation data from --data: "
+                        "drop --val / --validation-split\n");
+        ok = false;
+    }
+    if (!ok) {
+        cli_config_free(all_argc, all_argv, argc);
+        return CLI_EXIT_USAGE;
+    }
     ct_train_install_signal_handlers();
-    ct_train_result res;
-    ct_status s = ct_train(&c, &res);
+    ct_status s;
+    if (folds > 0) {
+        ct_folds_result *fr = malloc(sizeof *fr);
+        s = fr == NULL ? ct_error(CT_ENOMEM, "cannot allocate the folds' results")
+                       : ct_train_folds(&c, (int)folds, f.test, fr);
+        free(fr);
+    } else {
+        ct_train_result res;
+        s = ct_train(&c, &res);
+    }
     cli_config_free(all_argc, all_argv, argc);
     if (s == CT_EINTR) {
         fprintf(stderr, "cutune train: %s\n", ct_last_error());

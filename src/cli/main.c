@@ -14,6 +14,7 @@ static const char usage[] =
     "  train       fine-tune VGG16 on class folders or iceberg JSON\n"
     "  evaluate    metrics of a trained model on labelled data\n"
     "  predict     class probabilities per image (Kaggle CSV for iceberg)\n"
+    "  advise      how much of VGG16 to fine-tune for a dataset, measured, with the command\n"
     "  scan        what a dataset holds as Keras sees it; --check decodes every image\n"
     "  devices     list CUDA devices, or say why none is usable\n"
     "  bench       time VGG16 forward+backward on generated data (loss, img/s)\n"
@@ -60,6 +61,7 @@ int main(int argc, char **argv) {
         {"train", cmd_train},
         {"evaluate", cmd_evaluate},
         {"predict", cmd_predict},
+        {"advise", cmd_advise},
         {"inspect", cmd_inspect},
         {"export-keras", cmd_export_keras},
     };

@@ -19,12 +19,24 @@ void ct_format_double(char *buf, size_t len, double v) {
         snprintf(buf, len, v > 0 ? "inf" : "-inf");
         return;
     }
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, len, "%.*g", prec, v);
+    /* The fewest significant digits that read back as v... */
+    int prec = 1;
+    for (; prec <= 17; prec++) {
+        snprintf(buf, len, "%.*e", prec - 1, v);
         if (strtod(buf, NULL) == v) break;
     }
-    /* Python writes integral floats as 1.0, not 1. */
-    if (strpbrk(buf, ".eEn") == NULL && strlen(buf) + 2 < len) strcat(buf, ".0");
+    if (prec > 17) prec = 17;
+    /* ...written as Python's repr does: positional when the decimal exponent is in [-4, 16)
+     * (10.0, 0.0001, 1000.0), scientific otherwise (1e-05, 1e+16); %e already writes the
+     * exponent Python's way. */
+    const char *e = strchr(buf, 'e');
+    int exp10 = e != NULL ? atoi(e + 1) : 0;
+    if (exp10 >= -4 && exp10 < 16) {
+        int decimals = prec - 1 - exp10;
+        snprintf(buf, len, "%.*f", decimals > 0 ? decimals : 0, v);
+        /* Python writes integral floats as 1.0, not 1. */
+        if (strchr(buf, '.') == NULL && strlen(buf) + 2 < len) strcat(buf, ".0");
+    }
 }
 
 static int cmp_keys(const void *a, const void *b) { return strcmp(a, b); }

@@ -26,8 +26,13 @@
 #include "fit_internal.h"
 
 static volatile sig_atomic_t stop_requested;
+/* CUTUNE_STOP_AFTER_STEPS (a testing aid, see run.h): steps this call may train before it
+ * stops as if interrupted; 0: no limit. */
+static long stop_after_steps, steps_this_call;
 
 void ct_train_request_stop(void) { stop_requested = 1; }
+
+bool ct_train_stop_requested(void) { return stop_requested != 0; }
 
 static void on_signal(int sig) {
     (void)sig;
@@ -54,7 +59,8 @@ ct_status ct_parse_strategy(const char *s, ct_strategy *out) {
     else if (strcmp(s, "head") == 0) *out = CT_STRATEGY_HEAD;
     else if (strcmp(s, "top") == 0) *out = CT_STRATEGY_TOP;
     else if (strcmp(s, "all") == 0) *out = CT_STRATEGY_ALL;
-    else return ct_error(CT_EINVAL, "unknown strategy '%s' (auto, head, top, all)", s);
+    else if (strcmp(s, "deep") == 0) *out = CT_STRATEGY_DEEP;
+    else return ct_error(CT_EINVAL, "unknown strategy '%s' (auto, head, top, deep, all)", s);
     return CT_OK;
 }
 
@@ -62,6 +68,7 @@ const char *ct_strategy_freeze_to(ct_strategy s) {
     switch (s) {
     case CT_STRATEGY_HEAD: return "block5_pool";
     case CT_STRATEGY_TOP: return "block4_pool";
+    case CT_STRATEGY_DEEP: return "block3_pool";
     default: return "";
     }
 }
@@ -138,6 +145,24 @@ static ct_status open_data(fit_run *r) {
     const ct_train_config *c = r->c;
     ct_status s;
     if (c->data == NULL) return ct_error(CT_EINVAL, "--data DIR|train.json is required");
+    if (c->train_ds != NULL) {
+        /* Already-open data (k-fold): views of the caller's datasets, which stay theirs. */
+        if (c->val != NULL || c->validation_split > 0.0)
+            return ct_error(CT_EINVAL, "already-open training data takes its validation data "
+                            "with it: --val and --validation-split do not apply");
+        const size_t n = ct_dataset_count(c->train_ds);
+        const size_t nv = c->val_ds != NULL ? ct_dataset_count(c->val_ds) : 0;
+        const size_t most = n > nv ? n : nv;
+        size_t *idx = malloc(most * sizeof *idx + 1);
+        if (idx == NULL) return ct_error(CT_ENOMEM, "cannot allocate the data views");
+        for (size_t i = 0; i < most; i++) idx[i] = i;
+        s = ct_dataset_subset(c->train_ds, idx, n, CT_ROLE_TRAINING, &r->train);
+        if (s == CT_OK && c->val_ds != NULL)
+            s = ct_dataset_subset(c->val_ds, idx, nv, CT_ROLE_VALIDATION, &r->val);
+        free(idx);
+        if (s != CT_OK) return s;
+        goto opened;
+    }
     ct_iceberg_options io = {.na_policy = c->na_policy, .na_value = c->na_value,
                              .role = CT_ROLE_TRAINING};
     ct_folder_options fo = {.role = CT_ROLE_TRAINING};
@@ -179,6 +204,7 @@ static ct_status open_data(fit_run *r) {
         r->train = r->all;
         r->all = NULL;
     }
+opened:
     ct_dataset_set_role(r->train, CT_ROLE_TRAINING);
     if (r->val != NULL) ct_dataset_set_role(r->val, CT_ROLE_VALIDATION);
     r->k = ct_dataset_num_classes(r->train);
@@ -204,6 +230,19 @@ static ct_status open_data(fit_run *r) {
 
 /* ---- model ---- */
 
+/* Whether a head spec (or preset) has an aux:U layer. */
+static bool head_uses_aux(const char *head) {
+    const char *spec = strcmp(head, "iceberg") == 0 ? CT_HEAD_ICEBERG
+                       : strcmp(head, "mri") == 0   ? CT_HEAD_MRI
+                                                    : head;
+    for (const char *p = spec; p != NULL; p = strchr(p, ',')) {
+        if (*p == ',') p++;
+        while (*p == ' ' || *p == '\t') p++;
+        if (strncmp(p, "aux:", 4) == 0) return true;
+    }
+    return false;
+}
+
 static ct_status choose_head(fit_run *r) {
     const ct_train_config *c = r->c;
     int aux = ct_dataset_aux_dim(r->train);
@@ -217,6 +256,18 @@ static ct_status choose_head(fit_run *r) {
         snprintf(r->head, sizeof r->head, "flatten,dense:256:relu,dropout:0.5,dense:%d:softmax",
                  r->k);
     }
+    /* The auxiliary input (the iceberg incidence angle) and the head must agree: a model that
+     * ignores it, or expects one the data lacks, is a mistake to report before building. */
+    bool uses_aux = head_uses_aux(r->head);
+    if (aux > 0 && !uses_aux)
+        return ct_error(CT_EINVAL, "%s has an auxiliary input (the incidence angle) for every "
+                        "sample, but the head '%s' has no aux:U branch: use --head iceberg, or "
+                        "add 'aux:U,concat' after the pooling layer", c->data, r->head);
+    if (aux == 0 && uses_aux)
+        return ct_error(CT_EINVAL, "the head '%s' takes an auxiliary input (aux:U, the iceberg "
+                        "incidence angle) but %s has none (image folders carry no angle): use "
+                        "the iceberg head with iceberg JSON, and a head without aux:U and concat "
+                        "(e.g. mri) with class folders", r->head, c->data);
     return CT_OK;
 }
 
@@ -470,6 +521,37 @@ static ct_status check_gradients(fit_run *r, int64_t step) {
     return CT_OK;
 }
 
+/* After a non-finite loss: the first trainable tensor (kernel, bias, then output, in forward
+ * order) holding a NaN or Inf, so the message can say where it started. Layers below the
+ * lowest trainable one keep no outputs and their weights do not change, so they are skipped. */
+static void nonfinite_culprit(fit_run *r, int n, char *buf, size_t len) {
+    ct_backend *be = ct_model_backend(r->m);
+    int ft = ct_model_first_trainable(r->m);
+    for (int i = ft > 0 ? ft : 0; i < ct_model_num_layers(r->m); i++) {
+        const ct_layer *l = ct_model_layer(r->m, i);
+        const ct_tensor *t[2] = {&l->kernel, &l->bias};
+        bool finite = true;
+        for (int k = 0; k < 2; k++) {
+            if (t[k]->data == NULL) continue;
+            if (be->ops->check_finite(be->ctx, &finite, t[k]->data, t[k]->size) != CT_OK) break;
+            if (!finite) {
+                snprintf(buf, len, "the weights %s hold NaN or Inf (the previous update "
+                         "overflowed)", t[k]->name);
+                return;
+            }
+        }
+        if (l->out == NULL) continue;
+        size_t size = (size_t)n * l->out_h * l->out_w * l->out_c;
+        if (be->ops->check_finite(be->ctx, &finite, l->out, size) == CT_OK && !finite) {
+            snprintf(buf, len, "the output of layer %s is the first to hold NaN or Inf", l->name);
+            return;
+        }
+    }
+    snprintf(buf, len, "every weight and activation is finite: the loss %s overflowed",
+             ct_model_loss_kind(r->m) == CT_LOSS_BINARY_CE ? "(binary cross-entropy)"
+                                                           : "(categorical cross-entropy)");
+}
+
 /* A batch of images, or of cached frozen-prefix outputs. */
 static ct_status forward(fit_run *r, const ct_batch *b, bool training, uint32_t step) {
     if (r->cache.active)
@@ -485,10 +567,15 @@ static ct_status train_step(fit_run *r, const ct_batch *b, double lr_scale, doub
     if (s != CT_OK) return s;
     float loss = 0.0f;
     s = ct_model_loss(r->m, r->labels, r->use_weights ? r->weights : NULL, &loss);
-    if (s == CT_ENUMERIC)
-        return ct_error(s, "step %lld (epoch %lld, batch %lld): %s. The last good checkpoint %s "
-                        "is unchanged", (long long)r->st.step + 1, (long long)r->st.epoch + 1,
-                        (long long)r->st.batch_in_epoch + 1, ct_last_error(), r->ckpt_path);
+    if (s == CT_ENUMERIC) {
+        char where[256];
+        nonfinite_culprit(r, b->n, where, sizeof where);
+        return ct_error(s, "step %lld (epoch %lld, batch %lld): the loss is %s; %s. Lower the "
+                        "learning rate or check the data. The last good checkpoint %s is "
+                        "unchanged", (long long)r->st.step + 1, (long long)r->st.epoch + 1,
+                        (long long)r->st.batch_in_epoch + 1, isnan(loss) ? "NaN" : "infinite",
+                        where, r->ckpt_path);
+    }
     if (s != CT_OK) return s;
     if ((s = ct_model_probs(r->m, r->probs)) != CT_OK) return s;
     if ((s = ct_model_backward(r->m)) != CT_OK) return s;
@@ -576,6 +663,29 @@ static char *settings_text(const fit_run *r) {
              c->augment.brightness_hi, c->augment.horizontal_flip, c->augment.vertical_flip,
              (int)c->augment.fill_mode, c->augment.cval, c->standardize.rescale,
              (int)c->standardize.preprocess);
+    /* Everything else that changes what a step computes or when the callbacks act. */
+    size_t used = strlen(t);
+    snprintf(t + used, cap - used,
+             "class_mode = %d\ncolor_mode = %d\ninterpolation = %d\nkeep_aspect_ratio = %d\n"
+             "na_policy = %d\nna_value = %g\nsamplewise_center = %d\n"
+             "samplewise_std_normalization = %d\nfeaturewise_center = %d\n"
+             "featurewise_std_normalization = %d\nwidth_shift_kind = %d\n"
+             "height_shift_kind = %d\nskip_bad = %d\nmode = %d\npatience = %d\n"
+             "min_delta = %g\nrestore_best_weights = %d\nreduce_lr_patience = %d\n"
+             "reduce_lr_factor = %g\nmin_lr = %g\nreduce_lr_cooldown = %d\n",
+             (int)r->class_mode, (int)c->color_mode, (int)c->interpolation,
+             c->keep_aspect_ratio, (int)c->na_policy, c->na_value,
+             c->standardize.samplewise_center, c->standardize.samplewise_std_normalization,
+             c->standardize.featurewise_center, c->standardize.featurewise_std_normalization,
+             (int)c->augment.width_shift.kind, (int)c->augment.height_shift.kind, c->skip_bad,
+             (int)c->monitor_mode, c->early_stopping_patience, c->min_delta,
+             c->restore_best_weights, c->reduce_lr_patience, c->reduce_lr_factor, c->min_lr,
+             c->reduce_lr_cooldown);
+    if (c->data_subset != NULL) {
+        /* A k-fold run trains on part of `data`: resuming it on other data is refused. */
+        used = strlen(t);
+        snprintf(t + used, cap - used, "data_subset = %s\n", c->data_subset);
+    }
     return t;
 }
 
@@ -661,7 +771,35 @@ static ct_status write_curves(fit_run *r, int epochs) {
 
 /* ---- the run ---- */
 
+/* config.txt as written when the run started, or NULL. */
+static char *read_settings(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return NULL;
+    size_t cap = 16384, n = 0;
+    char *t = malloc(cap);
+    if (t != NULL) {
+        n = fread(t, 1, cap - 1, f);
+        t[n] = '\0';
+    }
+    bool ok = t != NULL && !ferror(f) && feof(f);
+    fclose(f);
+    if (!ok) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
 static ct_status resume(fit_run *r, ct_early_stopping *es, ct_reduce_lr *rl) {
+    /* Changed flags first, from config.txt, so that a different optimizer, head or freezing is
+     * reported as the flag it is rather than as a checkpoint that does not fit the model (the
+     * checkpoint's own copy is checked again below). */
+    char *started = read_settings(r->config_path);
+    if (started != NULL) {
+        ct_status cs = check_resume_settings(r, started);
+        free(started);
+        if (cs != CT_OK) return cs;
+    }
     /* The log says how many epochs finished, hence which freezing the checkpoint was saved
      * under (warm-up or target); the other is tried if the checkpoint disagrees. */
     const char *keys[FIT_KEYS];
@@ -720,16 +858,14 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
     ct_status s;
     ct_monitor mon;
     const char *monitor = c->monitor;
-    if (r->val == NULL && strncmp(monitor, "val_", 4) == 0) {
-        if (c->verbose > 0)
-            printf("no validation data: monitoring '%s' instead of '%s'\n", monitor + 4, monitor);
-        monitor += 4;
-    }
+    if (r->val == NULL && strncmp(monitor, "val_", 4) == 0) monitor += 4;
     bool known = false;
     for (int i = 0; i < n_log_keys(r); i++) known |= strcmp(LOG_KEYS[i], monitor) == 0;
     if (!known || strcmp(monitor, "lr") == 0)
-        return ct_error(CT_EINVAL, "--monitor %s: not a logged metric (loss, acc%s)", monitor,
+        return ct_error(CT_EINVAL, "--monitor %s: not a logged metric (loss, acc%s)", c->monitor,
                         r->val != NULL ? ", val_loss, val_acc" : "");
+    if (monitor != c->monitor && c->verbose > 0)
+        printf("no validation data: monitoring '%s' instead of '%s'\n", monitor, c->monitor);
     if ((s = ct_monitor_init(&mon, monitor, c->monitor_mode, 0.0)) != CT_OK) return s;
     ct_monitor es_mon = mon;
     es_mon.min_delta = c->min_delta;
@@ -750,7 +886,14 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
     r->st.seed = c->seed;
     r->st.lr_scale = 1.0;
     r->st.best_metric = mon.best;
-    r->st.best_epoch = -1;
+    /* The callbacks' starting state, so that a checkpoint written before the end of the first
+     * epoch resumes them as they start (best = +-inf), not from zeros. */
+    r->st.best_epoch = es.best_epoch;
+    r->st.es_best = es.mon.best;
+    r->st.patience_wait = es.wait;
+    r->st.plateau_best = rl.mon.best;
+    r->st.plateau_wait = rl.wait;
+    r->st.plateau_cooldown = rl.cooldown_counter;
     snprintf(r->st.monitor, sizeof r->st.monitor, "%s", monitor);
     if (c->resume) {
         if ((s = resume(r, &es, &rl)) != CT_OK) return s;
@@ -776,7 +919,10 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
         else if ((s = ct_loader_begin_epoch_at(r->tl, (uint32_t)epoch,
                                                (uint32_t)r->st.batch_in_epoch)) != CT_OK)
             return s;
-        if (c->verbose > 0) printf("Epoch %d/%d\n", epoch + 1, c->epochs);
+        if (c->verbose > 0) {
+            printf("Epoch %d/%d\n", epoch + 1, c->epochs);
+            fflush(stdout); /* a piped or tee'd log follows the run, not its exit */
+        }
         ct_progbar bar;
         const double t0 = now_seconds();
         ct_progbar_init(&bar, steps, stdout, tty && c->verbose == 1, t0);
@@ -795,6 +941,7 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
             r->st.step++;
             r->st.batch_in_epoch++;
             r->st.sample_in_epoch += n;
+            if (stop_after_steps > 0 && ++steps_this_call >= stop_after_steps) stop_requested = 1;
             if (c->verbose == 1) {
                 const char *names[2] = {"loss", "acc"};
                 double vals[2] = {r->st.epoch_loss_sum / r->st.epoch_seen,
@@ -857,6 +1004,7 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
         r->st.plateau_wait = rl.wait;
         r->st.plateau_cooldown = rl.cooldown_counter;
         if ((s = save_checkpoint(r)) != CT_OK) return s;
+        fflush(stdout);
         res->epochs_run = epoch + 1;
         res->final_loss = row[1];
         res->final_acc = row[0];
@@ -866,9 +1014,21 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
             res->stopped_early = true;
             if (c->verbose > 0) printf("Epoch %d: early stopping\n", epoch + 1);
             if (c->restore_best_weights && exists(r->best_path)) {
+                /* best.h5 is ModelCheckpoint's (no min_delta), which can be a later epoch
+                 * than EarlyStopping's best when --min-delta > 0: name the one restored. */
+                ct_monitor scan;
+                int saved_epoch = -1;
+                if (ct_monitor_init(&scan, monitor, c->monitor_mode, 0.0) == CT_OK)
+                    for (int e = 0; e <= epoch; e++) {
+                        double v = log_value(r->history + (size_t)e * FIT_KEYS, monitor);
+                        if (ct_monitor_better(&scan, v, scan.best)) {
+                            scan.best = v;
+                            saved_epoch = e;
+                        }
+                    }
                 if (c->verbose > 0)
-                    printf("Restoring model weights from the end of the best epoch: %d.\n",
-                           es.best_epoch + 1);
+                    printf("Restoring model weights from the end of the best epoch: %d (%s).\n",
+                           saved_epoch + 1, r->best_path);
                 if ((s = ct_weights_load(r->m, r->best_path, NULL, NULL)) != CT_OK) return s;
             }
             break;
@@ -908,7 +1068,18 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
     res->best_epoch = -1;
     r.c = c;
     stop_requested = 0;
+    stop_after_steps = steps_this_call = 0;
     ct_status s;
+    const char *stop_env = getenv("CUTUNE_STOP_AFTER_STEPS");
+    if (stop_env != NULL && stop_env[0] != '\0') {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(stop_env, &end, 10);
+        if (errno != 0 || end == stop_env || *end != '\0' || v < 1)
+            return ct_error(CT_EINVAL, "CUTUNE_STOP_AFTER_STEPS='%s': expected a whole number of "
+                            "steps, at least 1 (or unset it)", stop_env);
+        stop_after_steps = v;
+    }
     if (c->epochs < 1) return ct_error(CT_EINVAL, "--epochs must be at least 1");
     if (c->batch_size < 1) return ct_error(CT_EINVAL, "--batch-size must be at least 1");
     if ((s = ct_schedule_parse(&r.schedule, c->schedule, c->epochs)) != CT_OK) return s;
@@ -920,6 +1091,9 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
         goto done;
     if ((s = choose_head(&r)) != CT_OK) goto done;
     char note[512];
+    /* --deterministic: the CUDA backend reads CUTUNE_DETERMINISTIC when it starts (only
+     * deterministic cuDNN algorithms); the CPU backend always is. */
+    if (c->deterministic) setenv("CUTUNE_DETERMINISTIC", "1", 1);
     if ((s = ct_backend_init_by_name(&r.be, c->device, note, sizeof note)) != CT_OK) goto done;
     if (note[0] != '\0') fprintf(stderr, "cutune train: %s\n", note);
     if ((s = build_model(&r)) != CT_OK) goto done;

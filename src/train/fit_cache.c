@@ -117,15 +117,17 @@ void fit_cache_begin_epoch(fit_run *r, uint32_t epoch, uint32_t first_batch, boo
     fc->training = training;
     size_t n = training ? fc->n_train : fc->n_val;
     for (size_t i = 0; i < fc->n_train; i++) fc->order[i] = (uint32_t)i;
-    if (training) {
-        /* Fisher-Yates with draws addressed by (epoch, position): the order of an epoch does
-         * not depend on what ran before it, so a resumed run sees the same batches. */
-        const uint32_t purpose = ((uint32_t)CT_RNG_SHUFFLE << 16) | 0x100u;
-        for (size_t i = n; i > 1; i--) {
-            uint32_t w = ct_rng_word(r->c->seed, purpose, epoch, 0, (uint32_t)(n - i));
-            size_t j = (size_t)(((uint64_t)w * i) >> 32);
-            uint32_t t = fc->order[i - 1];
-            fc->order[i - 1] = fc->order[j];
+    if (training && n > 1) {
+        /* The training loader's own shuffle (ct_loader_begin_epoch_at: Fisher-Yates from the
+         * end, the draw for position i addressed by (epoch, i)), so the cache changes no batch:
+         * a run trains the same with --no-feature-cache, and a resumed run sees the same
+         * batches as one never interrupted. */
+        const uint32_t purpose = (uint32_t)CT_RNG_SHUFFLE << 16;
+        for (size_t i = n - 1; i > 0; i--) {
+            uint32_t w = ct_rng_word(r->c->seed, purpose, epoch, 0, (uint32_t)i);
+            size_t j = (size_t)(((uint64_t)w * (uint64_t)(i + 1)) >> 32);
+            uint32_t t = fc->order[i];
+            fc->order[i] = fc->order[j];
             fc->order[j] = t;
         }
     }

@@ -230,7 +230,9 @@ ct_status ct_predict(const ct_predict_config *c, size_t *rows) {
         for (size_t i = 0; i < ct_dataset_count(r.ds); i++) {
             if (skipped(&r, i)) continue;
             csv_field(a.f, ct_dataset_name(r.ds, i));
-            for (int j = 0; j < r.n_out; j++) fprintf(a.f, ",%.6f", r.probs[i * r.n_out + j]);
+            /* %.9g: every float32 exactly, so a confident 0.99999994 is not written as
+             * 1.000000 (whose log loss, when wrong, is then infinite). */
+            for (int j = 0; j < r.n_out; j++) fprintf(a.f, ",%.9g", r.probs[i * r.n_out + j]);
             fputc('\n', a.f);
             (*rows)++;
         }
