@@ -1,0 +1,380 @@
+/* `cutune train / predict / evaluate / demo` end to end on tiny generated data: the predictions
+ * CSV (folders and Kaggle's iceberg submission) and test-time augmentation, evaluate's metrics
+ * against values computed here from the predictions, EarlyStopping, ReduceLROnPlateau and
+ * restore_best_weights in real runs, class weights in the loss, the iceberg two-input model,
+ * and the demo. Exact resume is in test_train_resume.c, every error in test_train_errors.c. */
+#include "train_cli_util.h"
+
+TestSuite(train_cli, .init = tc_setup, .fini = tc_teardown, .timeout = 300);
+
+/* A 2-epoch run of the frozen backbone + a dropout head on the slices, cached. */
+#define FOLDER_RUN                                                                             \
+    "train --data %s/d/train --val %s/d/val " TC_SMALL " --head " TC_DROP_HEAD                 \
+    " --strategy head --optimizer adam --lr 0.01 --epochs 2 --verbose 0 --out %s/m"
+
+/* The probabilities of a predictions CSV: rows x k, row order checked against `ref`. */
+static void expect_same_rows(const tc_csv *a, const tc_csv *ref) {
+    cr_assert_eq(a->rows, ref->rows);
+    for (int i = 0; i < a->rows; i++) cr_assert_str_eq(a->first[i], ref->first[i]);
+}
+
+static double max_abs_diff(const tc_csv *a, const tc_csv *b) {
+    double d = 0.0;
+    for (int i = 0; i < a->rows; i++)
+        for (int j = 1; j < a->cols; j++) d = fmax(d, fabs(a->v[i][j] - b->v[i][j]));
+    return d;
+}
+
+Test(train_cli, predictions_csv_and_tta) {
+    TC_MUST(NULL, FOLDER_RUN, D, D, D);
+    TC_EXPECT(NULL, 0, "wrote 12 predictions to",
+              "predict --model %s/m/final.h5 --data %s/d/train --out %s/p.csv --device cpu", D, D,
+              D);
+    tc_csv *p = tc_csv_read(tc_path("p.csv"));
+    /* Keras's class order (sorted folder names) in the header, then one row per image. */
+    cr_assert_eq(p->cols, 3);
+    cr_expect_str_eq(p->names[0], "filename");
+    cr_expect_str_eq(p->names[1], "dementia");
+    cr_expect_str_eq(p->names[2], "normal");
+    cr_assert_eq(p->rows, 12);
+    for (int i = 0; i < 12; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "%s/slice_%04d.png", i < 6 ? "dementia" : "normal", i % 6);
+        cr_expect_str_eq(p->first[i], want, "row %d", i);
+        double sum = 0.0;
+        for (int j = 1; j < 3; j++) {
+            cr_expect(p->v[i][j] >= 0.0 && p->v[i][j] <= 1.0, "row %d: %g", i, p->v[i][j]);
+            sum += p->v[i][j];
+        }
+        /* Softmax in float32, written with 9 significant digits. */
+        cr_expect(fabs(sum - 1.0) < 1e-6, "row %d sums to %.9f", i, sum);
+    }
+
+    /* The batch size changes the rows' order in nothing, and the values only in the last bit
+     * (the matrix products are blocked differently). */
+    TC_MUST(NULL, "predict --model %s/m/final.h5 --data %s/d/train --out %s/p5.csv --device cpu "
+            "--batch-size 5", D, D, D);
+    tc_csv *p5 = tc_csv_read(tc_path("p5.csv"));
+    expect_same_rows(p5, p);
+    cr_expect_lt(max_abs_diff(p5, p), 1e-6, "batch 5 vs 32");
+
+    /* TTA averages the plain, flipped left-right and flipped upside-down predictions: with
+     * p0, p_h = (p0 + ph) / 2 and p_v = (p0 + pv) / 2, both flips give
+     * (p0 + ph + pv) / 3 = (2 (p_h + p_v) - p0) / 3. */
+    const char *tta[3] = {"hflip", "vflip", "hflip,vflip"};
+    tc_csv *t[3];
+    for (int k = 0; k < 3; k++) {
+        TC_MUST(NULL, "predict --model %s/m/final.h5 --data %s/d/train --out %s/t%d.csv "
+                "--device cpu --tta %s", D, D, D, k, tta[k]);
+        t[k] = tc_csv_read(tc_path("t%d.csv", k));
+        expect_same_rows(t[k], p);
+        cr_expect_gt(max_abs_diff(t[k], p), 1e-5, "--tta %s changed nothing", tta[k]);
+    }
+    for (int i = 0; i < 12; i++)
+        for (int j = 1; j < 3; j++) {
+            double want = (2.0 * (t[0]->v[i][j] + t[1]->v[i][j]) - p->v[i][j]) / 3.0;
+            cr_expect(fabs(t[2]->v[i][j] - want) < 1e-6, "row %d: tta %.9f, expected %.9f", i,
+                      t[2]->v[i][j], want);
+        }
+    for (int k = 0; k < 3; k++) free(t[k]);
+    free(p5);
+    free(p);
+}
+
+/* "samples N, accuracy A, loss L[, ROC AUC U]" from evaluate's output. */
+static void parse_metrics(long *n, double *acc, double *loss, double *auc) {
+    const char *s = strstr(tc_out, "samples ");
+    cr_assert_not_null(s, "no metrics line:\n%s", tc_out);
+    *auc = NAN;
+    int got = sscanf(s, "samples %ld, accuracy %lf, loss %lf, ROC AUC %lf", n, acc, loss, auc);
+    cr_assert_geq(got, 3, "cannot parse the metrics line:\n%s", s);
+}
+
+/* The confusion matrix row of `cls`: its counts per predicted class. */
+static void parse_confusion_row(const char *cls, int k, long *row) {
+    const char *s = strstr(tc_out, "confusion matrix");
+    cr_assert_not_null(s, "%s", tc_out);
+    char key[80];
+    snprintf(key, sizeof key, "\n%s ", cls);
+    s = strstr(s, key);
+    cr_assert_not_null(s, "no confusion row for %s:\n%s", cls, tc_out);
+    s += strlen(key);
+    for (int j = 0; j < k; j++) {
+        char *end = NULL;
+        row[j] = strtol(s, &end, 10);
+        cr_assert(end != s, "confusion row %s:\n%s", cls, tc_out);
+        s = end;
+    }
+}
+
+/* Keras's log loss: probabilities clipped to [1e-7, 1 - 1e-7]. */
+static double clipped_log(double p) { return log(fmin(fmax(p, 1e-7), 1.0 - 1e-7)); }
+
+Test(train_cli, evaluate_matches_predictions_softmax) {
+    TC_MUST(NULL, FOLDER_RUN, D, D, D);
+    TC_MUST(NULL, "predict --model %s/m/final.h5 --data %s/d/train --out %s/p.csv --device cpu",
+            D, D, D);
+    tc_csv *p = tc_csv_read(tc_path("p.csv"));
+    cr_assert_eq(p->rows, 12);
+    double correct = 0.0, loss = 0.0;
+    long conf[2][2] = {{0}};
+    for (int i = 0; i < p->rows; i++) {
+        int y = strncmp(p->first[i], "dementia/", 9) == 0 ? 0 : 1; /* the folder is the class */
+        cr_assert(y == 0 || strncmp(p->first[i], "normal/", 7) == 0, "%s", p->first[i]);
+        int pred = p->v[i][2] > p->v[i][1] ? 1 : 0;
+        correct += pred == y;
+        conf[y][pred]++;
+        loss -= clipped_log(p->v[i][1 + y]);
+    }
+    correct /= p->rows;
+    loss /= p->rows;
+    TC_MUST(NULL, "evaluate --model %s/m/final.h5 --data %s/d/train --device cpu", D, D);
+    long n;
+    double acc, l, auc;
+    parse_metrics(&n, &acc, &l, &auc);
+    cr_expect_eq(n, 12);
+    /* evaluate prints 4 decimals. */
+    cr_expect(fabs(acc - correct) <= 5.1e-5, "accuracy %.4f, computed %.6f", acc, correct);
+    cr_expect(fabs(l - loss) <= 5.1e-5, "loss %.4f, computed %.6f", l, loss);
+    cr_expect(isnan(auc), "no ROC AUC for softmax");
+    long row[2];
+    const char *names[2] = {"dementia", "normal"};
+    for (int c = 0; c < 2; c++) {
+        parse_confusion_row(names[c], 2, row);
+        cr_expect(row[0] == conf[c][0] && row[1] == conf[c][1],
+                  "confusion row %s: %ld %ld, computed %ld %ld", names[c], row[0], row[1],
+                  conf[c][0], conf[c][1]);
+    }
+    free(p);
+}
+
+/* The ids and is_iceberg labels of an iceberg JSON file, in file order. */
+static int iceberg_records(const char *path, char ids[][32], int *labels, int max) {
+    char *t = tc_read(path);
+    cr_assert_not_null(t, "%s", path);
+    int n = 0;
+    for (const char *s = strstr(t, "\"id\": \""); s != NULL; s = strstr(s + 1, "\"id\": \"")) {
+        cr_assert_lt(n, max);
+        const char *q = s + 7, *e = strchr(q, '"');
+        snprintf(ids[n], 32, "%.*s", (int)(e - q), q);
+        const char *next = strstr(q, "\"id\": \"");
+        const char *lab = strstr(q, "\"is_iceberg\": ");
+        labels[n] = lab != NULL && (next == NULL || lab < next) ? atoi(lab + 14) : -1;
+        n++;
+    }
+    free(t);
+    return n;
+}
+
+Test(train_cli, iceberg_two_inputs) {
+    /* The seed notebook's model: image + incidence angle, 25% held out. */
+    TC_MUST(NULL, "train --data %s/d/iceberg_train.json --head iceberg --validation-split 0.25 "
+            "--batch-size 4 --weights none --device cpu --threads 1 --strategy head --epochs 2 "
+            "--optimizer adam --lr 0.001 --verbose 2 --out %s/ice", D, D);
+    cr_expect(strstr(tc_out, "Found 9 images belonging to 2 classes.") != NULL, "%s", tc_out);
+    cr_expect(strstr(tc_out, "Found 3 images belonging to 2 classes.") != NULL, "%s", tc_out);
+    tc_csv *log = tc_csv_read(tc_path("ice/log.csv"));
+    cr_assert_eq(log->rows, 2);
+    int va = tc_col(log, "val_acc"), vl = tc_col(log, "val_loss");
+    for (int e = 0; e < 2; e++) {
+        cr_expect(isfinite(log->v[e][vl]) && log->v[e][vl] > 0.0, "val_loss %g", log->v[e][vl]);
+        /* 3 validation records: accuracy is a multiple of 1/3. */
+        double k = log->v[e][va] * 3.0;
+        cr_expect(fabs(k - round(k)) < 1e-9, "val_acc %g", log->v[e][va]);
+    }
+    free(log);
+
+    /* Kaggle's submission for the unlabelled test file: id,is_iceberg, one row per record. */
+    char ids[64][32];
+    int labels[64];
+    int n_test = iceberg_records(tc_path("d/iceberg_test.json"), ids, labels, 64);
+    cr_assert_eq(n_test, 4);
+    TC_EXPECT(NULL, 0, "wrote 4 predictions", "predict --model %s/ice/best.h5 --data "
+              "%s/d/iceberg_test.json --out %s/sub.csv --device cpu", D, D, D);
+    tc_csv *sub = tc_csv_read(tc_path("sub.csv"));
+    cr_assert_eq(sub->cols, 2);
+    cr_expect_str_eq(sub->names[0], "id");
+    cr_expect_str_eq(sub->names[1], "is_iceberg");
+    cr_assert_eq(sub->rows, n_test);
+    for (int i = 0; i < n_test; i++) {
+        cr_expect_str_eq(sub->first[i], ids[i]);
+        cr_expect(sub->v[i][1] >= 0.0 && sub->v[i][1] <= 1.0);
+    }
+    free(sub);
+
+    /* evaluate's binary metrics (with ROC AUC) against the labels in the JSON. */
+    int n = iceberg_records(tc_path("d/iceberg_train.json"), ids, labels, 64);
+    cr_assert_eq(n, 12);
+    TC_MUST(NULL, "predict --model %s/ice/final.h5 --data %s/d/iceberg_train.json --out %s/tr.csv"
+            " --device cpu", D, D, D);
+    tc_csv *p = tc_csv_read(tc_path("tr.csv"));
+    cr_assert_eq(p->rows, n);
+    double correct = 0.0, loss = 0.0, pairs = 0.0, wins = 0.0;
+    for (int i = 0; i < n; i++) {
+        cr_assert_str_eq(p->first[i], ids[i]);
+        cr_assert(labels[i] == 0 || labels[i] == 1);
+        double q = p->v[i][1];
+        correct += (q >= 0.5) == (labels[i] == 1);
+        loss -= labels[i] == 1 ? clipped_log(q) : clipped_log(1.0 - q);
+        for (int j = 0; j < n; j++)
+            if (labels[i] == 1 && labels[j] == 0) {
+                pairs += 1.0;
+                wins += p->v[i][1] > p->v[j][1] ? 1.0 : p->v[i][1] == p->v[j][1] ? 0.5 : 0.0;
+            }
+    }
+    TC_MUST(NULL, "evaluate --model %s/ice/final.h5 --data %s/d/iceberg_train.json --device cpu",
+            D, D);
+    long got_n;
+    double acc, l, auc;
+    parse_metrics(&got_n, &acc, &l, &auc);
+    cr_expect_eq(got_n, n);
+    cr_expect(fabs(acc - correct / n) <= 5.1e-5, "accuracy %.4f, computed %.6f", acc, correct / n);
+    cr_expect(fabs(l - loss / n) <= 5.1e-5 * fmax(1.0, loss / n), "loss %.4f, computed %.6f", l,
+              loss / n);
+    cr_assert_gt(pairs, 0.0);
+    cr_expect(fabs(auc - wins / pairs) <= 5.1e-5, "ROC AUC %.4f, computed %.6f", auc,
+              wins / pairs);
+    free(p);
+
+    /* The model takes the angle: class folders have none. */
+    TC_EXPECT(NULL, 2, "auxiliary value(s) per sample but the model",
+              "predict --model %s/ice/final.h5 --data %s/d/train --out %s/x.csv --device cpu", D,
+              D, D);
+}
+
+/* --patience 0 with an unreachable --min-delta: Keras stops at the end of epoch 2 (wait >=
+ * patience, epoch > 0). */
+Test(train_cli, early_stopping) {
+    TC_EXPECT(NULL, 0, "Epoch 2: early stopping",
+              "train --data %s/d/train --val %s/d/val " TC_SMALL " --head mri --strategy head "
+              "--epochs 5 --patience 0 --min-delta 1e9 --verbose 2 --out %s/es", D, D, D);
+    cr_expect(strstr(tc_out, "Epoch 3/5") == NULL, "%s", tc_out);
+    tc_csv *log = tc_csv_read(tc_path("es/log.csv"));
+    cr_expect_eq(log->rows, 2);
+    free(log);
+    cr_expect(tc_exists(tc_path("es/final.h5")));
+}
+
+/* With a learning rate too small to move the loss by ReduceLROnPlateau's 1e-4, every epoch
+ * after the first is a plateau: patience 0 halves the rate at its end, down to --min-lr. */
+Test(train_cli, reduce_lr_on_plateau) {
+    TC_EXPECT(NULL, 0, "ReduceLROnPlateau reducing learning rate to",
+              "train --data %s/d/train " TC_SMALL " --head mri --strategy head --epochs 4 "
+              "--lr 1e-9 --monitor loss --reduce-lr-patience 0 --reduce-lr-factor 0.5 "
+              "--min-lr 3e-10 --verbose 2 --out %s/rl", D, D);
+    tc_csv *log = tc_csv_read(tc_path("rl/log.csv"));
+    cr_assert_eq(log->rows, 4);
+    int c = tc_col(log, "lr");
+    const double lr0 = (float)1e-9; /* the optimizer keeps the rate in float32 */
+    const double want[4] = {lr0, lr0, lr0 * 0.5, 3e-10};
+    for (int e = 0; e < 4; e++)
+        cr_expect(fabs(log->v[e][c] - want[e]) <= 1e-6 * want[e], "epoch %d: lr %.17g, expected "
+                  "%.17g", e, log->v[e][c], want[e]);
+    free(log);
+}
+
+/* Monitoring the training loss in mode max with --patience 0, the run stops at the first epoch
+ * whose loss is not a new maximum. --restore-best-weights then puts best.h5's weights (the
+ * highest-loss epoch) into final.h5, while without it final.h5 holds the last epoch's, as the
+ * last checkpoint does. */
+Test(train_cli, restore_best_weights) {
+    const char *flags = "--data %s/d/train " TC_SMALL " --head " TC_DROP_HEAD " --strategy head "
+                        "--optimizer adam --lr 0.01 --epochs 6 --monitor loss --mode max "
+                        "--patience 0 --verbose 2";
+    char f[1024];
+    snprintf(f, sizeof f, flags, D);
+    TC_EXPECT(NULL, 0, "early stopping", "train %s --restore-best-weights --out %s/rb", f, D);
+    tc_csv *log = tc_csv_read(tc_path("rb/log.csv"));
+    cr_assert_lt(log->rows, 6, "no early stop:\n%s", tc_out);
+    int c = tc_col(log, "loss"), best = 0;
+    for (int e = 1; e < log->rows; e++)
+        if (log->v[e][c] > log->v[best][c]) best = e;
+    cr_assert_lt(best, log->rows - 1, "the last epoch cannot be the best one");
+    free(log);
+    char want[128];
+    snprintf(want, sizeof want, "Restoring model weights from the end of the best epoch: %d ",
+             best + 1);
+    cr_expect(strstr(tc_out, want) != NULL, "output lacks '%s':\n%s", want, tc_out);
+    TC_SAME_ARRAYS(tc_path("rb/final.h5"), tc_path("rb/best.h5"), 30);
+    int n = 0;
+    cr_expect_gt(tc_h5_diff(tc_path("rb/final.h5"), tc_path("rb/checkpoint.h5"), &n, NULL, 0), 0,
+                 "final.h5 should not hold the last epoch's weights");
+
+    TC_MUST(NULL, "train %s --out %s/plain", f, D);
+    cr_expect(strstr(tc_out, "Restoring") == NULL, "%s", tc_out);
+    TC_SAME_ARRAYS(tc_path("plain/final.h5"), tc_path("plain/checkpoint.h5"), 30);
+    cr_expect_gt(tc_h5_diff(tc_path("plain/final.h5"), tc_path("plain/best.h5"), &n, NULL, 0), 0);
+}
+
+/* The first step's loss (one step, so log.csv's loss is that step's) with class weights. */
+static double first_step_loss(const char *cw, const char *name) {
+    TC_MUST(NULL, "train --data %s/d/train " TC_SMALL " --head mri --strategy head --epochs 1 "
+            "--steps-per-epoch 1 --verbose 0 %s%s --out %s/%s", D, cw[0] ? "--class-weight " : "",
+            cw, D, name);
+    tc_csv *log = tc_csv_read(tc_path("%s/log.csv", name));
+    cr_assert_eq(log->rows, 1);
+    double v = log->v[0][tc_col(log, "loss")];
+    free(log);
+    return v;
+}
+
+/* Keras weights each sample's loss by its class weight and averages over the batch: 2,2 is
+ * exactly twice the unweighted loss, and with L(a,b) the loss under weights a,b,
+ * L(1,3) = L(1,0) + 3 L(0,1) = 3 L(1,1) - 2 L(1,0). */
+Test(train_cli, class_weights_scale_the_loss) {
+    double none = first_step_loss("", "none");
+    double twice = first_step_loss("2,2", "twice");
+    double w13 = first_step_loss("1,3", "w13");
+    double w10 = first_step_loss("1,0", "w10");
+    cr_expect_gt(none, 0.0);
+    cr_expect_eq(twice, 2.0 * none, "2,2: %.17g, unweighted %.17g", twice, none);
+    cr_expect_neq(w13, none, "1,3 changed nothing");
+    cr_expect(w10 > 0.0 && w10 < none, "the first batch should hold both classes: %g of %g", w10,
+              none);
+    cr_expect(fabs(3.0 * none - 2.0 * w10 - w13) <= 1e-6 * w13, "3 x %.9g - 2 x %.9g vs %.9g",
+              none, w10, w13);
+}
+
+Test(train_cli, demo_writes_its_files, .timeout = 600) {
+    /* A stale file from an earlier demo in the run folder is replaced, not refused. */
+    mkdir(tc_path("demo"), 0755);
+    mkdir(tc_path("demo/mri"), 0755);
+    tc_write(tc_path("demo/mri/log.csv"), "epoch,acc\n0,0.1\n");
+    int rc = tc_run(NULL, "demo --out %s/demo --epochs 2 --device cpu", D);
+    /* Two epochs need not reach the 90% target: exit 0 if both did, 1 if not. */
+    cr_assert(rc == 0 || (rc == 1 && strstr(tc_out, "NOT reached") != NULL), "exit %d:\n%s", rc,
+              tc_out);
+    cr_expect(strstr(tc_out, "replacing the previous demo run") != NULL, "%s", tc_out);
+    cr_expect(strstr(tc_out, "results (target: validation accuracy >= 90%)") != NULL, "%s",
+              tc_out);
+    cr_expect(strstr(tc_out, "MRI slices      val_acc") != NULL, "%s", tc_out);
+    cr_expect(strstr(tc_out, "iceberg radar   val_acc") != NULL, "%s", tc_out);
+    /* What its usage lists. */
+    static const char *const data[] = {"data/train/dementia", "data/train/normal",
+                                       "data/val/dementia",   "data/val/normal",
+                                       "data/iceberg_train.json", "data/iceberg_test.json"};
+    for (size_t i = 0; i < sizeof data / sizeof data[0]; i++)
+        cr_expect(tc_exists(tc_path("demo/%s", data[i])), "no %s", data[i]);
+    static const char *const run[] = {"log.csv", "curves.png", "best.h5", "final.h5",
+                                      "checkpoint.h5", "config.txt"};
+    for (int r = 0; r < 2; r++)
+        for (size_t i = 0; i < sizeof run / sizeof run[0]; i++) {
+            const char *dir = r == 0 ? "mri" : "iceberg";
+            cr_expect(tc_exists(tc_path("demo/%s/%s", dir, run[i])), "no %s/%s", dir, run[i]);
+            if (i == 0) {
+                tc_csv *log = tc_csv_read(tc_path("demo/%s/log.csv", dir));
+                cr_expect_eq(log->rows, 2, "%s/log.csv", dir);
+                cr_expect_eq(log->cols, 6, "%s/log.csv: epoch,acc,loss,lr,val_acc,val_loss", dir);
+                free(log);
+            }
+        }
+    char ids[256][32];
+    int labels[256];
+    int n = iceberg_records(tc_path("demo/data/iceberg_test.json"), ids, labels, 256);
+    tc_csv *sub = tc_csv_read(tc_path("demo/iceberg/submission.csv"));
+    cr_expect_str_eq(sub->names[0], "id");
+    cr_expect_str_eq(sub->names[1], "is_iceberg");
+    cr_assert_eq(sub->rows, n);
+    for (int i = 0; i < n; i++) cr_expect_str_eq(sub->first[i], ids[i]);
+    free(sub);
+}

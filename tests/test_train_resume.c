@@ -1,0 +1,217 @@
+/* Exact resume, end to end: a run interrupted mid-epoch or at an epoch boundary (by
+ * CUTUNE_STOP_AFTER_STEPS, or by a real SIGTERM) and continued with --resume ends with the same
+ * log.csv, final.h5, best.h5 and checkpoint.h5 arrays, bit for bit, as the same run never
+ * interrupted: with the frozen-prefix cache (Adam, dropout in the head, ReduceLROnPlateau state)
+ * and without it (the whole network training, random flips, SGD with Nesterov momentum). Also:
+ * the cache itself changes nothing, and --resume may extend --epochs. */
+#include "train_cli_util.h"
+
+TestSuite(train_resume, .init = tc_setup, .fini = tc_teardown, .timeout = 300);
+
+/* Runs `train FLAGS --out OUT` interrupted after stops[0] steps, resumes it interrupted again
+ * after stops[1] more, ..., then resumes it to the end, checking each interruption: exit 130,
+ * the message, checkpoint.h5 there and different from the finished run's weights `a_final`
+ * (so the comparisons below can fail), no final.h5, and the log rows of the epochs ended. */
+static void interrupt_and_resume(const char *flags, const char *out, int steps_per_epoch,
+                                 const int *stops, int n_stops, const char *a_final) {
+    int done = 0;
+    for (int i = 0; i < n_stops; i++) {
+        char env[64];
+        snprintf(env, sizeof env, "CUTUNE_STOP_AFTER_STEPS=%d", stops[i]);
+        int rc = tc_run(env, "train %s --out %s%s", flags, out, i > 0 ? " --resume" : "");
+        cr_assert_eq(rc, 130, "stop %d after %d steps: exit %d, expected 130:\n%s", i, stops[i],
+                     rc, tc_out);
+        done += stops[i];
+        /* Stopped after global step `done`: 1-based epoch and batch of that step. */
+        char want[128];
+        snprintf(want, sizeof want, "interrupted at epoch %d, batch %d: checkpoint written",
+                 (done - 1) / steps_per_epoch + 1, (done - 1) % steps_per_epoch + 1);
+        cr_assert(strstr(tc_out, want) != NULL, "output lacks '%s':\n%s", want, tc_out);
+        char path[600];
+        snprintf(path, sizeof path, "%s/checkpoint.h5", out);
+        cr_assert(tc_exists(path), "no checkpoint after the interruption");
+        int n = 0;
+        cr_expect_gt(tc_h5_diff(a_final, path, &n, NULL, 0), 0,
+                     "the checkpoint after %d steps already equals the finished run", done);
+        cr_expect_geq(n, 30);
+        snprintf(path, sizeof path, "%s/final.h5", out);
+        cr_assert(!tc_exists(path), "final.h5 written by an interrupted run");
+        /* The log holds the epochs whose end was reached; a stop in the last step of an epoch
+         * comes before its validation and log row. */
+        snprintf(path, sizeof path, "%s/log.csv", out);
+        tc_csv *log = tc_csv_read(path);
+        cr_assert_eq(log->rows, (done - 1) / steps_per_epoch, "log.csv rows after %d steps",
+                     done);
+        free(log);
+    }
+    TC_MUST(NULL, "train %s --out %s --resume", flags, out);
+    char want[700];
+    snprintf(want, sizeof want, "resuming %s at epoch", out);
+    cr_expect(strstr(tc_out, want) != NULL, "%s", tc_out);
+}
+
+/* The files of run b equal run a's. */
+static void expect_same_run(const char *a, const char *b) {
+    char pa[600], pb[600];
+    snprintf(pa, sizeof pa, "%s/log.csv", a);
+    snprintf(pb, sizeof pb, "%s/log.csv", b);
+    char *la = tc_read(pa), *lb = tc_read(pb);
+    cr_assert(la != NULL && lb != NULL);
+    cr_expect_str_eq(lb, la, "log.csv of the resumed run differs");
+    free(la);
+    free(lb);
+    /* VGG16 + head: 13 conv and 2-3 dense layers, a kernel and a bias each. */
+    static const char *const files[] = {"final.h5", "best.h5", "checkpoint.h5"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(pa, sizeof pa, "%s/%s", a, files[i]);
+        snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
+        TC_SAME_ARRAYS(pa, pb, 30);
+    }
+}
+
+#define CACHED_FLAGS                                                                           \
+    "--data %s/d/train --val %s/d/val " TC_SMALL " --head " TC_DROP_HEAD                       \
+    " --strategy head --optimizer adam --lr 0.01 --reduce-lr-patience 0 --reduce-lr-factor 0.5 " \
+    "--epochs 3 --verbose 2"
+
+Test(train_resume, cached_head) {
+    char flags[1024], a[128], b[128], fa[600];
+    snprintf(flags, sizeof flags, CACHED_FLAGS, D, D);
+    snprintf(a, sizeof a, "%s", tc_path("a"));
+    snprintf(fa, sizeof fa, "%s/final.h5", a);
+    TC_MUST(NULL, "train %s --out %s", flags, a);
+    cr_assert(strstr(tc_out, "frozen-prefix cache:") != NULL, "the cache should be on:\n%s",
+              tc_out);
+    /* 12 images, batch 4: 3 steps per epoch, 9 in all. */
+    tc_csv *log = tc_csv_read(tc_path("a/log.csv"));
+    cr_assert_eq(log->rows, 3);
+    free(log);
+
+    /* Stopped in the last step of epoch 1 (before its validation and log row), then again
+     * after 4 more steps: mid-epoch 3 (step 7). */
+    snprintf(b, sizeof b, "%s", tc_path("twice"));
+    interrupt_and_resume(flags, b, 3, (const int[]){3, 4}, 2, fa);
+    expect_same_run(a, b);
+
+    /* A finished 2-epoch run continued with --resume --epochs 3 is the 3-epoch run. */
+    char two[1024];
+    snprintf(two, sizeof two, "%s", flags);
+    char *e = strstr(two, "--epochs 3");
+    cr_assert_not_null(e);
+    e[9] = '2';
+    snprintf(b, sizeof b, "%s", tc_path("longer"));
+    TC_MUST(NULL, "train %s --out %s", two, b);
+    log = tc_csv_read(tc_path("longer/log.csv"));
+    cr_assert_eq(log->rows, 2);
+    free(log);
+    TC_MUST(NULL, "train %s --out %s --resume", flags, b);
+    expect_same_run(a, b);
+}
+
+/* 4 training images (2 per class) and 2 validation images, batch 2: 2 steps per epoch. */
+#define FULL_FLAGS                                                                             \
+    "--data %s/s/train --val %s/s/val --input-size 32 --batch-size 2 --weights none "          \
+    "--device cpu --threads 1 --head " TC_DROP_HEAD " --strategy all --horizontal-flip "       \
+    "--momentum 0.9 --nesterov --lr 0.001 --epochs 2 --verbose 2"
+
+static void small_data(void) {
+    cr_assert_eq(ct_demo_generate(tc_path("s"), 2, 32, 7), CT_OK, "%s", ct_last_error());
+}
+
+/* Runs `cutune train ARGS` and sends SIGTERM once the output shows `after`; returns the exit
+ * code. */
+static int run_and_terminate(const char *args, const char *after) {
+    int fd[2];
+    cr_assert_eq(pipe(fd), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        dup2(fd[1], 2);
+        close(fd[0]);
+        unsetenv("CUTUNE_STOP_AFTER_STEPS");
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "exec '%s' %s", getenv("CUTUNE_CLI"), args);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    size_t n = 0;
+    bool sent = false;
+    ssize_t got;
+    while ((got = read(fd[0], tc_out + n, sizeof tc_out - 1 - n)) > 0) {
+        n += (size_t)got;
+        tc_out[n] = '\0';
+        if (!sent && strstr(tc_out, after) != NULL) {
+            kill(pid, SIGTERM);
+            sent = true;
+        }
+    }
+    close(fd[0]);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(sent, "'%s' never appeared:\n%s", after, tc_out);
+    cr_assert(WIFEXITED(status), "killed instead of exiting (status %d)", status);
+    return WEXITSTATUS(status);
+}
+
+Test(train_resume, whole_network_with_augmentation, .timeout = 600) {
+    small_data();
+    char flags[1024], a[128], b[128];
+    snprintf(flags, sizeof flags, FULL_FLAGS, D, D);
+    snprintf(a, sizeof a, "%s", tc_path("a"));
+    TC_MUST(NULL, "train %s --out %s", flags, a);
+    cr_assert(strstr(tc_out, "frozen-prefix cache") == NULL, "no cache with augmentation:\n%s",
+              tc_out);
+    tc_csv *log = tc_csv_read(tc_path("a/log.csv"));
+    cr_assert_eq(log->rows, 2);
+    free(log);
+
+    /* At the end of epoch 1 (step 2), then mid-epoch 2 (step 3). */
+    char fa[600];
+    snprintf(fa, sizeof fa, "%s/final.h5", a);
+    snprintf(b, sizeof b, "%s", tc_path("twice"));
+    interrupt_and_resume(flags, b, 2, (const int[]){2, 1}, 2, fa);
+    expect_same_run(a, b);
+
+    /* A real signal, whenever it lands in epoch 1 or 2: the handler finishes the step, writes
+     * the checkpoint and exits 130, and the resumed run is still the uninterrupted one. */
+    char args[1200];
+    snprintf(b, sizeof b, "%s", tc_path("signal"));
+    snprintf(args, sizeof args, "train %s --out %s", flags, b);
+    int rc = run_and_terminate(args, "Epoch 1/2");
+    cr_assert_eq(rc, 130, "exit %d after SIGTERM:\n%s", rc, tc_out);
+    cr_expect(strstr(tc_out, "continue with --resume") != NULL, "%s", tc_out);
+    TC_MUST(NULL, "train %s --out %s --resume", flags, b);
+    expect_same_run(a, b);
+}
+
+/* The frozen-prefix cache is an optimisation only: the same batches, the same numbers. Batch 5
+ * leaves a partial last batch; --strategy head caches the flatten output, top block4_pool's. */
+Test(train_resume, feature_cache_changes_nothing) {
+    const char *flags = "--data %s/d/train --val %s/d/val --input-size 32 --batch-size 5 "
+                        "--weights none --device cpu --threads 1 --head " TC_DROP_HEAD
+                        " --strategy %s --optimizer adam --lr 0.01 --epochs 1 --verbose 2";
+    char f[1024];
+    for (int k = 0; k < 2; k++) {
+        const char *strategy = k == 0 ? "head" : "top";
+        snprintf(f, sizeof f, flags, D, D, strategy);
+        TC_MUST(NULL, "train %s --out %s/%s_cache", f, D, strategy);
+        cr_assert(strstr(tc_out, "frozen-prefix cache:") != NULL, "%s", tc_out);
+        TC_MUST(NULL, "train %s --out %s/%s_plain --no-feature-cache", f, D, strategy);
+        cr_assert(strstr(tc_out, "frozen-prefix cache") == NULL, "%s", tc_out);
+        char a[128], b[128];
+        snprintf(a, sizeof a, "%s/%s_cache", D, strategy);
+        snprintf(b, sizeof b, "%s/%s_plain", D, strategy);
+        char pa[600], pb[600];
+        snprintf(pa, sizeof pa, "%s/log.csv", a);
+        snprintf(pb, sizeof pb, "%s/log.csv", b);
+        char *la = tc_read(pa), *lb = tc_read(pb);
+        cr_expect_str_eq(lb, la, "--strategy %s: the cache changed the log", strategy);
+        free(la);
+        free(lb);
+        snprintf(pa, sizeof pa, "%s/final.h5", a);
+        snprintf(pb, sizeof pb, "%s/final.h5", b);
+        TC_SAME_ARRAYS(pa, pb, 30);
+    }
+}
