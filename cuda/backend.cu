@@ -99,6 +99,33 @@ ct_status ct_cu_workspace(ct_cu_ctx *ctx, size_t bytes, void **out) {
     return CT_OK;
 }
 
+/* The copy stream and the slots' events; a partly created set is destroyed as far as it got
+ * (handles that were never created are zero). */
+static void destroy_staging(ct_cu_ctx *ctx) {
+    if (ctx->copy_stream) CT_CU_DISCARD(cudaStreamSynchronize(ctx->copy_stream));
+    for (int i = 0; i < CT_STAGE_SLOTS; i++) {
+        if (ctx->stage_ready[i]) CT_CU_DISCARD(cudaEventDestroy(ctx->stage_ready[i]));
+        if (ctx->stage_released[i]) CT_CU_DISCARD(cudaEventDestroy(ctx->stage_released[i]));
+        ctx->stage_ready[i] = ctx->stage_released[i] = NULL;
+    }
+    if (ctx->copy_stream) CT_CU_DISCARD(cudaStreamDestroy(ctx->copy_stream));
+    ctx->copy_stream = NULL;
+}
+
+static ct_status create_staging(ct_cu_ctx *ctx) {
+    ct_status st = CT_CU_STATUS(cudaStreamCreateWithFlags(&ctx->copy_stream,
+                                                          cudaStreamNonBlocking));
+    for (int i = 0; st == CT_OK && i < CT_STAGE_SLOTS; i++) {
+        st = CT_CU_STATUS(cudaEventCreateWithFlags(&ctx->stage_ready[i],
+                                                   cudaEventDisableTiming));
+        if (st == CT_OK)
+            st = CT_CU_STATUS(cudaEventCreateWithFlags(&ctx->stage_released[i],
+                                                       cudaEventDisableTiming));
+    }
+    if (st != CT_OK) destroy_staging(ctx);
+    return st;
+}
+
 static void cuda_free(void *p) {
     ct_cu_ctx *ctx = (ct_cu_ctx *)p;
     if (!ctx) return;
@@ -110,6 +137,7 @@ static void cuda_free(void *p) {
     if (ctx->ws) CT_CU_DISCARD(cudaFree(ctx->ws));
     CT_CU_DISCARD(cudaFreeHost(ctx->flag_host));
     CT_CU_DISCARD(cudaFree(ctx->flag_dev));
+    destroy_staging(ctx);
     CT_CU_DISCARD(cudaEventDestroy(ctx->tune_stop));
     CT_CU_DISCARD(cudaEventDestroy(ctx->tune_start));
     CT_CU_DISCARD(cudnnDestroyActivationDescriptor(ctx->relu_desc));
@@ -145,6 +173,12 @@ static const ct_backend_ops cuda_ops = {
     ct_cu_adam_update,
     ct_cu_check_finite,
     ct_cu_augment_standardize,
+    ct_cu_host_alloc,
+    ct_cu_host_release,
+    ct_cu_stage_copy,
+    ct_cu_stage_acquire,
+    ct_cu_stage_release,
+    ct_cu_stage_sync,
 };
 
 extern "C" ct_status ct_backend_cuda_init(ct_backend *be, int device) {
@@ -198,11 +232,14 @@ extern "C" ct_status ct_backend_cuda_init(ct_backend *be, int device) {
     CT_CU_CHECK_GOTO(st, cudaEventCreate(&ctx->tune_stop), fail_stop);
     CT_CU_CHECK_GOTO(st, cudaMalloc(&ctx->flag_dev, sizeof(int)), fail_flag_dev);
     CT_CU_CHECK_GOTO(st, cudaMallocHost(&ctx->flag_host, sizeof(int)), fail_flag_host);
+    if ((st = create_staging(ctx)) != CT_OK) goto fail_staging;
 
     be->ops = &cuda_ops;
     be->ctx = ctx;
     return CT_OK;
 
+fail_staging:
+    CT_CU_DISCARD(cudaFreeHost(ctx->flag_host));
 fail_flag_host:
     CT_CU_DISCARD(cudaFree(ctx->flag_dev));
 fail_flag_dev:

@@ -48,6 +48,13 @@ typedef struct ct_cu_ctx {
     size_t ws_high;        /* the most any chosen convolution algorithm needs, bytes */
     size_t tune_ws_cap;    /* the most workspace an algorithm search may ask for, bytes */
 
+    /* Streaming inputs: a second stream for host-to-device copies, and per staging slot an
+     * event recorded when its copies are queued (ready) and one recorded on the compute stream
+     * when the ops reading it are queued (released). cudaStreamWaitEvent on an event never
+     * recorded returns at once, so a fresh slot needs no special case. */
+    cudaStream_t copy_stream;
+    cudaEvent_t stage_ready[CT_STAGE_SLOTS], stage_released[CT_STAGE_SLOTS];
+
     int *flag_dev;         /* (1) check_finite result on the device */
     int *flag_host;        /* (1) pinned, so its copy is a real asynchronous DMA */
 
@@ -87,6 +94,12 @@ void ct_cu_release(void *ctx, void *p);
 ct_status ct_cu_copy_to_device(void *ctx, void *dst, const void *src, size_t bytes);
 ct_status ct_cu_copy_to_host(void *ctx, void *dst, const void *src, size_t bytes);
 ct_status ct_cu_synchronize(void *ctx);
+ct_status ct_cu_host_alloc(void *ctx, void **out, size_t bytes);
+void ct_cu_host_release(void *ctx, void *p);
+ct_status ct_cu_stage_copy(void *ctx, int slot, void *dst, const void *src, size_t bytes);
+ct_status ct_cu_stage_acquire(void *ctx, int slot);
+ct_status ct_cu_stage_release(void *ctx, int slot);
+ct_status ct_cu_stage_sync(void *ctx, int slot);
 
 /* conv.cu */
 ct_status ct_cu_conv3x3_forward(void *ctx, const ct_conv_args *a);

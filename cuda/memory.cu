@@ -7,6 +7,8 @@
  * host-to-device and device-to-device copies. The copies follow the CPU backend's contract:
  * when the function returns, the source may be reused and, for copy_to_host, the destination
  * holds the data. */
+#include <string.h>
+
 #include "context.h"
 
 ct_status ct_cu_alloc(void *p, void **out, size_t bytes) {
@@ -86,5 +88,79 @@ ct_status ct_cu_synchronize(void *p) {
     ct_status st = ct_cu_enter(ctx);
     if (st != CT_OK) return st;
     CT_CU_CHECK(cudaStreamSynchronize(ctx->stream));
+    return CT_OK;
+}
+
+/* ---- streaming inputs ---- */
+
+ct_status ct_cu_host_alloc(void *p, void **out, size_t bytes) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    if (!out) return ct_error(CT_EINVAL, "cuda host_alloc: out is NULL");
+    *out = NULL;
+    if (bytes == 0) return CT_OK;
+    ct_status st = ct_cu_enter(ctx);
+    if (st != CT_OK) return st;
+    void *mem = NULL;
+    cudaError_t e = cudaMallocHost(&mem, bytes);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return ct_error(CT_ENOMEM, "cuda: cannot allocate %zu MiB of pinned host memory: %s",
+                        bytes >> 20, cudaGetErrorString(e));
+    }
+    memset(mem, 0, bytes);
+    *out = mem;
+    return CT_OK;
+}
+
+void ct_cu_host_release(void *p, void *mem) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    if (!mem) return;
+    /* cudaFreeHost waits for copies that may still read the memory. */
+    CT_CU_DISCARD(cudaSetDevice(ctx->device));
+    CT_CU_DISCARD(cudaFreeHost(mem));
+}
+
+static ct_status check_slot(int slot) {
+    if (slot < 0 || slot >= CT_STAGE_SLOTS)
+        return ct_error(CT_EINVAL, "cuda staging: slot %d out of range (0..%d)", slot,
+                        CT_STAGE_SLOTS - 1);
+    return CT_OK;
+}
+
+ct_status ct_cu_stage_copy(void *p, int slot, void *dst, const void *src, size_t bytes) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    ct_status st = check_slot(slot);
+    if (st != CT_OK) return st;
+    if (bytes == 0) return CT_OK;
+    if (!dst || !src) return ct_error(CT_EINVAL, "cuda stage_copy: NULL pointer");
+    if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
+    /* Not before the ops that read the slot's previous contents are done. */
+    CT_CU_CHECK(cudaStreamWaitEvent(ctx->copy_stream, ctx->stage_released[slot], 0));
+    CT_CU_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx->copy_stream));
+    CT_CU_CHECK(cudaEventRecord(ctx->stage_ready[slot], ctx->copy_stream));
+    return CT_OK;
+}
+
+ct_status ct_cu_stage_acquire(void *p, int slot) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    ct_status st = check_slot(slot);
+    if (st != CT_OK || (st = ct_cu_enter(ctx)) != CT_OK) return st;
+    CT_CU_CHECK(cudaStreamWaitEvent(ctx->stream, ctx->stage_ready[slot], 0));
+    return CT_OK;
+}
+
+ct_status ct_cu_stage_release(void *p, int slot) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    ct_status st = check_slot(slot);
+    if (st != CT_OK || (st = ct_cu_enter(ctx)) != CT_OK) return st;
+    CT_CU_CHECK(cudaEventRecord(ctx->stage_released[slot], ctx->stream));
+    return CT_OK;
+}
+
+ct_status ct_cu_stage_sync(void *p, int slot) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    ct_status st = check_slot(slot);
+    if (st != CT_OK || (st = ct_cu_enter(ctx)) != CT_OK) return st;
+    CT_CU_CHECK(cudaEventSynchronize(ctx->stage_ready[slot]));
     return CT_OK;
 }

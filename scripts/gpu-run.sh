@@ -6,13 +6,15 @@
 #
 # usage: scripts/gpu-run.sh [PHASE ...]           (default: all)
 #   build      configure (Release, CUDA architecture 90) and build in build-gpu; incremental
-#   tests      ctest -V: the CUDA tests (test_cuda_ops, test_cuda_augment, test_cuda_model) at
-#              the default TF32, test_cuda_ops and test_cuda_model again at CUTUNE_PRECISION=fp32,
+#   tests      ctest -V: the CUDA tests (test_cuda_ops, test_cuda_augment, test_cuda_model,
+#              test_cuda_train) at the default TF32, test_cuda_ops and test_cuda_model again at
+#              CUTUNE_PRECISION=fp32,
 #              the augment op's host checks (test_augment_op, test_augment_emulated,
 #              test_data_augment) and test_bench_cli
 #   ctest-all  the whole ctest suite (its CPU tests also run on every CI build)
 #   sanitize   compute-sanitizer memcheck on test_cuda_augment, test_cuda_ops, test_cuda_model
-#              and racecheck on test_cuda_augment, test_cuda_ops
+#              and one CLI training run of test_cuda_train; racecheck on test_cuda_augment,
+#              test_cuda_ops
 #   bench      cutune bench --sweep --device cuda (TF32, 224x224, head mri; frozen
 #              none,1-2,1-3,1-4,all x batch 32,64,128,256), then `cutune bench --data` on
 #              generated PNGs with the augmentation in the loader threads and on the device
@@ -162,10 +164,15 @@ phase_ctest_all() {
 phase_sanitize() {
     local rc=0 tool prog r
     : >"$out/sanitize.log"
+    # tool:program[:criterion filter]; the train test runs the CLI in child processes, which
+    # --target-processes all follows, so the streamed training step is checked too.
     for run in memcheck:test_cuda_augment memcheck:test_cuda_ops racecheck:test_cuda_augment \
-               racecheck:test_cuda_ops memcheck:test_cuda_model; do
+               racecheck:test_cuda_ops memcheck:test_cuda_model \
+               memcheck:test_cuda_train:cuda_train/streamed_device_path_follows_the_cpu_run; do
         tool=${run%%:*}
         prog=${run#*:}
+        filter=
+        case $prog in *:*) filter=${prog#*:}; prog=${prog%%:*} ;; esac
         if [ "$(left)" -lt 60 ]; then
             echo "    $tool $prog: skipped (time)"
             summary_notes+=("sanitize: $tool $prog skipped for time")
@@ -173,9 +180,10 @@ phase_sanitize() {
             continue
         fi
         echo "===== $tool $prog =====" >>"$out/sanitize.log"
+        CUTUNE_CLI="$build/cutune" CUTUNE_FIXTURES="$PWD/tests/fixtures" \
         timeout -k 5 "$(limit)" compute-sanitizer --tool "$tool" --target-processes all \
             --error-exitcode 9 --print-limit 20 "$build/tests/$prog" --jobs 1 \
-            >>"$out/sanitize.log" 2>&1
+            ${filter:+--filter "$filter"} >>"$out/sanitize.log" 2>&1
         r=$?
         echo "    $tool $prog: exit $r ($(grep -c 'ERROR SUMMARY: 0 errors' "$out/sanitize.log") clean summaries so far)"
         [ $r -ne 0 ] && rc=$r

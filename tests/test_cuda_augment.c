@@ -54,15 +54,9 @@
 
 static ct_backend cpu, gpu;
 static bool have_gpu;
-static char no_gpu_reason[512] = "not checked";
 
 static void setup(void) {
-    ct_device_info info[8];
-    int count = 0;
-    if (ct_cuda_devices(info, 8, &count) != CT_OK || count == 0) {
-        snprintf(no_gpu_reason, sizeof no_gpu_reason, "%s", ct_last_error());
-        return;
-    }
+    if (!tu_gpu_usable()) return;
     cr_assert_eq(ct_backend_cpu_init(&cpu, 0), CT_OK, "cpu backend: %s", ct_last_error());
     cr_assert_eq(ct_backend_cuda_init(&gpu, 0), CT_OK, "cuda backend: %s", ct_last_error());
     have_gpu = true;
@@ -75,11 +69,6 @@ static void teardown(void) {
 }
 
 TestSuite(cuda_augment, .init = setup, .fini = teardown, .timeout = 600);
-
-#define REQUIRE_GPU()                                                                          \
-    do {                                                                                       \
-        if (!have_gpu) cr_skip_test("no usable CUDA device: %s", no_gpu_reason);               \
-    } while (0)
 
 #define OK(call) cr_assert_eq((call), CT_OK, "%s: %s", #call, ct_last_error())
 
@@ -251,7 +240,7 @@ static const char *fill_names[4] = {"nearest", "constant", "reflect", "wrap"};
 /* ---- tests ------------------------------------------------------------------------------- */
 
 Test(cuda_augment, no_augmentation_each_preprocess_mode) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     static const ct_preprocess_mode modes[4] = {CT_PREPROCESS_NONE, CT_PREPROCESS_CAFFE,
                                                 CT_PREPROCESS_TF, CT_PREPROCESS_TORCH};
     for (int i = 0; i < 4; i++) {
@@ -270,7 +259,7 @@ Test(cuda_augment, no_augmentation_each_preprocess_mode) {
 }
 
 Test(cuda_augment, geometry_each_fill_mode_bilinear) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     for (int f = 0; f < 4; f++) {
         char name[64];
         snprintf(name, sizeof name, "geometry, fill %s, bilinear", fill_names[f]);
@@ -282,7 +271,7 @@ Test(cuda_augment, geometry_each_fill_mode_bilinear) {
 }
 
 Test(cuda_augment, geometry_each_fill_mode_nearest_sampling) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     for (int f = 0; f < 4; f++) {
         char name[64];
         snprintf(name, sizeof name, "geometry, fill %s, nearest", fill_names[f]);
@@ -294,7 +283,7 @@ Test(cuda_augment, geometry_each_fill_mode_nearest_sampling) {
 }
 
 Test(cuda_augment, channel_shift_and_brightness_each_fill_mode) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     for (int f = 0; f < 4; f++) {
         char name[64];
         snprintf(name, sizeof name, "everything, fill %s", fill_names[f]);
@@ -316,7 +305,7 @@ Test(cuda_augment, channel_shift_and_brightness_each_fill_mode) {
 }
 
 Test(cuda_augment, grey_two_channel_and_rgba_images) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     for (int c = 1; c <= 4; c++) {
         if (c == 3) continue;
         char name[64];
@@ -330,7 +319,7 @@ Test(cuda_augment, grey_two_channel_and_rgba_images) {
 }
 
 Test(cuda_augment, each_shift_kind) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     static const ct_shift_kind kinds[3] = {CT_SHIFT_FRACTION, CT_SHIFT_PIXELS, CT_SHIFT_CHOICE};
     static const float values[3] = {0.3f, 6.5f, 7.0f};
     for (int i = 0; i < 3; i++) {
@@ -345,7 +334,7 @@ Test(cuda_augment, each_shift_kind) {
 }
 
 Test(cuda_augment, float_images_outside_0_255) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     /* Iceberg-like dB values: brightness takes its stretch path, and the fill value and the
      * channel shift's clip range are far from pixel values. */
     for (int f = 0; f < 4; f++) {
@@ -361,7 +350,7 @@ Test(cuda_augment, float_images_outside_0_255) {
 }
 
 Test(cuda_augment, samplewise_and_featurewise_statistics) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     /* 224x224 images: the statistics passes split each image over several blocks. */
     for (int variant = 0; variant < 4; variant++) {
         char name[96];
@@ -395,7 +384,7 @@ Test(cuda_augment, samplewise_and_featurewise_statistics) {
 /* The device path of a training step: a raw loader batch (uint8) copied to the device and
  * augmented there equals what the float loader computed on the CPU for the same samples. */
 Test(cuda_augment, raw_loader_batches_on_the_device_equal_the_float_loader) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     enum { SIDE = 48, PER_CLASS = 6, B = 5 };
     char *dir = td_tmpdir();
     uint8_t px[SIDE * SIDE * 3];
@@ -463,7 +452,7 @@ Test(cuda_augment, raw_loader_batches_on_the_device_equal_the_float_loader) {
 }
 
 Test(cuda_augment, bad_arguments_say_why) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     uint8_t *d_u8 = gpu_alloc(64);
     float *d_out = gpu_alloc(64 * sizeof(float));
     uint32_t *d_idx = gpu_alloc(2 * sizeof(uint32_t));

@@ -59,16 +59,10 @@ static const tolerances TOL_FP32 = {"fp32", 1e-3, 2e-3, 1e-2, 3e-2, 2e-3};
 
 static ct_backend cpu, gpu;
 static bool have_gpu;
-static char no_gpu_reason[512] = "not checked";
 static tolerances tol;
 
 static void setup(void) {
-    ct_device_info info[8];
-    int count = 0;
-    if (ct_cuda_devices(info, 8, &count) != CT_OK || count == 0) {
-        snprintf(no_gpu_reason, sizeof no_gpu_reason, "%s", ct_last_error());
-        return;
-    }
+    if (!tu_gpu_usable()) return;
     cr_assert_eq(ct_backend_cpu_init(&cpu, 0), CT_OK, "cpu backend: %s", ct_last_error());
     cr_assert_eq(ct_backend_cuda_init(&gpu, 0), CT_OK, "cuda backend: %s", ct_last_error());
     const char *prec = getenv("CUTUNE_PRECISION");
@@ -83,11 +77,6 @@ static void teardown(void) {
 }
 
 TestSuite(cuda_model, .init = setup, .fini = teardown, .timeout = 900);
-
-#define REQUIRE_GPU()                                                                          \
-    do {                                                                                       \
-        if (!have_gpu) cr_skip_test("no usable CUDA device: %s", no_gpu_reason);               \
-    } while (0)
 
 #define OK(call) cr_assert_eq((call), CT_OK, "%s: %s", #call, ct_last_error())
 
@@ -212,7 +201,7 @@ static void compare_pass(twin *t, const char *what, uint32_t step) {
 /* ---- tests ------------------------------------------------------------------------------- */
 
 Test(cuda_model, iceberg_head_forward_backward_matches_cpu) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     twin t = twin_make("iceberg", 75, 1, 11);
     compare_pass(&t, "iceberg 75x75", 3);
     /* A second step with other dropout masks, on the same weights. */
@@ -221,14 +210,14 @@ Test(cuda_model, iceberg_head_forward_backward_matches_cpu) {
 }
 
 Test(cuda_model, mri_head_forward_backward_matches_cpu) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     twin t = twin_make("mri", 64, 0, 12);
     compare_pass(&t, "mri 64x64", 0);
     twin_free(&t);
 }
 
 Test(cuda_model, frozen_blocks_1_to_4_do_no_work_and_hold_no_gradients_on_the_gpu) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     twin t = twin_make("iceberg", 75, 1, 13);
     ct_model_memory full;
     ct_model_memory_get(t.g, &full);
@@ -271,7 +260,7 @@ Test(cuda_model, frozen_blocks_1_to_4_do_no_work_and_hold_no_gradients_on_the_gp
 }
 
 Test(cuda_model, ten_sgd_steps_follow_the_cpu_loss_curve) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     twin t = twin_make("mri", 64, 0, 5);
     ct_optimizer_config opt;
     ct_optimizer_defaults(&opt, CT_OPT_SGD);

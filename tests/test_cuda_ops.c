@@ -20,6 +20,7 @@
 #include "cutune/cuda.h"
 #include "cutune/rng.h"
 #include "cutune/status.h"
+#include "util.h"
 
 #define SEED 0x5EEDC0DE2024ULL
 
@@ -46,17 +47,11 @@
 
 static ct_backend cpu, gpu;
 static bool have_gpu;
-static char no_gpu_reason[512] = "not checked";
 static double tol_gemm;
 static uint32_t next_tag = 1;
 
 static void setup(void) {
-    ct_device_info info[8];
-    int count = 0;
-    if (ct_cuda_devices(info, 8, &count) != CT_OK || count == 0) {
-        snprintf(no_gpu_reason, sizeof no_gpu_reason, "%s", ct_last_error());
-        return;
-    }
+    if (!tu_gpu_usable()) return;
     cr_assert_eq(ct_backend_cpu_init(&cpu, 0), CT_OK, "cpu backend: %s", ct_last_error());
     cr_assert_eq(ct_backend_cuda_init(&gpu, 0), CT_OK, "cuda backend: %s", ct_last_error());
     const char *prec = getenv("CUTUNE_PRECISION");
@@ -71,11 +66,6 @@ static void teardown(void) {
 }
 
 TestSuite(cuda_ops, .init = setup, .fini = teardown);
-
-#define REQUIRE_GPU()                                                                          \
-    do {                                                                                       \
-        if (!have_gpu) cr_skip_test("no usable CUDA device: %s", no_gpu_reason);               \
-    } while (0)
 
 #define OK(call) cr_assert_eq((call), CT_OK, "%s: %s", #call, ct_last_error())
 
@@ -259,7 +249,7 @@ Test(cuda_devices, consistent_answer) {
 /* ---- memory ------------------------------------------------------------------------------- */
 
 Test(cuda_ops, alloc_is_zero_filled_and_oom_is_reported) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     size_t bytes = 4099; /* not a multiple of 4: the memset must cover the tail */
     unsigned char *d = NULL, *h = malloc(bytes);
     cr_assert_not_null(h);
@@ -319,7 +309,7 @@ static ct_conv_args conv_args(conv_shape s, bool on_gpu, const pair *x, const pa
 }
 
 Test(cuda_ops, conv3x3_forward) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     for (int trial = 0; trial < 8; trial++) {
         conv_shape s = conv_shape_pick(trial);
         size_t nx = (size_t)s.n * s.h * s.w * s.c, ny = (size_t)s.n * s.h * s.w * s.k;
@@ -347,7 +337,7 @@ Test(cuda_ops, conv3x3_forward) {
  * the cached plan. Both must give the same result; cuDNN's forward algorithms are
  * deterministic, so only a plan bug can make them differ by more than rounding. */
 Test(cuda_ops, conv3x3_forward_cached_plan_repeats) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     conv_shape s = {3, 11, 9, 8, 16};
     size_t ny = (size_t)s.n * s.h * s.w * s.k;
     pair x = pair_random((size_t)s.n * s.h * s.w * s.c, -1.0f, 1.0f);
@@ -381,7 +371,7 @@ Test(cuda_ops, conv3x3_forward_cached_plan_repeats) {
 }
 
 Test(cuda_ops, conv3x3_backward) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     static const bool needs[3][2] = {{true, true}, {false, true}, {true, false}};
     for (int trial = 0; trial < 8; trial++) {
         conv_shape s = conv_shape_pick(trial);
@@ -442,7 +432,7 @@ static pair pair_ties(size_t n) {
 }
 
 Test(cuda_ops, maxpool_forward_backward) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     for (int trial = 0; trial < 10; trial++) {
         int n = rand_int(1, 3), h = rand_int(1, 11), w = rand_int(1, 11), c = rand_int(1, 9);
         if (trial == 0) n = 2, h = 7, w = 9, c = 64; /* odd both ways, VGG-like channels */
@@ -470,7 +460,7 @@ Test(cuda_ops, maxpool_forward_backward) {
 }
 
 Test(cuda_ops, global_pool_forward_backward) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     for (int trial = 0; trial < 8; trial++) {
         int n = rand_int(1, 4), h = rand_int(1, 9), w = rand_int(1, 9), c = rand_int(1, 70);
         size_t nx = (size_t)n * h * w * c, ny = (size_t)n * c;
@@ -514,7 +504,7 @@ static ct_dense_args dense_args(int n, int in, int out, bool on_gpu, const pair 
 }
 
 Test(cuda_ops, dense_forward_backward) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     static const bool needs[3][2] = {{true, true}, {false, true}, {true, false}};
     for (int trial = 0; trial < 8; trial++) {
         int n = rand_int(1, 9), in = rand_int(1, 40), out = rand_int(1, 20);
@@ -586,7 +576,7 @@ static void dropout_case(int n, int dim, float rate, ct_dropout_key key, int off
 }
 
 Test(cuda_ops, dropout_matches_bitwise) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     ct_dropout_key key = {SEED, 7, 123};
     dropout_case(32, 512, 0.3f, key, 0); /* the iceberg head: dim % 4 == 0, vector kernel */
     dropout_case(32, 512, 0.3f, key, 1);
@@ -601,7 +591,7 @@ Test(cuda_ops, dropout_matches_bitwise) {
 }
 
 Test(cuda_ops, concat_forward_backward) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     for (int trial = 0; trial < 6; trial++) {
         int n = rand_int(1, 9), da = rand_int(1, 600), db = rand_int(1, 5);
         char what[96];
@@ -679,7 +669,7 @@ static void loss_case(ct_loss_kind kind, int n, int k, bool weighted, bool one_h
 }
 
 Test(cuda_ops, loss_forward_backward) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     for (int weighted = 0; weighted < 2; weighted++) {
         loss_case(CT_LOSS_BINARY_CE, 32, 1, weighted, true);
         loss_case(CT_LOSS_BINARY_CE, 1, 1, weighted, true);
@@ -718,7 +708,7 @@ static void sgd_case(size_t count, float momentum, bool nesterov) {
 }
 
 Test(cuda_ops, sgd_update) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     sgd_case(1000, 0.0f, false);
     sgd_case(4097, 0.9f, false);
     sgd_case(333, 0.9f, true);
@@ -750,7 +740,7 @@ static void adam_case(size_t count, float weight_decay) {
 }
 
 Test(cuda_ops, adam_update) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     adam_case(1000, 0.0f);
     adam_case(4099, 1e-4f);
 }
@@ -767,7 +757,7 @@ static void finite_case(const pair *x, size_t offset, size_t count, bool expecte
 }
 
 Test(cuda_ops, check_finite) {
-    REQUIRE_GPU();
+    TU_REQUIRE_GPU();
     size_t count = 100003; /* an odd tail after the float4 body */
     float *h = host_random(count, -1e30f, 1e30f, 0);
     pair x = pair_from(h, count);

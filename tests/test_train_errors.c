@@ -36,6 +36,9 @@ Test(train_errors, bad_flag_values) {
         {"--nesterov --optimizer adam", "--nesterov applies to --optimizer sgd"},
         {"--horizontal-flip=sometimes", "--horizontal-flip is a switch"},
         {"--device tpu", "unknown device 'tpu'"},
+        {"--precision fp16", "--precision 'fp16': expected fp32, tf32 or bf16"},
+        {"--device cpu --precision tf32", "--precision tf32 needs the cuda backend"},
+        {"--augment-on gpu", "--augment-on 'gpu': expected auto, device or loader"},
         {"--frobnicate", "unknown flag '--frobnicate'"},
         {"--lr", "--lr needs a value"},
         {"stray", "unexpected argument 'stray'"},
@@ -48,6 +51,8 @@ Test(train_errors, bad_flag_values) {
     TC_EXPECT("CUTUNE_STOP_AFTER_STEPS=soon", 2, "CUTUNE_STOP_AFTER_STEPS='soon'",
               "train " OK_ARGS, D, D);
     TC_EXPECT(NULL, 0, "usage: cutune train --data", "train --help");
+    TC_EXPECT(NULL, 1, "--precision bf16: bf16 activations with fp32 master weights are not "
+              "implemented yet", "train " OK_ARGS " --head mri --precision bf16", D, D);
 }
 
 Test(train_errors, missing_data_and_out) {

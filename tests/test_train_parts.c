@@ -10,6 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cutune/model.h"
+#include "cutune/optim.h"
+#include "cutune/run.h"
 #include "cutune/train.h"
 #include "util.h"
 
@@ -260,4 +263,43 @@ Test(train_parts, curves_png_is_written_atomically) {
                  CT_EIO);
     cr_assert(strstr(ct_last_error(), "/nonexistent-dir/curves.png") != NULL);
     remove(path);
+}
+
+/* The out-of-device-memory message's arithmetic: the memory plan is exactly linear in the batch
+ * size (fixed + n x per-sample, whatever is frozen), which is what lets ct_train read the fixed
+ * and per-sample parts off plans at batch 1 and 2; and the largest batch keeps a tenth back. */
+static size_t plan_bytes(int n, const char *freeze_to) {
+    ct_backend be;
+    cr_assert_eq(ct_backend_cpu_init(&be, 1), CT_OK);
+    ct_model_config mc = {.input_h = 48, .input_w = 48, .input_c = 3, .aux_dim = 1,
+                          .max_batch = n, .head = "iceberg", .seed = 1};
+    ct_model *m = NULL;
+    cr_assert_eq(ct_model_init(&m, &mc, &be), CT_OK, "%s", ct_last_error());
+    cr_assert_eq(ct_model_freeze_to(m, freeze_to), CT_OK, "%s", ct_last_error());
+    ct_optimizer_config oc;
+    ct_optimizer_defaults(&oc, CT_OPT_ADAM);
+    cr_assert_eq(ct_model_compile(m, &oc), CT_OK, "%s", ct_last_error());
+    ct_model_memory mem;
+    ct_model_memory_get(m, &mem);
+    ct_model_free(m);
+    ct_backend_free(&be);
+    return mem.params + mem.grads + mem.optimizer + mem.activations;
+}
+
+Test(train_parts, largest_batch_from_the_memory_plan) {
+    const char *depths[] = {"", "block3_pool", "block5_pool"};
+    for (int d = 0; d < 3; d++) {
+        size_t b1 = plan_bytes(1, depths[d]), b2 = plan_bytes(2, depths[d]);
+        size_t b7 = plan_bytes(7, depths[d]);
+        cr_assert_gt(b2, b1);
+        cr_expect_eq(b7, b1 + 6 * (b2 - b1), "freeze to '%s': the plan is not linear in the batch",
+                     depths[d]);
+    }
+    /* fixed 100, 10 per sample: 90% of the 1000 left over is 900, i.e. 90 samples. */
+    cr_expect_eq(ct_train_largest_batch(100, 10, 1100), 90);
+    cr_expect_eq(ct_train_largest_batch(100, 10, 100), 0);
+    cr_expect_eq(ct_train_largest_batch(100, 10, 50), 0);
+    cr_expect_eq(ct_train_largest_batch(100, 0, 1100), 0);
+    cr_expect_eq(ct_train_largest_batch(100, 10, 110), 0);
+    cr_expect_eq(ct_train_largest_batch(0, 1, (size_t)1 << 40), 1000000);
 }

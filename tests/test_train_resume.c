@@ -215,3 +215,50 @@ Test(train_resume, feature_cache_changes_nothing) {
         TC_SAME_ARRAYS(pa, pb, 30);
     }
 }
+
+/* Where augmentation runs changes nothing: --augment-on device (the loader only decodes; the
+ * backend's augment_standardize op draws and applies the transforms in the training step, from
+ * staged raw batches) trains bit-identically to --augment-on loader (the worker threads do it),
+ * for PNG folders (uint8 batches) and iceberg JSON (float batches with the incidence angle), and
+ * a device-path run interrupted mid-epoch resumes to the same files. On the CPU backend both
+ * paths run ct_augment_standardize_image; on CUDA the kernel is compared with it by
+ * test_cuda_augment. */
+#define AUG_FLAGS                                                                              \
+    " --rotation-range 20 --width-shift-range 0.1 --height-shift-range 0.1 --zoom-range 0.2 " \
+    "--shear-range 5 --horizontal-flip --vertical-flip --fill-mode reflect "
+
+Test(train_resume, augment_on_device_changes_nothing, .timeout = 600) {
+    small_data();
+    char flags[1024], a[128], b[128];
+    snprintf(flags, sizeof flags, FULL_FLAGS AUG_FLAGS "--channel-shift-range 10 "
+             "--brightness-range 0.8,1.2", D, D);
+    snprintf(a, sizeof a, "%s", tc_path("loader"));
+    snprintf(b, sizeof b, "%s", tc_path("device"));
+    TC_MUST(NULL, "train %s --augment-on loader --out %s", flags, a);
+    cr_expect(strstr(tc_out, "augmentation: in the loader threads") != NULL, "%s", tc_out);
+    TC_MUST(NULL, "train %s --augment-on device --out %s", flags, b);
+    cr_expect(strstr(tc_out, "augmentation: on the device") != NULL, "%s", tc_out);
+    expect_same_run(a, b);
+
+    /* Interrupted after the first step of epoch 1 and again mid-epoch 2, on the device path. */
+    char fa[600], dev_flags[1100];
+    snprintf(fa, sizeof fa, "%s/final.h5", a);
+    snprintf(dev_flags, sizeof dev_flags, "%s --augment-on device", flags);
+    snprintf(b, sizeof b, "%s", tc_path("device_resumed"));
+    interrupt_and_resume(dev_flags, b, 2, (const int[]){1, 2}, 2, fa);
+    expect_same_run(a, b);
+
+    /* Iceberg: float batches and the auxiliary input through the staging slots. */
+    const char *ice = "--data %s/d/iceberg_train.json --head iceberg --validation-split 0.25 "
+                      "--batch-size 4 --weights none --device cpu --threads 1 --epochs 1 "
+                      "--lr 0.001 --verbose 2" AUG_FLAGS;
+    snprintf(flags, sizeof flags, ice, D);
+    snprintf(a, sizeof a, "%s", tc_path("ice_loader"));
+    snprintf(b, sizeof b, "%s", tc_path("ice_device"));
+    TC_MUST(NULL, "train %s --augment-on loader --out %s", flags, a);
+    TC_MUST(NULL, "train %s --augment-on device --out %s", flags, b);
+    expect_same_run(a, b);
+
+    TC_EXPECT(NULL, 2, "--augment-on 'gpu': expected auto, device or loader",
+              "train %s --augment-on gpu --out %s", flags, tc_path("bad"));
+}

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cutune/cuda.h"
 #include "cutune/rng.h"
 
 void tu_fill(float *x, size_t n, uint32_t tag, float lo, float hi) {
@@ -133,4 +134,17 @@ int tu_cli(const char *args) {
     char cmd[16384];
     snprintf(cmd, sizeof cmd, "'%s' %s", cli, args);
     return tu_sh(cmd);
+}
+
+char tu_no_gpu_reason[512] = "not checked";
+
+bool tu_gpu_usable(void) {
+    static int usable = -1; /* asked once per process */
+    if (usable < 0) {
+        ct_device_info info[8];
+        int count = 0;
+        usable = ct_cuda_devices(info, 8, &count) == CT_OK && count > 0;
+        if (!usable) snprintf(tu_no_gpu_reason, sizeof tu_no_gpu_reason, "%s", ct_last_error());
+    }
+    return usable != 0;
 }

@@ -2,6 +2,7 @@
 #ifndef CUTUNE_TEST_UTIL_H
 #define CUTUNE_TEST_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +52,18 @@ int tu_cli(const char *args);
                      code, tu_out);                                                          \
         cr_expect(strstr(tu_out, text) != NULL, "cutune %s: output lacks '%s':\n%s", args,   \
                   text, tu_out);                                                             \
+    } while (0)
+
+/* ---- CUDA tests ----
+ * Whether a CUDA device is usable; when not, tu_no_gpu_reason says why (built without CUDA, no
+ * driver, no device). CUDA test programs call it from their suite's init and start each test
+ * with TU_REQUIRE_GPU(), so that without a GPU every test is skipped, visibly, with the reason
+ * (ctest reports such a program as skipped). */
+extern char tu_no_gpu_reason[512];
+bool tu_gpu_usable(void);
+#define TU_REQUIRE_GPU()                                                                       \
+    do {                                                                                       \
+        if (!tu_gpu_usable()) cr_skip_test("no usable CUDA device: %s", tu_no_gpu_reason);     \
     } while (0)
 
 #endif

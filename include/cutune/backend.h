@@ -158,7 +158,30 @@ typedef struct ct_backend_ops {
                                      int h, int w, int c, const struct ct_augment_config *aug,
                                      const struct ct_standardize *std, uint64_t seed,
                                      uint32_t epoch);
+
+    /* ---- streaming inputs (double buffering) ----
+     * Host memory the backend can copy from asynchronously: pinned (page-locked) memory on CUDA,
+     * plain memory on the CPU. Loaders fill their batch buffers here. */
+    ct_status (*host_alloc)(void *ctx, void **out, size_t bytes);
+    void (*host_release)(void *ctx, void *p);
+    /* Staging slots (0 .. CT_STAGE_SLOTS-1) let the copy of the next batch run while the current
+     * one is computed. A slot's cycle:
+     *   stage_copy     queues a host-to-backend copy into the slot's buffers on the copy
+     *                  stream, after the compute stream's last stage_release of the slot (so the
+     *                  ops that read the previous contents are done); returns at once;
+     *   stage_acquire  makes the ops queued after it wait for the slot's copies;
+     *   stage_release  marks, in the compute stream's order, that the slot's buffers are read;
+     *   stage_sync     waits on the host until the slot's copies are done, so the host source
+     *                  may be reused.
+     * The CPU backend copies at once and the rest are no-ops. Device buffers of a slot must not
+     * be written by anything but stage_copy while the slot is in use. */
+    ct_status (*stage_copy)(void *ctx, int slot, void *dst, const void *src, size_t bytes);
+    ct_status (*stage_acquire)(void *ctx, int slot);
+    ct_status (*stage_release)(void *ctx, int slot);
+    ct_status (*stage_sync)(void *ctx, int slot);
 } ct_backend_ops;
+
+#define CT_STAGE_SLOTS 2
 
 typedef struct ct_backend {
     const ct_backend_ops *ops;
@@ -175,6 +198,16 @@ ct_status ct_backend_cuda_init(ct_backend *be, int device);
 /* Picks a backend by name: "cpu", "cuda" or "auto" (CUDA when usable, else the CPU, saying so
  * through `note` when not NULL). */
 ct_status ct_backend_init_by_name(ct_backend *be, const char *name, char *note, size_t note_len);
+
+/* ct_backend_init_by_name with a precision policy: NULL (the backend's default: tf32 on CUDA,
+ * fp32 on the CPU), "fp32", "tf32" or "bf16" (not implemented yet: CT_EUNSUPPORTED). fp32 is the
+ * only precision of the CPU backend: asking for another with "cpu" is CT_EINVAL; when "auto"
+ * falls back to the CPU, `note` says the request does not apply. */
+ct_status ct_backend_open(ct_backend *be, const char *name, const char *precision, char *note,
+                          size_t note_len);
+
+/* The arithmetic the backend uses for convolutions and GEMMs: "fp32" or "tf32". */
+const char *ct_backend_precision(const ct_backend *be);
 
 /* Frees the context. A zeroed backend is a no-op. */
 void ct_backend_free(ct_backend *be);

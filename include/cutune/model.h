@@ -136,6 +136,14 @@ ct_status ct_model_forward_host(ct_model *m, const float *x, const float *aux, i
  * for softmax heads), with optional per-sample weights (NULL: 1). Also keeps dL/dlogits for
  * backward and the probabilities for ct_model_probs. CT_ENUMERIC if the loss is not finite. */
 ct_status ct_model_loss(ct_model *m, const float *labels, const float *weights, float *loss);
+/* ct_model_loss in two halves, so that a training step waits for the device once: _start
+ * copies the labels in and queues the loss, its gradient and the probabilities (backward may
+ * follow at once); _value reads the loss back, CT_ENUMERIC if it is not finite. */
+ct_status ct_model_loss_start(ct_model *m, const float *labels, const float *weights);
+ct_status ct_model_loss_value(ct_model *m, float *loss);
+/* Whether every gradient of the trainable layers is finite, in one pass over the gradient
+ * arena (one wait for the device). */
+ct_status ct_model_grads_finite(ct_model *m, bool *finite);
 /* Probabilities of the last ct_model_loss or ct_model_predict call: (n, outputs), host. */
 ct_status ct_model_probs(ct_model *m, float *out);
 /* Forward in inference mode followed by the output activation, without labels. */

@@ -91,6 +91,8 @@ typedef struct ct_train_config {
     /* run */
     uint64_t seed;
     const char *device;            /* cpu, cuda, auto */
+    const char *precision;         /* NULL (backend default), fp32, tf32, bf16 */
+    const char *augment_on;        /* NULL/auto, device, loader: where augmentation runs */
     const char *out_dir;
     bool resume;
     bool deterministic;
@@ -119,9 +121,15 @@ typedef struct ct_train_result {
     char best_path[4200], final_path[4200];
 } ct_train_result;
 
+/* The largest batch whose memory fits in `available` bytes, for a model that needs `fixed`
+ * bytes plus `per_sample` bytes per sample of the batch, keeping a tenth of the rest for the
+ * libraries' workspaces. ct_train's out-of-device-memory errors name it. */
+int ct_train_largest_batch(size_t fixed, size_t per_sample, size_t available);
+
 /* Trains as configured. CT_EINTR after SIGINT/SIGTERM (a checkpoint was written; the CLI exits
  * 130); CT_ENUMERIC on a NaN/Inf loss or gradient, naming the step and layer (the last good
- * checkpoint is kept). */
+ * checkpoint is kept); CT_ENOMEM when the device runs out of memory, naming the largest batch
+ * size that fits. */
 ct_status ct_train(const ct_train_config *c, ct_train_result *r);
 
 /* Installs SIGINT/SIGTERM handlers that ask a running ct_train to stop after its step. */

@@ -45,39 +45,15 @@ double bench_median(double *v, size_t n) {
 
 ct_status bench_backend(const char *cmd, const bench_opts *o, ct_backend *be,
                         const char **precision) {
-    const char *p = o->precision;
-    if (p != NULL) {
-        if (strcmp(p, "bf16") == 0)
-            return ct_error(CT_EUNSUPPORTED,
-                            "--precision bf16: bf16 activations with fp32 master weights are "
-                            "not implemented yet; use tf32 (the CUDA default) or fp32");
-        if (strcmp(p, "fp32") != 0 && strcmp(p, "tf32") != 0)
-            return ct_error(CT_EINVAL, "--precision '%s': expected fp32, tf32 or bf16", p);
-        /* The CUDA backend reads its precision policy from the environment at init. */
-        if (setenv("CUTUNE_PRECISION", p, 1) != 0)
-            return ct_error(CT_EINVAL, "--precision: cannot set CUTUNE_PRECISION");
-    }
     char note[512];
-    ct_status s = ct_backend_init_by_name(be, o->device, note, sizeof note);
+    ct_status s = ct_backend_open(be, o->device, o->precision, note, sizeof note);
     if (s != CT_OK) return s;
     if (note[0] != '\0') fprintf(stderr, "cutune %s: %s\n", cmd, note);
-    if (strcmp(be->ops->name, "cpu") == 0) {
-        if (p != NULL && strcmp(p, "fp32") != 0) {
-            ct_backend_free(be);
-            return ct_error(CT_EINVAL,
-                            "--precision %s needs the cuda backend; the CPU backend computes in "
-                            "fp32",
-                            p);
-        }
-        if (o->threads > 0) {
-            ct_backend_free(be);
-            if ((s = ct_backend_cpu_init(be, (int)o->threads)) != CT_OK) return s;
-        }
-        *precision = "fp32";
-    } else {
-        const char *env = getenv("CUTUNE_PRECISION");
-        *precision = env != NULL && strcmp(env, "fp32") == 0 ? "fp32" : "tf32";
+    if (strcmp(be->ops->name, "cpu") == 0 && o->threads > 0) {
+        ct_backend_free(be);
+        if ((s = ct_backend_cpu_init(be, (int)o->threads)) != CT_OK) return s;
     }
+    *precision = ct_backend_precision(be);
     return CT_OK;
 }
 

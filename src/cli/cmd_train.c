@@ -50,6 +50,10 @@ static const char usage[] =
     "run:\n"
     "  --out RUN_DIR  --resume  --seed N  --device cpu|cuda|auto  --verbose 0|1|2\n"
     "  --deterministic  --config FILE\n"
+    "  --precision fp32|tf32     convolution and GEMM arithmetic on CUDA (default tf32)\n"
+    "  --augment-on auto|device|loader  where augmentation and preprocessing run: device\n"
+    "                            (a kernel in the training step; auto picks it on CUDA) or\n"
+    "                            loader (the worker threads; auto picks it on the CPU)\n"
     "  --folds K                 K stratified folds (by --seed), one run each in\n"
     "                            RUN_DIR/fold_<k>/; prints each fold's best validation metrics\n"
     "                            and their mean (not with --val / --validation-split);\n"
@@ -70,8 +74,8 @@ typedef struct train_flags {
         *strategy, *warmup, *body_lr, *block_decay, *epochs, *batch, *steps, *optimizer, *lr,
         *momentum, *nesterov, *decay, *weight_decay, *l2, *schedule, *class_weight, *monitor,
         *mode, *patience, *min_delta, *restore_best, *rl_patience, *rl_factor, *min_lr,
-        *rl_cooldown, *out, *resume, *seed, *device, *verbose, *deterministic, *config, *no_cache,
-        *folds, *test;
+        *rl_cooldown, *out, *resume, *seed, *device, *precision, *augment_on, *verbose,
+        *deterministic, *config, *no_cache, *folds, *test;
 } train_flags;
 
 #define NUM(flag, name, lo, hi, dst)                                                           \
@@ -202,6 +206,24 @@ static bool fill_config(const train_flags *f, ct_train_config *c) {
     INT(f->seed, "seed", 0, 0x7fffffffffffL, seed);
     c->seed = (uint64_t)seed;
     if (f->device != NULL) c->device = f->device;
+    if (f->precision != NULL) {
+        if (strcmp(f->precision, "fp32") != 0 && strcmp(f->precision, "tf32") != 0 &&
+            strcmp(f->precision, "bf16") != 0) {
+            fprintf(stderr, "cutune train: --precision '%s': expected fp32, tf32 or bf16\n",
+                    f->precision);
+            return false;
+        }
+        c->precision = f->precision;
+    }
+    if (f->augment_on != NULL) {
+        if (strcmp(f->augment_on, "auto") != 0 && strcmp(f->augment_on, "device") != 0 &&
+            strcmp(f->augment_on, "loader") != 0) {
+            fprintf(stderr, "cutune train: --augment-on '%s': expected auto, device or loader\n",
+                    f->augment_on);
+            return false;
+        }
+        c->augment_on = f->augment_on;
+    }
     INT(f->verbose, "verbose", 0, 2, c->verbose);
     c->deterministic = f->deterministic != NULL;
     c->no_feature_cache = f->no_cache != NULL;
@@ -247,6 +269,7 @@ int cmd_train(int argc, char **argv) {
         {"min-lr", true, &f.min_lr}, {"reduce-lr-cooldown", true, &f.rl_cooldown},
         {"out", true, &f.out}, {"resume", false, &f.resume}, {"seed", true, &f.seed},
         {"device", true, &f.device}, {"verbose", true, &f.verbose},
+        {"precision", true, &f.precision}, {"augment-on", true, &f.augment_on},
         {"deterministic", false, &f.deterministic}, {"config", true, &f.config},
         {"no-feature-cache", false, &f.no_cache},
         {"folds", true, &f.folds}, {"test", true, &f.test},

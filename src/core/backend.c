@@ -1,5 +1,9 @@
 /* Backend selection and lifetime, common to every backend. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cutune/backend.h"
@@ -16,6 +20,41 @@ ct_status ct_backend_init_by_name(ct_backend *be, const char *name, char *note, 
     if (strcmp(name, "cpu") == 0) return ct_backend_cpu_init(be, 0);
     if (strcmp(name, "cuda") == 0) return ct_backend_cuda_init(be, 0);
     return ct_error(CT_EINVAL, "unknown device '%s' (expected cpu, cuda or auto)", name);
+}
+
+ct_status ct_backend_open(ct_backend *be, const char *name, const char *precision, char *note,
+                          size_t note_len) {
+    if (note != NULL && note_len > 0) note[0] = '\0';
+    if (precision != NULL) {
+        if (strcmp(precision, "bf16") == 0)
+            return ct_error(CT_EUNSUPPORTED,
+                            "--precision bf16: bf16 activations with fp32 master weights are not "
+                            "implemented yet; use tf32 (the CUDA default) or fp32");
+        if (strcmp(precision, "fp32") != 0 && strcmp(precision, "tf32") != 0)
+            return ct_error(CT_EINVAL, "--precision '%s': expected fp32, tf32 or bf16",
+                            precision);
+        if (name != NULL && strcmp(name, "cpu") == 0 && strcmp(precision, "fp32") != 0)
+            return ct_error(CT_EINVAL, "--precision %s needs the cuda backend (--device cuda); the CPU backend "
+                            "computes in fp32", precision);
+        /* The CUDA backend reads its policy from the environment when it starts. */
+        if (setenv("CUTUNE_PRECISION", precision, 1) != 0)
+            return ct_error(CT_EINVAL, "--precision: cannot set CUTUNE_PRECISION");
+    }
+    ct_status s = ct_backend_init_by_name(be, name, note, note_len);
+    if (s != CT_OK) return s;
+    if (precision != NULL && strcmp(precision, "fp32") != 0 && strcmp(be->ops->name, "cpu") == 0 &&
+        note != NULL && note_len > 0) {
+        size_t used = strlen(note);
+        snprintf(note + used, note_len - used, "%s--precision %s does not apply: the CPU backend "
+                 "computes in fp32", used > 0 ? "; " : "", precision);
+    }
+    return CT_OK;
+}
+
+const char *ct_backend_precision(const ct_backend *be) {
+    if (be == NULL || be->ops == NULL || strcmp(be->ops->name, "cpu") == 0) return "fp32";
+    const char *env = getenv("CUTUNE_PRECISION");
+    return env != NULL && strcmp(env, "fp32") == 0 ? "fp32" : "tf32";
 }
 
 void ct_backend_free(ct_backend *be) {

@@ -45,6 +45,24 @@ static ct_status cpu_synchronize(void *ctx) {
     return CT_OK;
 }
 
+static ct_status cpu_host_alloc(void *ctx, void **out, size_t bytes) {
+    return cpu_alloc(ctx, out, bytes);
+}
+
+static ct_status cpu_stage_copy(void *ctx, int slot, void *dst, const void *src, size_t bytes) {
+    if (slot < 0 || slot >= CT_STAGE_SLOTS)
+        return ct_error(CT_EINVAL, "stage_copy: slot %d out of range", slot);
+    return cpu_copy(ctx, dst, src, bytes);
+}
+
+/* Copies are done when stage_copy returns: acquire, release and sync have nothing to wait for. */
+static ct_status cpu_stage_noop(void *ctx, int slot) {
+    (void)ctx;
+    if (slot < 0 || slot >= CT_STAGE_SLOTS)
+        return ct_error(CT_EINVAL, "staging: slot %d out of range", slot);
+    return CT_OK;
+}
+
 ct_status ct_cpu_workspace(ct_cpu_ctx *c, size_t floats, float **out) {
     if (floats > c->workspace_floats) {
         float *p = NULL;
@@ -85,6 +103,12 @@ static const ct_backend_ops cpu_ops = {
     .adam_update = ct_cpu_adam_update,
     .check_finite = ct_cpu_check_finite,
     .augment_standardize = ct_cpu_augment_standardize,
+    .host_alloc = cpu_host_alloc,
+    .host_release = cpu_release,
+    .stage_copy = cpu_stage_copy,
+    .stage_acquire = cpu_stage_noop,
+    .stage_release = cpu_stage_noop,
+    .stage_sync = cpu_stage_noop,
 };
 
 ct_status ct_backend_cpu_init(ct_backend *be, int threads) {

@@ -41,6 +41,7 @@ struct ct_model {
     bool last_training;
     uint32_t last_step;
     bool have_loss;
+    bool loss_queued; /* a loss was queued since the last forward: ct_model_loss_value may read it */
 
     ct_backward_hook hook;
     void *hook_user;

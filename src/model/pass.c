@@ -68,7 +68,7 @@ static ct_status forward_range(ct_model *m, int from, int to, int n, bool traini
     m->last_n = n;
     m->last_training = training;
     m->last_step = step;
-    m->have_loss = false;
+    m->have_loss = m->loss_queued = false;
     for (int i = from; i < to; i++) {
         ct_status s = layer_forward(m, i, n, training);
         if (s != CT_OK)
@@ -144,7 +144,7 @@ ct_status ct_model_predict_host(ct_model *m, const float *x, const float *aux, i
     return s != CT_OK ? s : ct_model_predict(m, n, probs_host);
 }
 
-static ct_status run_loss(ct_model *m, const float *labels, const float *weights, float *loss) {
+static ct_status queue_loss(ct_model *m, const float *labels, const float *weights) {
     const ct_backend_ops *ops = m->be->ops;
     void *ctx = m->be->ctx;
     const int n = m->last_n;
@@ -156,22 +156,45 @@ static ct_status run_loss(ct_model *m, const float *labels, const float *weights
         s = ops->loss_forward_backward(ctx, m->loss, m->loss_value, m->probs, top->dout, top->out,
                                        m->labels, weights != NULL ? m->weights : NULL, n,
                                        m->n_out);
-    if (s == CT_OK && loss != NULL) s = ops->copy_to_host(ctx, loss, m->loss_value, sizeof *loss);
     return s;
 }
 
-ct_status ct_model_loss(ct_model *m, const float *labels, const float *weights, float *loss) {
+ct_status ct_model_loss_start(ct_model *m, const float *labels, const float *weights) {
     if (m->last_n <= 0) return ct_error(CT_EINVAL, "loss requested before any forward pass");
+    m->have_loss = m->loss_queued = false;
+    ct_status s = queue_loss(m, labels, weights);
+    if (s != CT_OK) return s;
+    m->have_loss = m->loss_queued = true;
+    return CT_OK;
+}
+
+ct_status ct_model_loss_value(ct_model *m, float *loss) {
+    if (!m->loss_queued) return ct_error(CT_EINVAL, "no loss queued since the last forward pass");
     float value = 0.0f;
-    ct_status s = run_loss(m, labels, weights, &value);
+    ct_status s = m->be->ops->copy_to_host(m->be->ctx, &value, m->loss_value, sizeof value);
     if (s != CT_OK) return s;
     if (loss != NULL) *loss = value;
     if (!isfinite(value))
         return ct_error(CT_ENUMERIC, "the loss is %s (at step %u): lower the learning rate or "
                         "check the inputs for NaN", isnan(value) ? "NaN" : "infinite",
                         m->last_step);
-    m->have_loss = true;
     return CT_OK;
+}
+
+ct_status ct_model_loss(ct_model *m, const float *labels, const float *weights, float *loss) {
+    ct_status s = ct_model_loss_start(m, labels, weights);
+    if (s == CT_OK) s = ct_model_loss_value(m, loss);
+    if (s == CT_ENUMERIC) m->have_loss = false;
+    return s;
+}
+
+ct_status ct_model_grads_finite(ct_model *m, bool *finite) {
+    *finite = true;
+    if (m->grads.base == NULL || m->grads.bytes == 0) return CT_OK;
+    /* The arena is zero-filled when allocated and its padding is never written, so the whole
+     * allocation can be checked in one call. */
+    return m->be->ops->check_finite(m->be->ctx, finite, (const float *)m->grads.base,
+                                    m->grads.bytes / sizeof(float));
 }
 
 ct_status ct_model_probs(ct_model *m, float *out) {

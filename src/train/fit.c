@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cutune/cuda.h"
 #include "cutune/model.h"
 #include "cutune/run.h"
 #include "cutune/weights.h"
@@ -449,8 +450,15 @@ static ct_status open_loaders(fit_run *r) {
     }
     r->loader_cfg = lc;
     r->loader_cfg.shuffle = false;
-    lc.shuffle = true;
-    s = ct_loader_init_training(&r->tl, r->train, &lc, &c->augment);
+    ct_loader_config tlc = lc;
+    tlc.shuffle = true;
+    if ((s = fit_feed_choose(r, c->augment_on)) != CT_OK) return s;
+    if ((s = fit_feed_init(r, &tlc)) != CT_OK) return s;
+    if (c->verbose > 0 && ct_augment_enabled(&c->augment))
+        printf("augmentation: %s\n", r->feed.on_device
+                                         ? "on the device, in the training step"
+                                         : "in the loader threads");
+    s = ct_loader_init_training(&r->tl, r->train, &tlc, &c->augment);
     if (s != CT_OK) return s;
     if (r->val != NULL) {
         lc.shuffle = false;
@@ -560,13 +568,52 @@ static ct_status forward(fit_run *r, const ct_batch *b, bool training, uint32_t 
     return ct_model_forward_host(r->m, b->x, b->aux, b->n, training, step);
 }
 
-static ct_status train_step(fit_run *r, const ct_batch *b, double lr_scale, double *loss_out,
-                            double *correct) {
+/* The next training batch: from the cache, or from the loader and copied into a staging slot
+ * (*slot; -1 for cached batches and at the end of the epoch). */
+static ct_status fetch_train(fit_run *r, const ct_batch **b, int *slot) {
+    *slot = -1;
+    if (r->cache.active) {
+        *b = fit_cache_next(r);
+        return CT_OK;
+    }
+    ct_status s = ct_loader_next(r->tl, b);
+    if (s != CT_OK || *b == NULL) return s;
+    if ((s = fit_feed_put(r, *b, slot)) != CT_OK) {
+        ct_loader_release(r->tl, *b);
+        *b = NULL;
+    }
+    return s;
+}
+
+static ct_status release_train(fit_run *r, const ct_batch *b, int slot) {
+    if (b == NULL || r->cache.active) return CT_OK;
+    return fit_feed_done(r, r->tl, slot);
+}
+
+/* One training step on `b` (in staging slot `slot`). Everything is queued first - input,
+ * forward, loss, backward - then, while the device works, the next batch is fetched and its
+ * copy queued (*next, *next_slot; only when `prefetch`), and only then does the host wait, once,
+ * for the loss, the probabilities and the gradients' finite check. The update is applied after
+ * the checks, so a NaN never reaches the weights. */
+static ct_status train_step(fit_run *r, const ct_batch *b, int slot, bool prefetch,
+                            const ct_batch **next, int *next_slot, double lr_scale,
+                            double *loss_out, double *correct) {
+    *next = NULL;
+    *next_slot = -1;
     batch_targets(r, b);
-    ct_status s = forward(r, b, true, (uint32_t)r->st.step);
+    const uint32_t step = (uint32_t)r->st.step;
+    ct_status s;
+    if (r->cache.active)
+        s = ct_model_forward_from_host(r->m, r->cache.layer + 1, b->x, b->aux, b->n, true, step);
+    else if ((s = fit_feed_input(r, slot, &r->c->augment)) == CT_OK)
+        s = ct_model_forward(r->m, b->n, true, step);
+    if (s == CT_OK) s = ct_model_loss_start(r->m, r->labels, r->use_weights ? r->weights : NULL);
+    if (s == CT_OK) s = ct_model_backward(r->m);
+    /* Cached batches come from host memory and share one buffer with `b`: no prefetch. */
+    if (s == CT_OK && prefetch && !r->cache.active) s = fetch_train(r, next, next_slot);
     if (s != CT_OK) return s;
     float loss = 0.0f;
-    s = ct_model_loss(r->m, r->labels, r->use_weights ? r->weights : NULL, &loss);
+    s = ct_model_loss_value(r->m, &loss);
     if (s == CT_ENUMERIC) {
         char where[256];
         nonfinite_culprit(r, b->n, where, sizeof where);
@@ -578,8 +625,10 @@ static ct_status train_step(fit_run *r, const ct_batch *b, double lr_scale, doub
     }
     if (s != CT_OK) return s;
     if ((s = ct_model_probs(r->m, r->probs)) != CT_OK) return s;
-    if ((s = ct_model_backward(r->m)) != CT_OK) return s;
-    if ((s = check_gradients(r, r->st.step)) != CT_OK) return s;
+    bool finite = true;
+    if ((s = ct_model_grads_finite(r->m, &finite)) != CT_OK) return s;
+    /* Name the tensor; one check per tensor only on the way to the error. */
+    if (!finite && (s = check_gradients(r, r->st.step)) != CT_OK) return s;
     if ((s = ct_model_apply_gradients(r->m, (float)lr_scale)) != CT_OK) return s;
     *loss_out = loss;
     *correct = batch_correct(r, b->n);
@@ -926,15 +975,25 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
         ct_progbar bar;
         const double t0 = now_seconds();
         ct_progbar_init(&bar, steps, stdout, tty && c->verbose == 1, t0);
-        while (r->st.batch_in_epoch < steps) {
-            const ct_batch *b = NULL;
-            if ((s = next_batch(r, r->tl, &b)) != CT_OK) return s;
-            if (b == NULL) break;
+        const ct_batch *b = NULL;
+        int slot = -1;
+        if (r->st.batch_in_epoch < steps && (s = fetch_train(r, &b, &slot)) != CT_OK) return s;
+        while (r->st.batch_in_epoch < steps && b != NULL) {
             double loss = 0.0, correct = 0.0;
-            s = train_step(r, b, lr_scale, &loss, &correct);
+            const ct_batch *nb = NULL;
+            int nslot = -1;
+            const bool prefetch = r->st.batch_in_epoch + 1 < steps &&
+                                  !(stop_after_steps > 0 && steps_this_call + 1 >= stop_after_steps);
+            s = train_step(r, b, slot, prefetch, &nb, &nslot, lr_scale, &loss, &correct);
             int n = b->n;
-            release_batch(r, r->tl, b);
-            if (s != CT_OK) return s;
+            ct_status rs = release_train(r, b, slot);
+            b = nb;
+            slot = nslot;
+            if (s == CT_OK) s = rs;
+            if (s != CT_OK) {
+                (void)release_train(r, b, slot);
+                return s;
+            }
             r->st.epoch_loss_sum += loss * n;
             r->st.epoch_correct += correct;
             r->st.epoch_seen += n;
@@ -942,6 +1001,8 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
             r->st.batch_in_epoch++;
             r->st.sample_in_epoch += n;
             if (stop_after_steps > 0 && ++steps_this_call >= stop_after_steps) stop_requested = 1;
+            if (b == NULL && r->cache.active && !stop_requested && r->st.batch_in_epoch < steps)
+                b = fit_cache_next(r);
             if (c->verbose == 1) {
                 const char *names[2] = {"loss", "acc"};
                 double vals[2] = {r->st.epoch_loss_sum / r->st.epoch_seen,
@@ -949,6 +1010,7 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
                 ct_progbar_update(&bar, r->st.batch_in_epoch, names, vals, 2, now_seconds());
             }
             if (stop_requested) {
+                if ((s = release_train(r, b, slot)) != CT_OK) return s;
                 if (c->verbose > 0) fputc('\n', stdout);
                 if ((s = save_checkpoint(r)) != CT_OK) return s;
                 res->interrupted = true;
@@ -958,6 +1020,7 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
                                 r->ckpt_path);
             }
         }
+        if ((s = release_train(r, b, slot)) != CT_OK) return s;
         double row[FIT_KEYS] = {r->st.epoch_correct / r->st.epoch_seen,
                                 r->st.epoch_loss_sum / r->st.epoch_seen,
                                 c->optimizer.lr * lr_scale, NAN, NAN};
@@ -1046,8 +1109,9 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
 
 static void fit_free(fit_run *r) {
     fit_cache_free(&r->cache);
-    ct_loader_free(r->tl);
+    ct_loader_free(r->tl); /* before the buffers its workers fill */
     ct_loader_free(r->vl);
+    fit_feed_free(r);
     ct_model_free(r->m);
     ct_backend_free(&r->be);
     if (r->val != NULL) ct_dataset_free(r->val);
@@ -1059,6 +1123,75 @@ static void fit_free(fit_run *r) {
     free(r->history);
     free(r->config_text);
     free(r->st.config);
+}
+
+/* ---- out of device memory: the largest batch that fits ---- */
+
+/* Bytes the model's arenas (parameters, gradients, optimizer slots, activations) and the
+ * streaming buffers need at batch `n`, with the trainable flags the run ends with. The plan
+ * depends only on the layers and the flags, not on the backend, so it is read off a model built
+ * on the CPU backend. */
+static ct_status planned_bytes(const fit_run *r, int n, size_t *bytes) {
+    ct_backend cpu;
+    ct_status s = ct_backend_cpu_init(&cpu, 1);
+    if (s != CT_OK) return s;
+    ct_model_config mc = {.input_h = r->input, .input_w = r->input, .input_c = 3,
+                          .aux_dim = ct_dataset_aux_dim(r->train), .max_batch = n,
+                          .head = r->head, .seed = r->c->seed};
+    ct_model *m = NULL;
+    s = ct_model_init(&m, &mc, &cpu);
+    if (s == CT_OK) s = ct_model_freeze_to(m, r->freeze_target);
+    if (s == CT_OK) s = ct_model_compile(m, &r->c->optimizer);
+    if (s == CT_OK) {
+        ct_model_memory mem;
+        ct_model_memory_get(m, &mem);
+        int h, w, ch;
+        const bool f32 = ct_dataset_in_memory(r->train, &h, &w, &ch);
+        const size_t px = (size_t)r->input * r->input * 3 * (f32 ? sizeof(float) : 1);
+        *bytes = mem.params + mem.grads + mem.optimizer + mem.activations +
+                 (size_t)CT_STAGE_SLOTS * n * (px + sizeof(uint32_t) +
+                                              (size_t)mc.aux_dim * sizeof(float));
+    }
+    ct_model_free(m);
+    ct_backend_free(&cpu);
+    return s;
+}
+
+int ct_train_largest_batch(size_t fixed, size_t per_sample, size_t available) {
+    if (per_sample == 0 || available <= fixed) return 0;
+    /* cuDNN's workspace and the libraries' pools grow with the batch too; keep a tenth back. */
+    size_t usable = (available - fixed) / 10 * 9;
+    size_t n = usable / per_sample;
+    return n > 1000000 ? 1000000 : (int)n;
+}
+
+/* Appends to an out-of-memory error on the device the largest batch that should fit. */
+static void oom_hint(fit_run *r) {
+    if (r->be.ops == NULL || strcmp(r->be.ops->name, "cpu") == 0 || r->input == 0) return;
+    char msg[2048];
+    snprintf(msg, sizeof msg, "%s", ct_last_error());
+    /* What this run holds is released first, so the device's free memory is what a new run with
+     * a smaller batch would start from. */
+    ct_loader_free(r->tl);
+    r->tl = NULL;
+    fit_feed_free(r);
+    ct_model_free(r->m);
+    r->m = NULL;
+    size_t b1 = 0, b2 = 0, used = 0, total = 0;
+    if (planned_bytes(r, 1, &b1) != CT_OK || planned_bytes(r, 2, &b2) != CT_OK || b2 <= b1 ||
+        ct_cuda_memory_used(0, &used, &total) != CT_OK) {
+        ct_error(CT_ENOMEM, "%s", msg);
+        return;
+    }
+    const size_t per = b2 - b1, fixed = b1 - per;
+    const int fit = ct_train_largest_batch(fixed, per, total - used);
+    ct_error(CT_ENOMEM,
+             "%s. At %dx%d with these frozen layers the model needs %zu MiB plus %.1f MiB per "
+             "sample; with %zu MiB of device memory free, the largest batch that fits is about "
+             "%d: try --batch-size %d%s",
+             msg, r->input, r->input, fixed >> 20, (double)per / (1 << 20), (total - used) >> 20,
+             fit, fit > 0 ? fit : 1,
+             fit > 0 ? "" : " (nothing fits: free device memory, or freeze more layers)");
 }
 
 ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
@@ -1094,7 +1227,8 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
     /* --deterministic: the CUDA backend reads CUTUNE_DETERMINISTIC when it starts (only
      * deterministic cuDNN algorithms); the CPU backend always is. */
     if (c->deterministic) setenv("CUTUNE_DETERMINISTIC", "1", 1);
-    if ((s = ct_backend_init_by_name(&r.be, c->device, note, sizeof note)) != CT_OK) goto done;
+    if ((s = ct_backend_open(&r.be, c->device, c->precision, note, sizeof note)) != CT_OK)
+        goto done;
     if (note[0] != '\0') fprintf(stderr, "cutune train: %s\n", note);
     if ((s = build_model(&r)) != CT_OK) goto done;
     r.labels = malloc((size_t)c->batch_size * r.n_out * sizeof(float));
@@ -1110,6 +1244,7 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
     if ((s = open_loaders(&r)) != CT_OK) goto done;
     s = run_epochs(&r, res);
 done:
+    if (s == CT_ENOMEM) oom_hint(&r);
     fit_free(&r);
     return s;
 }
