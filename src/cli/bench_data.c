@@ -1,17 +1,17 @@
-/* `cutune bench --data DIR`: training steps timed on real images, through the loader.
- *
- * The dataset (class folders, or an iceberg JSON file) goes through the threaded loader with
- * Keras-style augmentation on one of two paths:
+/* `cutune bench --data DIR`: training steps timed on real images, through the loader and the
+ * same streaming pipeline as `cutune train` (cutune/stream.h): pinned loader buffers, copies on
+ * the copy stream into double-buffered staging slots, the next batch fetched and queued while
+ * the current one is computed. Augmentation runs on one of two paths:
  *   loader  the workers augment and standardise on the CPU (CT_OUTPUT_FLOAT) and the float
- *           batch is copied into the model's input, as `cutune train` does today;
+ *           batch is staged and copied into the model's input;
  *   device  the workers only decode (CT_OUTPUT_RAW); the raw batch (uint8, or float for
- *           in-memory datasets) and its sample indices are copied to backend memory and the
- *           backend's augment_standardize op writes the model's input there - on the GPU, the
- *           fused kernel.
+ *           in-memory datasets) and its sample indices are staged and the backend's
+ *           augment_standardize op writes the model's input - on the GPU, the fused kernel.
  * Both give the same images (the op equals the loader, see test_augment_op.c), so the two
- * timings compare pipelines, not work. Each step is timed from asking the loader for a batch to
- * the end of the update, with the time spent waiting for the loader reported separately: a
- * wait near the step time means the input pipeline, not the model, sets the pace. */
+ * timings compare pipelines, not work. Each step is timed from queueing its input to the end of
+ * its update; "fetch" is the host time spent getting the next batch from the loader and queueing
+ * its copy, which overlaps the step's device work: a fetch near the step time means the input
+ * pipeline, not the model, sets the pace. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +22,7 @@
 #include "cutune/data.h"
 #include "cutune/model.h"
 #include "cutune/optim.h"
+#include "cutune/stream.h"
 
 /* What `ImageDataGenerator(rotation_range=20, width_shift_range=0.1, height_shift_range=0.1,
  * shear_range=10, zoom_range=0.2, horizontal_flip=True)` asks for: a common fine-tuning setting. */
@@ -43,20 +44,21 @@ typedef struct data_bench {
     ct_dataset *ds;
     ct_loader *loader;
     ct_model *m;
-    void *raw;         /* (B, H, W, C) uint8 or float, backend memory (device path) */
-    uint32_t *index;   /* (B) backend memory (device path) */
+    ct_stream *stream;
+    const ct_batch *held; /* the prefetched batch, in staging slot `slot` */
+    int slot;
+    float *labels;        /* (B, K) pageable copy: a copy from pinned memory would wait */
     double *step_s, *wait_s;
 } data_bench;
 
-static void data_bench_free(data_bench *d, ct_backend *be) {
-    if (be->ops != NULL) {
-        be->ops->release(be->ctx, d->index);
-        be->ops->release(be->ctx, d->raw);
-    }
+static void data_bench_free(data_bench *d) {
+    if (d->held != NULL) (void)ct_stream_done(d->stream, d->loader, d->slot);
+    free(d->labels);
     free(d->wait_s);
     free(d->step_s);
+    ct_loader_free(d->loader); /* before the stream whose buffers it fills */
+    ct_stream_free(d->stream);
     ct_model_free(d->m);
-    ct_loader_free(d->loader);
     ct_dataset_free(d->ds);
 }
 
@@ -76,8 +78,11 @@ int bench_data(const char *cmd, const bench_opts *o) {
     const char *precision = NULL;
     ct_status s = bench_backend(cmd, o, &be, &precision);
     if (s != CT_OK) return cli_fail(cmd, s);
-    const bool on_device = o->augment_on != NULL ? strcmp(o->augment_on, "device") == 0
-                                                 : strcmp(be.ops->name, "cuda") == 0;
+    bool on_device = false;
+    if ((s = ct_stream_parse_where(o->augment_on, &be, &on_device)) != CT_OK) {
+        ct_backend_free(&be);
+        return cli_fail(cmd, s);
+    }
     const bool augment = o->augment == NULL || strcmp(o->augment, "keras") == 0;
     const ct_augment_config aug = keras_augmentation();
     int H, W, C, K;
@@ -117,11 +122,11 @@ int bench_data(const char *cmd, const bench_opts *o) {
     lc.seed = (uint64_t)o->seed;
     lc.threads = (int)o->workers;
     lc.class_mode = outputs == 1 ? CT_CLASS_BINARY : CT_CLASS_CATEGORICAL;
-    lc.output = on_device ? CT_OUTPUT_RAW : CT_OUTPUT_FLOAT;
     lc.image.target_h = lc.image.target_w = (int)o->size;
     /* VGG16's preprocess_input for images; iceberg dB values are used as they are. */
     lc.standardize.preprocess = in_memory ? CT_PREPROCESS_NONE : CT_PREPROCESS_CAFFE;
     if (o->no_cache) lc.cache_bytes = 0;
+    if ((s = ct_stream_init(&d.stream, d.m, d.ds, on_device, &lc)) != CT_OK) goto fail;
     if ((s = ct_loader_init_training(&d.loader, d.ds, &lc, augment ? &aug : NULL)) != CT_OK)
         goto fail;
     ct_loader_shape(d.loader, &H, &W, &C, &K);
@@ -129,13 +134,10 @@ int bench_data(const char *cmd, const bench_opts *o) {
         s = ct_error(CT_EINVAL, "%s: images have %d channels; VGG16 takes 3", o->data, C);
         goto fail;
     }
-    const size_t hwc = (size_t)H * W * C;
-    if (on_device) {
-        if ((s = be.ops->alloc(be.ctx, &d.raw, (size_t)o->batch * hwc *
-                                                   (in_memory ? sizeof(float) : 1))) != CT_OK ||
-            (s = be.ops->alloc(be.ctx, (void **)&d.index, (size_t)o->batch * sizeof(uint32_t))) !=
-                CT_OK)
-            goto fail;
+    d.labels = malloc((size_t)o->batch * (outputs == 1 ? 1 : (size_t)K) * sizeof(float));
+    if (d.labels == NULL) {
+        s = ct_error(CT_ENOMEM, "out of memory for the labels");
+        goto fail;
     }
     const long total = o->steps + o->warmup;
     d.step_s = malloc((size_t)total * sizeof *d.step_s);
@@ -156,6 +158,14 @@ int bench_data(const char *cmd, const bench_opts *o) {
 
     uint32_t epoch = 0;
     if ((s = ct_loader_begin_epoch(d.loader, epoch)) != CT_OK) goto fail;
+    const ct_batch *b = NULL;
+    if ((s = next_batch(&d, &epoch, &b)) != CT_OK) goto fail;
+    if ((s = ct_stream_put(d.stream, b, &d.slot)) != CT_OK) {
+        ct_loader_release(d.loader, b);
+        goto fail;
+    }
+    d.held = b;
+    const size_t label_bytes = (outputs == 1 ? 1 : (size_t)K) * sizeof(float);
     long images = 0;
     double timed_start = 0.0;
     for (long step = 0; step < total; step++) {
@@ -164,46 +174,40 @@ int bench_data(const char *cmd, const bench_opts *o) {
             timed_start = bench_now();
         }
         const double t0 = bench_now();
-        const ct_batch *b = NULL;
-        if ((s = next_batch(&d, &epoch, &b)) != CT_OK) goto fail;
-        const double t1 = bench_now();
+        b = d.held;
         const int n = b->n;
-        if (on_device) {
-            const float *aux = b->aux;
-            if ((s = be.ops->copy_to_device(be.ctx, d.raw, in_memory ? (const void *)b->x
-                                                                     : (const void *)b->x_u8,
-                                            (size_t)n * hwc *
-                                                (in_memory ? sizeof(float) : 1))) != CT_OK ||
-                (s = be.ops->copy_to_device(be.ctx, d.index, b->index,
-                                            (size_t)n * sizeof(uint32_t))) != CT_OK ||
-                (s = be.ops->augment_standardize(
-                     be.ctx, ct_model_input(d.m), in_memory ? NULL : (const uint8_t *)d.raw,
-                     in_memory ? (const float *)d.raw : NULL, d.index, n, H, W, C,
-                     augment ? &aug : NULL, &lc.standardize, lc.seed, b->epoch)) != CT_OK ||
-                (aux_dim > 0 &&
-                 (s = be.ops->copy_to_device(be.ctx, ct_model_aux_input(d.m), aux,
-                                             (size_t)n * aux_dim * sizeof(float))) != CT_OK) ||
-                (s = ct_model_forward(d.m, n, true, (uint32_t)step)) != CT_OK) {
-                ct_loader_release(d.loader, b);
+        memcpy(d.labels, b->y, (size_t)n * label_bytes);
+        if ((s = ct_stream_input(d.stream, d.slot, augment ? &aug : NULL)) != CT_OK ||
+            (s = ct_model_forward(d.m, n, true, (uint32_t)step)) != CT_OK ||
+            (s = ct_model_loss_start(d.m, d.labels, NULL)) != CT_OK ||
+            (s = ct_model_backward(d.m)) != CT_OK)
+            goto fail;
+        /* The next batch, while the device computes this one. */
+        const double t1 = bench_now();
+        const ct_batch *nb = NULL;
+        int nslot = -1;
+        if (step + 1 < total) {
+            if ((s = next_batch(&d, &epoch, &nb)) != CT_OK) goto fail;
+            if ((s = ct_stream_put(d.stream, nb, &nslot)) != CT_OK) {
+                ct_loader_release(d.loader, nb);
                 goto fail;
             }
-        } else if ((s = ct_model_forward_host(d.m, b->x, b->aux, n, true, (uint32_t)step)) !=
-                   CT_OK) {
-            ct_loader_release(d.loader, b);
-            goto fail;
         }
-        s = ct_model_loss(d.m, b->y, NULL, &loss);
-        ct_loader_release(d.loader, b);
-        if (s != CT_OK || (s = ct_model_backward(d.m)) != CT_OK ||
+        const double t2 = bench_now();
+        if ((s = ct_model_loss_value(d.m, &loss)) != CT_OK ||
             (s = ct_model_apply_gradients(d.m, 1.0f)) != CT_OK ||
             (s = be.ops->synchronize(be.ctx)) != CT_OK)
             goto fail;
-        const double t2 = bench_now();
-        d.step_s[step] = t2 - t0;
-        d.wait_s[step] = t1 - t0;
+        s = ct_stream_done(d.stream, d.loader, d.slot);
+        d.held = nb;
+        d.slot = nslot;
+        if (s != CT_OK) goto fail;
+        const double t3 = bench_now();
+        d.step_s[step] = t3 - t0;
+        d.wait_s[step] = t2 - t1;
         images += n;
-        printf("step %ld/%ld%s: epoch %u, %d images, loss %.4f, %.3f s (loader wait %.3f s)\n",
-               step + 1, total, step < o->warmup ? " (warm-up)" : "", epoch, n, loss,
+        printf("step %ld/%ld%s: epoch %u, %d images, loss %.4f, %.3f s (fetch %.3f s)\n",
+               step + 1, total, step < o->warmup ? " (warm-up)" : "", b->epoch, n, loss,
                d.step_s[step], d.wait_s[step]);
         fflush(stdout);
     }
@@ -211,15 +215,15 @@ int bench_data(const char *cmd, const bench_opts *o) {
     double wait_sum = 0.0;
     for (long i = o->warmup; i < total; i++) wait_sum += d.wait_s[i];
     const double med = bench_median(d.step_s + o->warmup, (size_t)o->steps);
-    printf("median step %.3f s; %.1f img/s over the %ld timed steps, of which loader wait "
-           "%.0f%%\n",
+    printf("median step %.3f s; %.1f img/s over the %ld timed steps; fetching the next batch "
+           "took %.0f%% of that time, overlapped with the device\n",
            med, images / elapsed, o->steps, 100.0 * wait_sum / elapsed);
-    data_bench_free(&d, &be);
+    data_bench_free(&d);
     ct_backend_free(&be);
     return 0;
 fail:;
     int rc = cli_fail(cmd, s);
-    data_bench_free(&d, &be);
+    data_bench_free(&d);
     ct_backend_free(&be);
     return rc;
 }

@@ -452,10 +452,11 @@ static ct_status open_loaders(fit_run *r) {
     r->loader_cfg.shuffle = false;
     ct_loader_config tlc = lc;
     tlc.shuffle = true;
-    if ((s = fit_feed_choose(r, c->augment_on)) != CT_OK) return s;
-    if ((s = fit_feed_init(r, &tlc)) != CT_OK) return s;
+    bool on_device = false;
+    if ((s = ct_stream_parse_where(c->augment_on, &r->be, &on_device)) != CT_OK) return s;
+    if ((s = ct_stream_init(&r->stream, r->m, r->train, on_device, &tlc)) != CT_OK) return s;
     if (c->verbose > 0 && ct_augment_enabled(&c->augment))
-        printf("augmentation: %s\n", r->feed.on_device
+        printf("augmentation: %s\n", on_device
                                          ? "on the device, in the training step"
                                          : "in the loader threads");
     s = ct_loader_init_training(&r->tl, r->train, &tlc, &c->augment);
@@ -578,7 +579,7 @@ static ct_status fetch_train(fit_run *r, const ct_batch **b, int *slot) {
     }
     ct_status s = ct_loader_next(r->tl, b);
     if (s != CT_OK || *b == NULL) return s;
-    if ((s = fit_feed_put(r, *b, slot)) != CT_OK) {
+    if ((s = ct_stream_put(r->stream, *b, slot)) != CT_OK) {
         ct_loader_release(r->tl, *b);
         *b = NULL;
     }
@@ -587,7 +588,7 @@ static ct_status fetch_train(fit_run *r, const ct_batch **b, int *slot) {
 
 static ct_status release_train(fit_run *r, const ct_batch *b, int slot) {
     if (b == NULL || r->cache.active) return CT_OK;
-    return fit_feed_done(r, r->tl, slot);
+    return ct_stream_done(r->stream, r->tl, slot);
 }
 
 /* One training step on `b` (in staging slot `slot`). Everything is queued first - input,
@@ -605,7 +606,7 @@ static ct_status train_step(fit_run *r, const ct_batch *b, int slot, bool prefet
     ct_status s;
     if (r->cache.active)
         s = ct_model_forward_from_host(r->m, r->cache.layer + 1, b->x, b->aux, b->n, true, step);
-    else if ((s = fit_feed_input(r, slot, &r->c->augment)) == CT_OK)
+    else if ((s = ct_stream_input(r->stream, slot, &r->c->augment)) == CT_OK)
         s = ct_model_forward(r->m, b->n, true, step);
     if (s == CT_OK) s = ct_model_loss_start(r->m, r->labels, r->use_weights ? r->weights : NULL);
     if (s == CT_OK) s = ct_model_backward(r->m);
@@ -1111,7 +1112,8 @@ static void fit_free(fit_run *r) {
     fit_cache_free(&r->cache);
     ct_loader_free(r->tl); /* before the buffers its workers fill */
     ct_loader_free(r->vl);
-    fit_feed_free(r);
+    ct_stream_free(r->stream);
+    r->stream = NULL;
     ct_model_free(r->m);
     ct_backend_free(&r->be);
     if (r->val != NULL) ct_dataset_free(r->val);
@@ -1174,7 +1176,8 @@ static void oom_hint(fit_run *r) {
      * a smaller batch would start from. */
     ct_loader_free(r->tl);
     r->tl = NULL;
-    fit_feed_free(r);
+    ct_stream_free(r->stream);
+    r->stream = NULL;
     ct_model_free(r->m);
     r->m = NULL;
     size_t b1 = 0, b2 = 0, used = 0, total = 0;

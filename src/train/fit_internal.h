@@ -5,6 +5,7 @@
 #include "cutune/data.h"
 #include "cutune/model.h"
 #include "cutune/run.h"
+#include "cutune/stream.h"
 #include "cutune/train.h"
 #include "cutune/weights.h"
 
@@ -26,23 +27,6 @@ typedef struct fit_cache {
     bool training;
     ct_batch batch;
 } fit_cache;
-
-/* Streaming of training batches through the backend's staging slots (feed.c). */
-typedef struct fit_feed {
-    bool ready;                  /* fit_feed_init ran: the training loader uses these buffers */
-    bool on_device;              /* raw batches; the backend augments and standardises */
-    bool raw_f32;                /* the raw pixels are floats (in-memory datasets) */
-    int h, w, c, k, aux_dim, batch;
-    ct_standardize std;          /* the standardisation the device path applies */
-    uint64_t seed;
-    ct_batch *host;              /* (n_host) loader buffers in the backend's host memory */
-    int n_host;
-    void *x[CT_STAGE_SLOTS];     /* backend memory: raw pixels or finished floats */
-    uint32_t *index[CT_STAGE_SLOTS];
-    float *aux[CT_STAGE_SLOTS];
-    const ct_batch *pending[CT_STAGE_SLOTS]; /* the loader batch each slot was copied from */
-    int next_slot;
-} fit_feed;
 
 typedef struct fit_run {
     const ct_train_config *c;
@@ -70,25 +54,8 @@ typedef struct fit_run {
     ct_checkpoint_state st;
     ct_loader_config loader_cfg;  /* as the evaluation loader uses it */
     fit_cache cache;
-    fit_feed feed;
+    ct_stream *stream;           /* training batches through the staging slots */
 } fit_run;
-
-/* Picks the path from --augment-on (auto: the device path on every backend but the CPU). */
-ct_status fit_feed_choose(fit_run *r, const char *augment_on);
-/* Allocates the loader's host buffers and the staging slots, and points the training loader's
- * configuration at them (buffers, output kind). */
-ct_status fit_feed_init(fit_run *r, ct_loader_config *lc);
-/* Queues the copy of a loader batch into the next free slot (*slot). */
-ct_status fit_feed_put(fit_run *r, const ct_batch *b, int *slot);
-/* Queues the model's input from the slot: augmentation + standardisation on the device path, a
- * copy on the loader path; then the auxiliary values. */
-ct_status fit_feed_input(fit_run *r, int slot, const ct_augment_config *aug);
-/* Waits for the slot's copy and gives its batch back to the loader. */
-ct_status fit_feed_done(fit_run *r, ct_loader *l, int slot);
-/* Gives back every batch still held by a slot. */
-void fit_feed_drop(fit_run *r, ct_loader *l);
-/* Frees the buffers; call after the training loader is freed, before the backend is. */
-void fit_feed_free(fit_run *r);
 
 /* Builds (or keeps) the cache for the current lowest trainable layer, when it applies. */
 ct_status fit_cache_prepare(fit_run *r);
