@@ -303,3 +303,39 @@ Test(model, nan_loss_is_reported) {
     cr_assert_eq(ct_model_backward(m), CT_EINVAL, "backward must refuse a NaN loss");
     ct_model_free(m);
 }
+
+/* ct_model_config.freeze_to plans the arenas for the frozen model at once: the same flags and
+ * the same memory as init followed by ct_model_freeze_to, without the fully trainable plan's
+ * allocation first; CT_FREEZE_ALL freezes everything; an unknown name is refused by init. */
+Test(model, frozen_from_the_start) {
+    const char *depths[] = {"block4_pool", "block5_pool", CT_FREEZE_ALL};
+    for (int d = 0; d < 3; d++) {
+        ct_model_config cfg = {.input_h = 32, .input_w = 32, .input_c = 3, .max_batch = 4,
+                               .head = "mri", .seed = 5, .freeze_to = depths[d]};
+        ct_model *a = NULL, *b = NULL;
+        cr_assert_eq(ct_model_init(&a, &cfg, &be), CT_OK, "%s", ct_last_error());
+        cfg.freeze_to = NULL;
+        cr_assert_eq(ct_model_init(&b, &cfg, &be), CT_OK, "%s", ct_last_error());
+        const int nl = ct_model_num_layers(b);
+        cr_assert_eq(ct_model_freeze_to(b, d == 2 ? ct_model_layer(b, nl - 1)->name : depths[d]),
+                     CT_OK);
+        for (int i = 0; i < nl; i++)
+            cr_expect_eq(ct_model_layer(a, i)->trainable, ct_model_layer(b, i)->trainable,
+                         "%s: layer %d", depths[d], i);
+        ct_model_memory ma, mb;
+        ct_model_memory_get(a, &ma);
+        ct_model_memory_get(b, &mb);
+        cr_expect_eq(ma.grads, mb.grads, "%s", depths[d]);
+        cr_expect_eq(ma.activations, mb.activations, "%s", depths[d]);
+        cr_expect_eq(ct_model_first_trainable(a), ct_model_first_trainable(b));
+        ct_model_free(a);
+        ct_model_free(b);
+    }
+    ct_model_config bad = {.input_h = 32, .input_w = 32, .input_c = 3, .max_batch = 1,
+                           .head = "mri", .seed = 5, .freeze_to = "block6_pool"};
+    ct_model *m = NULL;
+    cr_expect_eq(ct_model_init(&m, &bad, &be), CT_ENOTFOUND);
+    cr_expect(strstr(ct_last_error(), "no layer named 'block6_pool'") != NULL, "%s",
+              ct_last_error());
+    cr_expect_null(m);
+}

@@ -89,7 +89,15 @@ typedef struct ct_model_config {
     int max_batch;         /* largest batch forward will see; activations are sized for it */
     const char *head;      /* head spec or preset name; see above */
     uint64_t seed;         /* Glorot init and dropout streams */
+    /* Layers frozen from the start, as ct_model_freeze_to(name) right after init, but with the
+     * arenas planned for it at once: a batch that only fits with the backbone frozen (its
+     * activations are not kept) never needs the fully trainable model's memory. NULL or "":
+     * everything trainable; CT_FREEZE_ALL: every layer frozen (inference). */
+    const char *freeze_to;
 } ct_model_config;
+
+#define CT_FREEZE_ALL "*"
+
 
 typedef struct ct_model ct_model;
 

@@ -99,8 +99,8 @@ int bench_data(const char *cmd, const bench_opts *o) {
                             .max_batch = (int)o->batch,
                             .head = o->head,
                             .seed = (uint64_t)o->seed};
+    mcfg.freeze_to = o->freeze_to; /* planned frozen from the start */
     if ((s = ct_model_init(&d.m, &mcfg, &be)) != CT_OK) goto fail;
-    if (o->freeze_to != NULL && (s = ct_model_freeze_to(d.m, o->freeze_to)) != CT_OK) goto fail;
     ct_optimizer_config opt;
     ct_optimizer_defaults(&opt, CT_OPT_SGD);
     opt.lr = 1e-3f;

@@ -152,6 +152,15 @@ static ct_status check_config(const ct_model_config *c) {
     return CT_OK;
 }
 
+static ct_status unknown_layer(const ct_model *m, const char *name) {
+    char names[512] = "";
+    size_t used = 0;
+    for (int i = 0; i < m->n_layers && used + CT_NAME_MAX + 2 < sizeof names; i++)
+        used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
+                                 m->layers[i].name);
+    return ct_error(CT_ENOTFOUND, "no layer named '%s' (layers: %s)", name, names);
+}
+
 ct_status ct_model_init(ct_model **out, const ct_model_config *cfg, ct_backend *be) {
     *out = NULL;
     ct_status s = check_config(cfg);
@@ -178,6 +187,17 @@ ct_status ct_model_init(ct_model **out, const ct_model_config *cfg, ct_backend *
         goto fail;
     }
     if ((s = init_params(m)) != CT_OK) goto fail;
+    m->cfg.freeze_to = NULL; /* the caller's string; the flags below keep what it says */
+    if (cfg->freeze_to != NULL && strcmp(cfg->freeze_to, CT_FREEZE_ALL) == 0) {
+        for (int i = 0; i < m->n_layers; i++) m->layers[i].trainable = false;
+    } else if (cfg->freeze_to != NULL && cfg->freeze_to[0] != '\0') {
+        ct_layer *l = ct_model_find(m, cfg->freeze_to);
+        if (l == NULL) {
+            s = unknown_layer(m, cfg->freeze_to);
+            goto fail;
+        }
+        for (int i = 0; i < m->n_layers; i++) m->layers[i].trainable = i > (int)(l - m->layers);
+    }
     if ((s = ct_model_replan(m)) != CT_OK) goto fail;
     *out = m;
     return CT_OK;
@@ -405,15 +425,6 @@ void ct_model_memory_get(const ct_model *m, ct_model_memory *mem) {
     mem->optimizer = m->opt.bytes;
     mem->activations = m->acts.bytes;
     mem->workspace = 0;
-}
-
-static ct_status unknown_layer(const ct_model *m, const char *name) {
-    char names[512] = "";
-    size_t used = 0;
-    for (int i = 0; i < m->n_layers && used + CT_NAME_MAX + 2 < sizeof names; i++)
-        used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
-                                 m->layers[i].name);
-    return ct_error(CT_ENOTFOUND, "no layer named '%s' (layers: %s)", name, names);
 }
 
 ct_status ct_model_set_trainable(ct_model *m, const char *name, bool trainable) {

@@ -700,7 +700,8 @@ static ct_status probe(const ct_dataset *ds, const ct_advise_config *c, const ch
     a->input_size = size;
     const int batch = c->batch_size > 0 ? c->batch_size : 16;
     ct_model_config mc = {.input_h = size, .input_w = size, .input_c = 3, .aux_dim = 0,
-                          .max_batch = batch, .head = "gap,dense:2:softmax", .seed = c->seed};
+                          .max_batch = batch, .head = "gap,dense:2:softmax", .seed = c->seed,
+                          .freeze_to = "block2_pool"}; /* near the probe's mask below */
     if ((s = ct_model_init(&p.m, &mc, &p.be)) != CT_OK) goto done;
     if ((s = load_weights(p.m, weights)) != CT_OK) goto done;
     /* Only block3_conv1 "trainable": no layer is trained, but every activation from

@@ -340,9 +340,18 @@ static ct_status build_model(fit_run *r) {
         size = h;
     }
     r->input = size;
+    const char *target = c->freeze_to != NULL ? c->freeze_to : "";
+    if (c->strategy != CT_STRATEGY_NONE) {
+        if (c->freeze_to != NULL)
+            return ct_error(CT_EINVAL, "give either --freeze-to or --strategy, not both");
+        target = ct_strategy_freeze_to(r->strategy);
+    }
+    snprintf(r->freeze_target, sizeof r->freeze_target, "%s", target);
+    /* Built frozen as the first epoch trains, so its memory is planned for that from the start
+     * (an unknown layer name is reported here, with the list of names). */
     ct_model_config mc = {.input_h = size, .input_w = size, .input_c = 3,
                           .aux_dim = ct_dataset_aux_dim(r->train), .max_batch = c->batch_size,
-                          .head = r->head, .seed = c->seed};
+                          .head = r->head, .seed = c->seed, .freeze_to = freeze_at(r, 0)};
     ct_status s = ct_model_init(&r->m, &mc, &r->be);
     if (s != CT_OK) return s;
     if ((s = check_head_against_data(r)) != CT_OK) return s;
@@ -359,15 +368,8 @@ static ct_status build_model(fit_run *r) {
         printf("weights: none (Glorot-uniform initialisation, seed %llu)\n",
                (unsigned long long)c->seed);
     }
-    const char *target = c->freeze_to != NULL ? c->freeze_to : "";
-    if (c->strategy != CT_STRATEGY_NONE) {
-        if (c->freeze_to != NULL)
-            return ct_error(CT_EINVAL, "give either --freeze-to or --strategy, not both");
-        target = ct_strategy_freeze_to(r->strategy);
-    }
     if (target[0] != '\0' && ct_model_find(r->m, target) == NULL)
         return ct_model_freeze_to(r->m, target); /* reports the unknown name with the list */
-    snprintf(r->freeze_target, sizeof r->freeze_target, "%s", target);
     set_lr_multipliers(r);
     return CT_OK;
 }

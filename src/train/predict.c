@@ -69,6 +69,9 @@ static ct_status run_inference(infer *r, bool need_labels) {
     char note[512];
     if ((s = ct_backend_init_by_name(&r->be, c->device, note, sizeof note)) != CT_OK) return s;
     if (note[0] != '\0') fprintf(stderr, "cutune: %s\n", note);
+    /* Inference only: every layer frozen from the start, so no gradient or optimizer memory
+     * and no kept activations are ever allocated. */
+    mc.freeze_to = CT_FREEZE_ALL;
     if ((s = ct_model_init(&r->m, &mc, &r->be)) != CT_OK) return s;
     if ((s = ct_weights_load(r->m, c->model, NULL, NULL)) != CT_OK) return s;
     r->n_out = ct_model_num_outputs(r->m);
