@@ -100,20 +100,20 @@ Test(cuda_train, iceberg_two_inputs_follow_the_cpu_run) {
 Test(cuda_train, out_of_memory_names_a_batch_size_that_fits) {
     TU_REQUIRE_GPU();
     /* 224x224, whole network trainable: tens of MiB of activations per sample, so a batch of
-     * 100,000 cannot fit on any device. */
+     * 65,536 (the largest the flag takes) cannot fit on any device. */
     const char *f = "--data %s/d/train --input-size 224 --weights none --threads 2 --head mri "
                     "--epochs 1 --steps-per-epoch 1 --verbose 0 --device cuda";
     char flags[512];
     snprintf(flags, sizeof flags, f, D);
-    int rc = tc_run(NULL, "train %s --batch-size 100000 --out %s", flags, tc_path("oom"));
+    int rc = tc_run(NULL, "train %s --batch-size 65536 --out %s", flags, tc_path("oom"));
     cr_assert_eq(rc, 1, "exit %d:\n%s", rc, tc_out);
     const char *p = strstr(tc_out, "try --batch-size ");
     cr_assert_not_null(p, "no batch size named:\n%s", tc_out);
     cr_expect(strstr(tc_out, "the largest batch that fits is about") != NULL, "%s", tc_out);
     int fit = atoi(p + strlen("try --batch-size "));
-    cr_log_info("out of memory at batch 100000; suggested --batch-size %d", fit);
+    cr_log_info("out of memory at batch 65536; suggested --batch-size %d", fit);
     cr_assert_gt(fit, 1, "%s", tc_out);
-    cr_assert_lt(fit, 100000, "%s", tc_out);
+    cr_assert_lt(fit, 65536, "%s", tc_out);
     /* The suggestion holds: a model with batch `fit` is planned, allocated and steps. */
     TC_MUST(NULL, "train %s --batch-size %d --out %s", flags, fit, tc_path("fits"));
 }

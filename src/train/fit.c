@@ -1174,6 +1174,9 @@ static void oom_hint(fit_run *r) {
     if (r->be.ops == NULL || strcmp(r->be.ops->name, "cpu") == 0 || r->input == 0) return;
     char msg[2048];
     snprintf(msg, sizeof msg, "%s", ct_last_error());
+    /* Host allocations can fail too (the frozen-prefix cache, loader buffers): those messages
+     * do not come from the CUDA backend and get no batch-size advice. */
+    if (strstr(msg, "cuda") == NULL && strstr(msg, "device memory") == NULL) return;
     /* What this run holds is released first, so the device's free memory is what a new run with
      * a smaller batch would start from. */
     ct_loader_free(r->tl);
