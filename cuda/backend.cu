@@ -7,8 +7,9 @@
  * leaks nothing and leaves the backend zeroed.
  *
  * Environment, read once at init:
- *   CUTUNE_PRECISION=tf32|fp32  tf32 (default) lets cuDNN and cuBLAS use TF32 tensor cores on
- *                               fp32 data; fp32 forbids it. bf16 storage comes later.
+ *   CUTUNE_PRECISION=tf32|fp32|bf16  tf32 (default) lets cuDNN and cuBLAS use TF32 tensor
+ *                               cores on fp32 data; fp32 forbids it; bf16 runs the convolutions
+ *                               on bf16 tensor cores (bf16.cu; compute capability 8.0+).
  *   CUTUNE_DETERMINISTIC=1      only deterministic cuDNN algorithms (bitwise repeatable runs,
  *                               sometimes slower weight gradients).
  *   CUTUNE_WORKSPACE_MB=N       the most workspace an algorithm search may use (default 1024). */
@@ -38,11 +39,10 @@ static ct_status read_precision(ct_cu_precision *out) {
         return CT_OK;
     }
     if (strcmp(s, "bf16") == 0) {
-        return ct_error(CT_EUNSUPPORTED,
-                        "CUTUNE_PRECISION=bf16: bf16 storage is not implemented yet; use tf32 "
-                        "(the default) or fp32");
+        *out = CT_CU_BF16;
+        return CT_OK;
     }
-    return ct_error(CT_EINVAL, "CUTUNE_PRECISION=\"%s\": expected tf32 or fp32", s);
+    return ct_error(CT_EINVAL, "CUTUNE_PRECISION=\"%s\": expected tf32, fp32 or bf16", s);
 }
 
 static ct_status read_tune_cap(size_t *out) {
@@ -126,6 +126,32 @@ static ct_status create_staging(ct_cu_ctx *ctx) {
     return st;
 }
 
+ct_status ct_cu_cast_buffer(ct_cu_ctx *ctx, size_t bytes, void **out) {
+    if (bytes > ctx->cast_bytes) {
+        size_t grown = (bytes + WS_GRANULE - 1) / WS_GRANULE * WS_GRANULE;
+        CT_CU_CHECK(cudaStreamSynchronize(ctx->stream)); /* queued work may read the old one */
+        if (ctx->cast) {
+            CT_CU_CHECK(cudaFree(ctx->cast));
+            ctx->cast = NULL;
+            ctx->cast_bytes = 0;
+        }
+        cudaError_t e = cudaMalloc(&ctx->cast, grown);
+        if (e != cudaSuccess) {
+            ctx->cast = NULL;
+            size_t free_b = 0, total_b = 0;
+            (void)cudaGetLastError();
+            if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
+            return ct_error(e == cudaErrorMemoryAllocation ? CT_ENOMEM : CT_EDEVICE,
+                            "cuda bf16 cast buffer: cudaMalloc of %zu MiB failed: %s (%zu MiB "
+                            "free of %zu MiB of device memory); try a smaller batch size",
+                            grown >> 20, cudaGetErrorString(e), free_b >> 20, total_b >> 20);
+        }
+        ctx->cast_bytes = grown;
+    }
+    *out = ctx->cast;
+    return CT_OK;
+}
+
 static void cuda_free(void *p) {
     ct_cu_ctx *ctx = (ct_cu_ctx *)p;
     if (!ctx) return;
@@ -135,6 +161,7 @@ static void cuda_free(void *p) {
     ct_cu_conv_plans_free(ctx);
     free(ctx->plans);
     if (ctx->ws) CT_CU_DISCARD(cudaFree(ctx->ws));
+    if (ctx->cast) CT_CU_DISCARD(cudaFree(ctx->cast));
     CT_CU_DISCARD(cudaFreeHost(ctx->flag_host));
     CT_CU_DISCARD(cudaFree(ctx->flag_dev));
     destroy_staging(ctx);
@@ -194,6 +221,10 @@ extern "C" ct_status ct_backend_cuda_init(ct_backend *be, int device) {
     ct_cu_precision precision;
     size_t tune_cap;
     if ((st = read_precision(&precision)) != CT_OK) return st;
+    if (precision == CT_CU_BF16 && !info.tensor_cores_bf16)
+        return ct_error(CT_EUNSUPPORTED, "CUTUNE_PRECISION=bf16 needs bf16 tensor cores (compute "
+                        "capability 8.0 or newer); %s is %d.%d: use tf32 or fp32", info.name,
+                        info.cc_major, info.cc_minor);
     if ((st = read_tune_cap(&tune_cap)) != CT_OK) return st;
 
     ct_cu_ctx *ctx = (ct_cu_ctx *)calloc(1, sizeof *ctx);
@@ -217,7 +248,7 @@ extern "C" ct_status ct_backend_cuda_init(ct_backend *be, int device) {
     /* cuBLAS's default math never uses TF32 for sgemm; TF32_TENSOR_OP_MATH allows it. The
      * convolutions get the same policy through their descriptors' math type (conv.cu). */
     CT_CU_CHECK_GOTO(st,
-                     cublasSetMathMode(ctx->cublas, precision == CT_CU_TF32
+                     cublasSetMathMode(ctx->cublas, precision != CT_CU_FP32
                                                         ? CUBLAS_TF32_TENSOR_OP_MATH
                                                         : CUBLAS_DEFAULT_MATH),
                      fail_relu);

@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
@@ -24,10 +25,11 @@
 #include "cutune/cuda.h"
 #include "cutune/status.h"
 
-/* Arithmetic of convolutions and GEMMs; storage is float32 in both. TF32 rounds the inputs of
- * each multiply to 10 mantissa bits on tensor cores (Ampere and newer) and accumulates in fp32.
- * bf16 storage with fp32 master weights is the next step and will be a third value here. */
-typedef enum { CT_CU_FP32, CT_CU_TF32 } ct_cu_precision;
+/* Arithmetic of convolutions and GEMMs; the op interface's tensors are float32 in all three.
+ * TF32 rounds the inputs of each multiply to 10 mantissa bits on tensor cores (Ampere and
+ * newer) and accumulates in fp32. BF16 runs the convolutions on bf16 copies of their inputs
+ * (8 mantissa bits) with fp32 accumulation, as autocast does (bf16.cu); dense layers stay TF32. */
+typedef enum { CT_CU_FP32, CT_CU_TF32, CT_CU_BF16 } ct_cu_precision;
 
 struct ct_cu_conv_plan; /* conv.cu */
 
@@ -47,6 +49,9 @@ typedef struct ct_cu_ctx {
     size_t ws_bytes;
     size_t ws_high;        /* the most any chosen convolution algorithm needs, bytes */
     size_t tune_ws_cap;    /* the most workspace an algorithm search may ask for, bytes */
+
+    void *cast;            /* grow-only buffer for the bf16 copies of BF16 convolutions */
+    size_t cast_bytes;
 
     /* Streaming inputs: a second stream for host-to-device copies, and per staging slot an
      * event recorded when its copies are queued (ready) and one recorded on the compute stream
@@ -73,6 +78,10 @@ ct_status ct_cu_device_open(int device, ct_device_info *info);
 /* Makes the workspace at least `bytes` large. Growing waits for the stream, because work already
  * queued may still read the old buffer. *out gets the workspace (NULL when bytes is 0). */
 ct_status ct_cu_workspace(ct_cu_ctx *ctx, size_t bytes, void **out);
+
+/* Makes the cast buffer at least `bytes` large (grown as the workspace is, waiting for the
+ * stream first). */
+ct_status ct_cu_cast_buffer(ct_cu_ctx *ctx, size_t bytes, void **out);
 
 /* Makes the context's device current on the calling thread: the runtime's current device is per
  * thread, and a loader or checkpoint thread may call into the backend. */
@@ -147,6 +156,13 @@ ct_status ct_cu_relu_mask(ct_cu_ctx *ctx, float *dy, const float *y, size_t coun
  * the same op. */
 ct_status ct_cu_bias_grad(ct_cu_ctx *ctx, float *db, float *dy, const float *y, size_t rows,
                           int cols);
+
+/* bf16.cu */
+ct_status ct_cu_to_bf16(ct_cu_ctx *ctx, __nv_bfloat16 *dst, const float *src, size_t count);
+ct_status ct_cu_from_bf16(ct_cu_ctx *ctx, float *dst, const __nv_bfloat16 *src, size_t count);
+/* y = act(float(yh) + b[col]) over (rows, cols). */
+ct_status ct_cu_bias_act_bf16(ct_cu_ctx *ctx, float *y, const __nv_bfloat16 *yh, const float *b,
+                              size_t rows, int cols, bool relu);
 
 /* loss.cu */
 ct_status ct_cu_loss_forward_backward(void *ctx, ct_loss_kind kind, float *loss, float *probs,

@@ -18,7 +18,13 @@
  * by this backend's bias + ReLU kernel, depends on the cuDNN version and the GPU, so the plan
  * tries it and times both once. Backward first masks dy in place by the ReLU (dy *= y > 0),
  * computing the bias gradient in the same pass, then runs backward data and backward filter,
- * each writing its output (beta = 0). */
+ * each writing its output (beta = 0).
+ *
+ * At bf16 precision a plan whose channel counts are multiples of 8 (every VGG16 convolution but
+ * the first, whose 3 input channels bf16 tensor cores cannot take; it stays TF32) describes its
+ * tensors as bf16: each call rounds its float32 operands into bf16 copies in the cast buffer,
+ * runs cuDNN on them with float32 accumulation, and widens the result, adding bias and ReLU in
+ * the same pass on the way forward (bf16.cu). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +39,7 @@
 
 typedef struct ct_cu_conv_plan {
     int n, h, w, c, k;
+    bool bf16; /* descriptors and buffers in bf16 (see above) */
     cudnnTensorDescriptor_t x_desc; /* (n, h, w, c) NHWC */
     cudnnTensorDescriptor_t y_desc; /* (n, h, w, k) NHWC */
     cudnnTensorDescriptor_t b_desc; /* (1, k, 1, 1) */
@@ -78,8 +85,13 @@ void ct_cu_conv_plans_free(ct_cu_ctx *ctx) {
  * TENSOR_OP_MATH_ALLOW_CONVERSION is deliberately not used: it also permits down-converting
  * fp32 inputs to half precision, which is less precise than TF32 and not what "tf32" promises.
  * The search reports the math type each algorithm ran with, and that is what later calls set. */
-static cudnnMathType_t base_math(const ct_cu_ctx *ctx) {
-    return ctx->precision == CT_CU_TF32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+static cudnnMathType_t base_math(const ct_cu_ctx *ctx, const ct_cu_conv_plan *p) {
+    if (p->bf16) return CUDNN_TENSOR_OP_MATH;
+    return ctx->precision == CT_CU_FP32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+}
+
+static const char *precision_name(const ct_cu_ctx *ctx) {
+    return ctx->precision == CT_CU_FP32 ? "fp32" : ctx->precision == CT_CU_TF32 ? "tf32" : "bf16";
 }
 
 static ct_status plan_create(ct_cu_ctx *ctx, const ct_conv_args *a, ct_cu_conv_plan **out) {
@@ -91,6 +103,8 @@ static ct_status plan_create(ct_cu_ctx *ctx, const ct_conv_args *a, ct_cu_conv_p
     p->c = a->c;
     p->k = a->k;
     p->fused = -1;
+    p->bf16 = ctx->precision == CT_CU_BF16 && a->c % 8 == 0 && a->k % 8 == 0;
+    const cudnnDataType_t dt = p->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
 
     /* plan_destroy skips descriptors not created yet, so every failure below can use it. */
     ct_status st;
@@ -101,26 +115,26 @@ static ct_status plan_create(ct_cu_ctx *ctx, const ct_conv_args *a, ct_cu_conv_p
     CT_CU_CHECK_GOTO(st, cudnnCreateConvolutionDescriptor(&p->conv_desc), fail);
 
     CT_CU_CHECK_GOTO(st,
-                     cudnnSetTensor4dDescriptor(p->x_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
-                                                a->n, a->c, a->h, a->w),
+                     cudnnSetTensor4dDescriptor(p->x_desc, CUDNN_TENSOR_NHWC, dt, a->n, a->c,
+                                                a->h, a->w),
                      fail);
     CT_CU_CHECK_GOTO(st,
-                     cudnnSetTensor4dDescriptor(p->y_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
-                                                a->n, a->k, a->h, a->w),
+                     cudnnSetTensor4dDescriptor(p->y_desc, CUDNN_TENSOR_NHWC, dt, a->n, a->k,
+                                                a->h, a->w),
                      fail);
     CT_CU_CHECK_GOTO(st,
                      cudnnSetTensor4dDescriptor(p->b_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1,
                                                 a->k, 1, 1),
                      fail);
     CT_CU_CHECK_GOTO(st,
-                     cudnnSetFilter4dDescriptor(p->w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC,
-                                                a->k, a->c, 3, 3),
+                     cudnnSetFilter4dDescriptor(p->w_desc, dt, CUDNN_TENSOR_NHWC, a->k, a->c, 3,
+                                                3),
                      fail);
     CT_CU_CHECK_GOTO(st,
                      cudnnSetConvolution2dDescriptor(p->conv_desc, 1, 1, 1, 1, 1, 1,
                                                      CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
                      fail);
-    CT_CU_CHECK_GOTO(st, cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx)), fail);
+    CT_CU_CHECK_GOTO(st, cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)), fail);
 
     if (ctx->n_plans == ctx->cap_plans) {
         int cap = ctx->cap_plans ? ctx->cap_plans * 2 : 16;
@@ -209,12 +223,12 @@ static ct_status no_algorithm(const ct_cu_ctx *ctx, const char *dir, const ct_cu
                     "cuda conv %s: cuDNN has no usable algorithm for (%d, %d, %d, %d) -> %d "
                     "channels within %zu MiB of workspace (precision %s%s); raise "
                     "CUTUNE_WORKSPACE_MB or change CUTUNE_PRECISION",
-                    dir, p->n, p->h, p->w, p->c, p->k, limit >> 20,
-                    ctx->precision == CT_CU_TF32 ? "tf32" : "fp32",
+                    dir, p->n, p->h, p->w, p->c, p->k, limit >> 20, precision_name(ctx),
                     ctx->deterministic ? ", deterministic only" : "");
 }
 
-static ct_status tune_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a) {
+static ct_status tune_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *x, const void *wt,
+                              void *y) {
     size_t max_need = 0;
     for (int i = 0; i < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; i++) {
         size_t sz = 0;
@@ -234,9 +248,9 @@ static ct_status tune_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_
 
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int got = 0;
-    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx)));
+    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)));
     CT_CU_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
-        ctx->cudnn, p->x_desc, a->x, p->w_desc, a->wt, p->conv_desc, p->y_desc, a->y,
+        ctx->cudnn, p->x_desc, x, p->w_desc, wt, p->conv_desc, p->y_desc, y,
         CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, ws, limit));
     int i = pick(ctx, perf, got, limit);
     if (i < 0) return no_algorithm(ctx, "forward", p, limit);
@@ -247,7 +261,8 @@ static ct_status tune_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_
     return tune_done(ctx, p->fwd_ws);
 }
 
-static ct_status tune_backward_data(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a) {
+static ct_status tune_backward_data(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *wt,
+                                    const void *dy, void *dx) {
     size_t max_need = 0;
     for (int i = 0; i < CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT; i++) {
         size_t sz = 0;
@@ -266,9 +281,9 @@ static ct_status tune_backward_data(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct
 
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int got = 0;
-    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx)));
+    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)));
     CT_CU_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
-        ctx->cudnn, p->w_desc, a->wt, p->y_desc, a->dy, p->conv_desc, p->x_desc, a->dx,
+        ctx->cudnn, p->w_desc, wt, p->y_desc, dy, p->conv_desc, p->x_desc, dx,
         CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf, ws, limit));
     int i = pick(ctx, perf, got, limit);
     if (i < 0) return no_algorithm(ctx, "backward data", p, limit);
@@ -279,8 +294,8 @@ static ct_status tune_backward_data(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct
     return tune_done(ctx, p->bwd_data_ws);
 }
 
-static ct_status tune_backward_filter(ct_cu_ctx *ctx, ct_cu_conv_plan *p,
-                                      const ct_conv_args *a) {
+static ct_status tune_backward_filter(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *x,
+                                      const void *dy, void *dw) {
     size_t max_need = 0;
     for (int i = 0; i < CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT; i++) {
         size_t sz = 0;
@@ -299,9 +314,9 @@ static ct_status tune_backward_filter(ct_cu_ctx *ctx, ct_cu_conv_plan *p,
 
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int got = 0;
-    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx)));
+    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)));
     CT_CU_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
-        ctx->cudnn, p->x_desc, a->x, p->y_desc, a->dy, p->conv_desc, p->w_desc, a->dw,
+        ctx->cudnn, p->x_desc, x, p->y_desc, dy, p->conv_desc, p->w_desc, dw,
         CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf, ws, limit));
     int i = pick(ctx, perf, got, limit);
     if (i < 0) return no_algorithm(ctx, "backward filter", p, limit);
@@ -386,6 +401,42 @@ static ct_status conv_args_ok(const char *what, const ct_conv_args *a) {
     return CT_OK;
 }
 
+/* Carves the cast buffer into consecutive bf16 arrays of the given lengths (256-byte aligned,
+ * as cuDNN prefers). */
+static ct_status cast_arrays(ct_cu_ctx *ctx, int count, const size_t *len, __nv_bfloat16 **out) {
+    size_t off[8], total = 0;
+    for (int i = 0; i < count; i++) {
+        off[i] = total;
+        total += (len[i] * sizeof(__nv_bfloat16) + 255) / 256 * 256;
+    }
+    void *base = NULL;
+    ct_status st = ct_cu_cast_buffer(ctx, total, &base);
+    if (st != CT_OK) return st;
+    for (int i = 0; i < count; i++) out[i] = (__nv_bfloat16 *)((char *)base + off[i]);
+    return CT_OK;
+}
+
+/* Forward of a bf16 plan: round x and the kernel, convolve, widen with bias and ReLU. */
+static ct_status forward_bf16(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a) {
+    const size_t rows = (size_t)a->n * a->h * a->w;
+    const size_t len[3] = {rows * (size_t)a->c, (size_t)a->k * 9 * a->c, rows * (size_t)a->k};
+    __nv_bfloat16 *h[3]; /* x, kernel, y */
+    ct_status st = cast_arrays(ctx, 3, len, h);
+    if (st != CT_OK) return st;
+    if ((st = ct_cu_to_bf16(ctx, h[0], a->x, len[0])) != CT_OK ||
+        (st = ct_cu_to_bf16(ctx, h[1], a->wt, len[1])) != CT_OK)
+        return st;
+    if (!p->fwd_ready && (st = tune_forward(ctx, p, h[0], h[1], h[2])) != CT_OK) return st;
+    void *ws = NULL;
+    if ((st = ct_cu_workspace(ctx, p->fwd_ws, &ws)) != CT_OK) return st;
+    const float one = 1.0f, zero = 0.0f;
+    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->fwd_math));
+    CT_CU_CHECK(cudnnConvolutionForward(ctx->cudnn, &one, p->x_desc, h[0], p->w_desc, h[1],
+                                        p->conv_desc, p->fwd_algo, ws, p->fwd_ws, &zero,
+                                        p->y_desc, h[2]));
+    return ct_cu_bias_act_bf16(ctx, a->y, h[2], a->b, rows, a->k, a->relu);
+}
+
 ct_status ct_cu_conv3x3_forward(void *c, const ct_conv_args *a) {
     ct_cu_ctx *ctx = (ct_cu_ctx *)c;
     ct_status st = conv_args_ok("conv3x3_forward", a);
@@ -393,7 +444,8 @@ ct_status ct_cu_conv3x3_forward(void *c, const ct_conv_args *a) {
     if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
     ct_cu_conv_plan *p = NULL;
     if ((st = plan_get(ctx, a, &p)) != CT_OK) return st;
-    if (!p->fwd_ready && (st = tune_forward(ctx, p, a)) != CT_OK) return st;
+    if (p->bf16) return forward_bf16(ctx, p, a);
+    if (!p->fwd_ready && (st = tune_forward(ctx, p, a->x, a->wt, a->y)) != CT_OK) return st;
 
     void *ws = NULL;
     if ((st = ct_cu_workspace(ctx, p->fwd_ws, &ws)) != CT_OK) return st;
@@ -408,6 +460,46 @@ ct_status ct_cu_conv3x3_forward(void *c, const ct_conv_args *a) {
 }
 
 /* ---- backward --------------------------------------------------------------------------- */
+
+/* Backward of a bf16 plan, after dy was masked (and db summed) in float32: round dy, then
+ * backward data from the rounded kernel and backward filter from the rounded input, each
+ * widened into its float32 output. */
+static ct_status backward_bf16(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a,
+                               bool need_dgrad, bool need_wgrad) {
+    const size_t rows = (size_t)a->n * a->h * a->w;
+    const size_t xs = rows * (size_t)a->c, ks = (size_t)a->k * 9 * a->c, ys = rows * (size_t)a->k;
+    const size_t len[5] = {ys, need_dgrad ? ks : 0, need_dgrad ? xs : 0, need_wgrad ? xs : 0,
+                           need_wgrad ? ks : 0};
+    __nv_bfloat16 *h[5]; /* dy, kernel, dx, x, dkernel */
+    ct_status st = cast_arrays(ctx, 5, len, h);
+    if (st != CT_OK || (st = ct_cu_to_bf16(ctx, h[0], a->dy, ys)) != CT_OK) return st;
+    const float one = 1.0f, zero = 0.0f;
+    void *ws = NULL;
+    if (need_dgrad) {
+        if ((st = ct_cu_to_bf16(ctx, h[1], a->wt, ks)) != CT_OK) return st;
+        if (!p->bwd_data_ready && (st = tune_backward_data(ctx, p, h[1], h[0], h[2])) != CT_OK)
+            return st;
+        if ((st = ct_cu_workspace(ctx, p->bwd_data_ws, &ws)) != CT_OK) return st;
+        CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->bwd_data_math));
+        CT_CU_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, p->w_desc, h[1], p->y_desc,
+                                                 h[0], p->conv_desc, p->bwd_data_algo, ws,
+                                                 p->bwd_data_ws, &zero, p->x_desc, h[2]));
+        if ((st = ct_cu_from_bf16(ctx, a->dx, h[2], xs)) != CT_OK) return st;
+    }
+    if (need_wgrad) {
+        if ((st = ct_cu_to_bf16(ctx, h[3], a->x, xs)) != CT_OK) return st;
+        if (!p->bwd_filter_ready &&
+            (st = tune_backward_filter(ctx, p, h[3], h[0], h[4])) != CT_OK)
+            return st;
+        if ((st = ct_cu_workspace(ctx, p->bwd_filter_ws, &ws)) != CT_OK) return st;
+        CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->bwd_filter_math));
+        CT_CU_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, p->x_desc, h[3], p->y_desc,
+                                                   h[0], p->conv_desc, p->bwd_filter_algo, ws,
+                                                   p->bwd_filter_ws, &zero, p->w_desc, h[4]));
+        if ((st = ct_cu_from_bf16(ctx, a->dw, h[4], ks)) != CT_OK) return st;
+    }
+    return CT_OK;
+}
 
 ct_status ct_cu_conv3x3_backward(void *c, const ct_conv_args *a, bool need_dgrad,
                                  bool need_wgrad) {
@@ -434,10 +526,13 @@ ct_status ct_cu_conv3x3_backward(void *c, const ct_conv_args *a, bool need_dgrad
     }
     if (st != CT_OK) return st;
 
+    if (p->bf16) return backward_bf16(ctx, p, a, need_dgrad, need_wgrad);
+
     const float one = 1.0f, zero = 0.0f;
     void *ws = NULL;
     if (need_dgrad) {
-        if (!p->bwd_data_ready && (st = tune_backward_data(ctx, p, a)) != CT_OK) return st;
+        if (!p->bwd_data_ready && (st = tune_backward_data(ctx, p, a->wt, a->dy, a->dx)) != CT_OK)
+            return st;
         if ((st = ct_cu_workspace(ctx, p->bwd_data_ws, &ws)) != CT_OK) return st;
         CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->bwd_data_math));
         CT_CU_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, p->w_desc, a->wt, p->y_desc,
@@ -445,7 +540,9 @@ ct_status ct_cu_conv3x3_backward(void *c, const ct_conv_args *a, bool need_dgrad
                                                  p->bwd_data_ws, &zero, p->x_desc, a->dx));
     }
     if (need_wgrad) {
-        if (!p->bwd_filter_ready && (st = tune_backward_filter(ctx, p, a)) != CT_OK) return st;
+        if (!p->bwd_filter_ready &&
+            (st = tune_backward_filter(ctx, p, a->x, a->dy, a->dw)) != CT_OK)
+            return st;
         if ((st = ct_cu_workspace(ctx, p->bwd_filter_ws, &ws)) != CT_OK) return st;
         CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->bwd_filter_math));
         CT_CU_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, p->x_desc, a->x, p->y_desc,

@@ -149,6 +149,9 @@ phase_tests() {
     echo "===== CUTUNE_PRECISION=fp32 =====" >>"$out/tests.log"
     (cd "$build" && CUTUNE_PRECISION=fp32 timeout -k 5 "$(limit)" ctest -V --timeout 900 \
         -R 'test_cuda_(ops|model)') >>"$out/tests.log" 2>&1 || rc=$?
+    echo "===== CUTUNE_PRECISION=bf16 =====" >>"$out/tests.log"
+    (cd "$build" && CUTUNE_PRECISION=bf16 timeout -k 5 "$(limit)" ctest -V --timeout 900 \
+        -R 'test_cuda_(ops|model)') >>"$out/tests.log" 2>&1 || rc=$?
     grep -E "% tests passed|\(Failed\)|\(Skipped\)|Not Run" "$out/tests.log" | sed 's/^/    /'
     return $rc
 }
@@ -215,12 +218,19 @@ EOF
 phase_bench() {
     local rc=0 table=/tmp/cutune-sweep.md data=/tmp/cutune-bench-png on result
     : >"$out/bench.log"
-    timeout -k 5 "$(limit)" "$build/cutune" bench --sweep --device cuda --head mri \
-        >"$table" 2>>"$out/bench.log" || rc=$?
-    cat "$table" >>"$out/bench.log"
-    grep -q '^| cutune' "$table" && cat "$table" >>"$out/tables.md"
-    [ $rc -ne 0 ] && summary_notes+=("bench --sweep: exit $rc: $(grep 'cutune bench' "$out/bench.log" | tail -1)")
-    grep -E '^\| cutune' "$table" | head -3 | sed 's/^/    /'
+    # bf16 first: it is the precision the PyTorch comparison (AMP bf16) is about.
+    for prec in bf16 tf32; do
+        if [ "$(left)" -lt 120 ]; then
+            summary_notes+=("bench --sweep --precision $prec skipped for time")
+            continue
+        fi
+        timeout -k 5 "$(limit)" "$build/cutune" bench --sweep --device cuda --head mri \
+            --precision "$prec" >"$table" 2>>"$out/bench.log" || rc=$?
+        cat "$table" >>"$out/bench.log"
+        grep -q '^| cutune' "$table" && cat "$table" >>"$out/tables.md"
+        [ $rc -ne 0 ] && summary_notes+=("bench --sweep --precision $prec: exit $rc: $(grep 'cutune bench' "$out/bench.log" | tail -1)")
+        grep -E '^\| cutune' "$table" | head -3 | sed 's/^/    /'
+    done
     if [ "$(left)" -lt 90 ]; then
         summary_notes+=("bench --data skipped for time")
         return 124
@@ -302,8 +312,8 @@ done
         # ctest -V prefixes each line of a test's output with the test's number.
         grep -E "\[====\] Synthesis|% tests passed|\(Failed\)" "$out/tests.log" | sed 's/^/    /'
         # The model test's error closest to its limit, per precision.
-        awk '/\[(tf32|fp32)\].*\|gpu - cpu\| \/ \|cpu\| = / {
-                 p = ($0 ~ /\[fp32\]/) ? "fp32" : "tf32"
+        awk '/\[(tf32|fp32|bf16)\].*\|gpu - cpu\| \/ \|cpu\| = / {
+                 p = ($0 ~ /\[fp32\]/) ? "fp32" : ($0 ~ /\[bf16\]/) ? "bf16" : "tf32"
                  v = $0; sub(/.*\|cpu\| = /, "", v); lim = v; sub(/.*limit /, "", lim)
                  r = (lim + 0 > 0) ? (v + 0) / (lim + 0) : 0
                  if (!(p in worst) || r > worst[p]) { worst[p] = r; what[p] = $0 } }

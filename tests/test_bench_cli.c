@@ -1,5 +1,5 @@
-/* `cutune bench`'s GPU-benchmark flags, checked on the CPU backend: --precision (bf16 refused
- * with a reason, tf32 refused on the CPU), the --sweep table, and --data timing through the
+/* `cutune bench`'s GPU-benchmark flags, checked on the CPU backend: --precision (tf32 and bf16
+ * refused on the CPU, with the reason), the --sweep table, and --data timing through the
  * loader, where augmenting in the loader threads and with the backend's op after copying the
  * raw batch must train on the same images (the same losses, step by step). The timings
  * themselves are not checked: no test asserts a time. */
@@ -13,8 +13,8 @@
 #include "cutune/run.h"
 
 Test(bench_cli, precision_flag) {
-    TU_EXPECT_CLI("bench --precision bf16", 1, "bf16 activations with fp32 master weights are "
-                                               "not implemented yet");
+    TU_EXPECT_CLI("bench --device cpu --precision bf16", 2, "--precision bf16 needs the cuda "
+                                                           "backend");
     TU_EXPECT_CLI("bench --device cpu --precision tf32", 2, "needs the cuda backend");
     TU_EXPECT_CLI("bench --precision fp16", 2, "expected fp32, tf32 or bf16");
     TU_EXPECT_CLI("bench --device cpu --precision fp32 --input-size 32 --batch-size 1 --steps 1 "

@@ -26,6 +26,7 @@
  *  - Bias gradients are sums over every position of mixed-sign terms and can partly cancel,
  *    which inflates their relative error: three times the gradient tolerance, still under 1,
  *    so that a zero, missing or sign-flipped bias gradient fails.
+ *  - BF16 (CUTUNE_PRECISION=bf16): see TOL_BF16.
  *  - The training curve: each step's loss within 2e-2 (TF32) or 2e-3 (FP32) of the CPU's,
  *    relative; ten steps at lr 1e-3 move the weights little, so the difference of the
  *    trajectories stays near the first step's.
@@ -56,6 +57,10 @@ typedef struct tolerances {
 
 static const tolerances TOL_TF32 = {"tf32", 1e-2, 2e-2, 1e-1, 3e-1, 2e-2};
 static const tolerances TOL_FP32 = {"fp32", 1e-3, 2e-3, 1e-2, 3e-2, 2e-3};
+/* BF16: four times TF32's rounding per convolution (8 mantissa bits instead of 10) for the
+ * values; the gradients' ReLU-flip term grows with the square root of that, about twice TF32's;
+ * the bias gradients keep their factor of about three below 1. */
+static const tolerances TOL_BF16 = {"bf16", 4e-2, 8e-2, 2.5e-1, 7e-1, 6e-2};
 
 static ct_backend cpu, gpu;
 static bool have_gpu;
@@ -66,7 +71,9 @@ static void setup(void) {
     cr_assert_eq(ct_backend_cpu_init(&cpu, 0), CT_OK, "cpu backend: %s", ct_last_error());
     cr_assert_eq(ct_backend_cuda_init(&gpu, 0), CT_OK, "cuda backend: %s", ct_last_error());
     const char *prec = getenv("CUTUNE_PRECISION");
-    tol = prec && strcmp(prec, "fp32") == 0 ? TOL_FP32 : TOL_TF32;
+    tol = prec && strcmp(prec, "fp32") == 0   ? TOL_FP32
+          : prec && strcmp(prec, "bf16") == 0 ? TOL_BF16
+                                              : TOL_TF32;
     have_gpu = true;
 }
 

@@ -38,6 +38,11 @@
  * lose up to two more digits in their transforms: 1e-4. */
 #define TOL_TF32 5e-3
 #define TOL_FP32 1e-4
+/* BF16 (CUTUNE_PRECISION=bf16) rounds both operands of the convolutions to 8 mantissa bits
+ * (2^-9 ≈ 2e-3 each) and the output once more, so about 4e-3 norm-wise by the same argument;
+ * 2e-2 leaves a margin of five. Dense layers and the 3-channel first convolution stay TF32,
+ * well inside it. */
+#define TOL_BF16 2e-2
 /* Plain fp32 sums in another order (bias gradients, averages): a few ulps of fp32 (6e-8) times
  * the square root of the number of terms (at most a few thousand here). */
 #define TOL_SUM 1e-5
@@ -55,7 +60,9 @@ static void setup(void) {
     cr_assert_eq(ct_backend_cpu_init(&cpu, 0), CT_OK, "cpu backend: %s", ct_last_error());
     cr_assert_eq(ct_backend_cuda_init(&gpu, 0), CT_OK, "cuda backend: %s", ct_last_error());
     const char *prec = getenv("CUTUNE_PRECISION");
-    tol_gemm = prec && strcmp(prec, "fp32") == 0 ? TOL_FP32 : TOL_TF32;
+    tol_gemm = prec && strcmp(prec, "fp32") == 0   ? TOL_FP32
+               : prec && strcmp(prec, "bf16") == 0 ? TOL_BF16
+                                                   : TOL_TF32;
     have_gpu = true;
 }
 

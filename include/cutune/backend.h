@@ -200,13 +200,14 @@ ct_status ct_backend_cuda_init(ct_backend *be, int device);
 ct_status ct_backend_init_by_name(ct_backend *be, const char *name, char *note, size_t note_len);
 
 /* ct_backend_init_by_name with a precision policy: NULL (the backend's default: tf32 on CUDA,
- * fp32 on the CPU), "fp32", "tf32" or "bf16" (not implemented yet: CT_EUNSUPPORTED). fp32 is the
- * only precision of the CPU backend: asking for another with "cpu" is CT_EINVAL; when "auto"
- * falls back to the CPU, `note` says the request does not apply. */
+ * fp32 on the CPU), "fp32", "tf32" or "bf16" (convolutions on bf16 tensor cores with float32
+ * accumulation, weights and activations; CUDA on compute capability 8.0+). fp32 is the only
+ * precision of the CPU backend: asking for another with "cpu" is CT_EINVAL; when "auto" falls
+ * back to the CPU, `note` says the request does not apply. */
 ct_status ct_backend_open(ct_backend *be, const char *name, const char *precision, char *note,
                           size_t note_len);
 
-/* The arithmetic the backend uses for convolutions and GEMMs: "fp32" or "tf32". */
+/* The arithmetic the backend uses for convolutions and GEMMs: "fp32", "tf32" or "bf16". */
 const char *ct_backend_precision(const ct_backend *be);
 
 /* Frees the context. A zeroed backend is a no-op. */

@@ -26,16 +26,13 @@ ct_status ct_backend_open(ct_backend *be, const char *name, const char *precisio
                           size_t note_len) {
     if (note != NULL && note_len > 0) note[0] = '\0';
     if (precision != NULL) {
-        if (strcmp(precision, "bf16") == 0)
-            return ct_error(CT_EUNSUPPORTED,
-                            "--precision bf16: bf16 activations with fp32 master weights are not "
-                            "implemented yet; use tf32 (the CUDA default) or fp32");
-        if (strcmp(precision, "fp32") != 0 && strcmp(precision, "tf32") != 0)
+        if (strcmp(precision, "fp32") != 0 && strcmp(precision, "tf32") != 0 &&
+            strcmp(precision, "bf16") != 0)
             return ct_error(CT_EINVAL, "--precision '%s': expected fp32, tf32 or bf16",
                             precision);
         if (name != NULL && strcmp(name, "cpu") == 0 && strcmp(precision, "fp32") != 0)
-            return ct_error(CT_EINVAL, "--precision %s needs the cuda backend (--device cuda); the CPU backend "
-                            "computes in fp32", precision);
+            return ct_error(CT_EINVAL, "--precision %s needs the cuda backend (--device cuda); "
+                            "the CPU backend computes in fp32", precision);
         /* The CUDA backend reads its policy from the environment when it starts. */
         if (setenv("CUTUNE_PRECISION", precision, 1) != 0)
             return ct_error(CT_EINVAL, "--precision: cannot set CUTUNE_PRECISION");
@@ -54,7 +51,8 @@ ct_status ct_backend_open(ct_backend *be, const char *name, const char *precisio
 const char *ct_backend_precision(const ct_backend *be) {
     if (be == NULL || be->ops == NULL || strcmp(be->ops->name, "cpu") == 0) return "fp32";
     const char *env = getenv("CUTUNE_PRECISION");
-    return env != NULL && strcmp(env, "fp32") == 0 ? "fp32" : "tf32";
+    if (env != NULL && strcmp(env, "fp32") == 0) return "fp32";
+    return env != NULL && strcmp(env, "bf16") == 0 ? "bf16" : "tf32";
 }
 
 void ct_backend_free(ct_backend *be) {
