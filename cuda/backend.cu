@@ -198,6 +198,7 @@ static const ct_backend_ops cuda_ops = {
     ct_cu_loss_forward_backward,
     ct_cu_sgd_update,
     ct_cu_adam_update,
+    ct_cu_update_multi,
     ct_cu_check_finite,
     ct_cu_augment_standardize,
     ct_cu_host_alloc,

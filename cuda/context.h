@@ -181,5 +181,7 @@ ct_status ct_cu_sgd_update(void *ctx, float *p, float *velocity, const float *g,
                            const ct_update_args *u);
 ct_status ct_cu_adam_update(void *ctx, float *p, float *m, float *v, const float *g,
                             size_t count, const ct_update_args *u);
+ct_status ct_cu_update_multi(void *ctx, bool adam, const ct_update_tensor *t, int n,
+                             const ct_update_args *u);
 
 #endif

@@ -752,6 +752,66 @@ Test(cuda_ops, adam_update) {
     adam_case(4099, 1e-4f);
 }
 
+/* The fused update over many tensors of assorted sizes (more than one launch holds, empty
+ * ones included), each with its own rate multiple and L2 flag, against the CPU's. */
+static void multi_case(bool adam, float momentum, bool nesterov) {
+    enum { N = 30 };
+    char what[96];
+    snprintf(what, sizeof what, "update_multi %s momentum %g%s", adam ? "adam" : "sgd",
+             (double)momentum, nesterov ? " nesterov" : "");
+    ct_update_args u;
+    memset(&u, 0, sizeof u);
+    u.lr = adam ? 1e-3f : 0.01f;
+    u.momentum = momentum;
+    u.nesterov = nesterov;
+    u.beta1 = 0.9f;
+    u.beta2 = 0.999f;
+    u.eps = 1e-7f;
+    u.weight_decay = adam ? 4e-3f : 0.0f;
+    u.l2 = 1e-3f;
+    pair p[N], g[N], s0[N], s1[N];
+    ct_update_tensor tc[N], tg[N];
+    const bool with_s0 = adam || momentum != 0.0f;
+    for (int i = 0; i < N; i++) {
+        size_t count = i == 7 ? 0 : (size_t)rand_int(1, 5000);
+        size_t held = count > 0 ? count : 1; /* tensor 7 is empty; its buffers are not */
+        p[i] = pair_random(held, -1.0f, 1.0f);
+        g[i] = pair_random(held, -1.0f, 1.0f);
+        s0[i] = pair_zeros(held);
+        s1[i] = pair_zeros(held);
+        float mult = i % 3 == 0 ? 1.0f : 0.1f * (float)(i % 5 + 1);
+        tc[i] = (ct_update_tensor){p[i].c, with_s0 ? s0[i].c : NULL, adam ? s1[i].c : NULL,
+                                   g[i].c, count, mult, i % 2 == 0};
+        tg[i] = (ct_update_tensor){p[i].g, with_s0 ? s0[i].g : NULL, adam ? s1[i].g : NULL,
+                                   g[i].g, count, mult, i % 2 == 0};
+    }
+    for (int step = 0; step < 3; step++) {
+        OK(cpu.ops->update_multi(cpu.ctx, adam, tc, N, &u));
+        OK(gpu.ops->update_multi(gpu.ctx, adam, tg, N, &u));
+    }
+    for (int i = 0; i < N; i++) {
+        if (tc[i].count == 0) continue;
+        char w[160];
+        snprintf(w, sizeof w, "%s, tensor %d (%zu values)", what, i, tc[i].count);
+        expect_close(&p[i], TOL_ELEM, w);
+        if (with_s0) expect_close(&s0[i], TOL_ELEM, w);
+        if (adam) expect_close(&s1[i], TOL_ELEM, w);
+    }
+    for (int i = 0; i < N; i++) {
+        pair_free(&p[i]);
+        pair_free(&g[i]);
+        pair_free(&s0[i]);
+        pair_free(&s1[i]);
+    }
+}
+
+Test(cuda_ops, update_multi) {
+    TU_REQUIRE_GPU();
+    multi_case(false, 0.0f, false);
+    multi_case(false, 0.9f, true);
+    multi_case(true, 0.0f, false);
+}
+
 /* ---- finite check ------------------------------------------------------------------------- */
 
 static void finite_case(const pair *x, size_t offset, size_t count, bool expected,

@@ -78,6 +78,16 @@ typedef struct ct_update_args {
     float l2;          /* L2 penalty l2 * sum(p^2) (Keras's kernel_regularizer): g += 2 l2 p */
 } ct_update_args;
 
+/* One tensor of a fused optimizer step (update_multi). */
+typedef struct ct_update_tensor {
+    float *p;        /* parameters */
+    float *s0, *s1;  /* SGD: velocity (NULL without momentum), unused; Adam: m, v */
+    const float *g;  /* gradient */
+    size_t count;
+    float lr_mult;   /* this tensor's multiple of u->lr and u->weight_decay */
+    bool l2;         /* whether u->l2 applies (Keras regularises kernels, not biases) */
+} ct_update_tensor;
+
 typedef struct ct_backend_ops {
     const char *name; /* "cpu", "cuda" */
     void (*free)(void *ctx);
@@ -136,6 +146,12 @@ typedef struct ct_backend_ops {
                             const ct_update_args *u);
     ct_status (*adam_update)(void *ctx, float *p, float *m, float *v, const float *g,
                              size_t count, const ct_update_args *u);
+
+    /* The optimizer step over every trainable tensor at once (one launch on CUDA): for each
+     * t[i], exactly what sgd_update (adam false) or adam_update does with lr and weight_decay
+     * times lr_mult and l2 only where t[i].l2. */
+    ct_status (*update_multi)(void *ctx, bool adam, const ct_update_tensor *t, int n,
+                              const ct_update_args *u);
 
     /* Whether all `count` floats are finite, to host memory: detects NaN/Inf in losses and
      * gradients within one step. */

@@ -101,6 +101,7 @@ static const ct_backend_ops cpu_ops = {
     .loss_forward_backward = ct_cpu_loss_forward_backward,
     .sgd_update = ct_cpu_sgd_update,
     .adam_update = ct_cpu_adam_update,
+    .update_multi = ct_cpu_update_multi,
     .check_finite = ct_cpu_check_finite,
     .augment_standardize = ct_cpu_augment_standardize,
     .host_alloc = cpu_host_alloc,

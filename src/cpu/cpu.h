@@ -44,6 +44,8 @@ ct_status ct_cpu_sgd_update(void *ctx, float *p, float *velocity, const float *g
                             const ct_update_args *u);
 ct_status ct_cpu_adam_update(void *ctx, float *p, float *m, float *v, const float *g, size_t count,
                              const ct_update_args *u);
+ct_status ct_cpu_update_multi(void *ctx, bool adam, const ct_update_tensor *t, int n,
+                              const ct_update_args *u);
 ct_status ct_cpu_check_finite(void *ctx, bool *finite, const float *x, size_t count);
 ct_status ct_cpu_augment_standardize(void *ctx, float *out, const uint8_t *in_u8,
                                      const float *in_f32, const uint32_t *sample_index, int n,

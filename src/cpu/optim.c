@@ -44,3 +44,18 @@ ct_status ct_cpu_adam_update(void *ctx, float *p, float *m, float *v, const floa
     }
     return CT_OK;
 }
+
+ct_status ct_cpu_update_multi(void *ctx, bool adam, const ct_update_tensor *t, int n,
+                              const ct_update_args *u) {
+    for (int i = 0; i < n; i++) {
+        ct_update_args a = *u;
+        a.lr = u->lr * t[i].lr_mult;
+        a.weight_decay = u->weight_decay * t[i].lr_mult;
+        if (!t[i].l2) a.l2 = 0.0f;
+        ct_status s = adam ? ct_cpu_adam_update(ctx, t[i].p, t[i].s0, t[i].s1, t[i].g,
+                                                t[i].count, &a)
+                           : ct_cpu_sgd_update(ctx, t[i].p, t[i].s0, t[i].g, t[i].count, &a);
+        if (s != CT_OK) return s;
+    }
+    return CT_OK;
+}

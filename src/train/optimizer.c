@@ -60,6 +60,9 @@ bool ct_model_get_optimizer(const ct_model *m, ct_optimizer_config *c) {
     return true;
 }
 
+/* VGG16's 16 weight layers plus a head: far below this. */
+#define CT_MAX_LAYERS_UPDATE 64
+
 ct_status ct_model_apply_gradients(ct_model *m, float lr_scale) {
     if (!m->compiled) return ct_error(CT_EINVAL, "the model has no optimizer: compile it first");
     const ct_optimizer_config *c = &m->opt_cfg;
@@ -74,30 +77,32 @@ ct_status ct_model_apply_gradients(ct_model *m, float lr_scale) {
         u.lr = (float)(lr * sqrt(1.0 - pow(c->beta2, t)) / (1.0 - pow(c->beta1, t)));
         if (c->kind == CT_OPT_ADAMW) u.weight_decay = (float)(lr * c->weight_decay);
     }
-    const ct_backend_ops *ops = m->be->ops;
-    void *ctx = m->be->ctx;
+    /* Every trainable kernel and bias in one fused update (one launch on CUDA). */
+    ct_update_tensor ts[2 * CT_MAX_LAYERS_UPDATE];
+    int n = 0;
     for (int i = 0; i < m->n_layers; i++) {
         ct_layer *l = &m->layers[i];
         if (!ct_layer_has_params(l) || !l->trainable) continue;
-        ct_update_args lu = u;
-        lu.lr = u.lr * l->lr_mult;
-        lu.weight_decay = u.weight_decay * l->lr_mult;
+        if (n + 2 > (int)(sizeof ts / sizeof ts[0]))
+            return ct_error(CT_EINVAL, "more than %d trainable layers", CT_MAX_LAYERS_UPDATE);
         ct_tensor *p[2] = {&l->kernel, &l->bias};
         ct_tensor *g[2] = {&l->dkernel, &l->dbias};
         ct_tensor *s0[2] = {&l->opt_kernel[0], &l->opt_bias[0]};
         ct_tensor *s1[2] = {&l->opt_kernel[1], &l->opt_bias[1]};
-        for (int k = 0; k < 2; k++) {
-            ct_status s;
-            lu.l2 = k == 0 ? c->l2 : 0.0f; /* Keras regularises kernels, not biases */
-            if (c->kind == CT_OPT_SGD)
-                s = ops->sgd_update(ctx, p[k]->data, m->opt_slots ? s0[k]->data : NULL,
-                                    g[k]->data, p[k]->size, &lu);
-            else
-                s = ops->adam_update(ctx, p[k]->data, s0[k]->data, s1[k]->data, g[k]->data,
-                                     p[k]->size, &lu);
-            if (s != CT_OK) return ct_error(s, "update of %s: %s", p[k]->name, ct_last_error());
-        }
+        for (int k = 0; k < 2; k++)
+            ts[n++] = (ct_update_tensor){
+                .p = p[k]->data,
+                .s0 = c->kind == CT_OPT_SGD && !m->opt_slots ? NULL : s0[k]->data,
+                .s1 = c->kind == CT_OPT_SGD ? NULL : s1[k]->data,
+                .g = g[k]->data,
+                .count = p[k]->size,
+                .lr_mult = l->lr_mult,
+                .l2 = k == 0, /* Keras regularises kernels, not biases */
+            };
     }
+    u.l2 = c->l2;
+    ct_status s = m->be->ops->update_multi(m->be->ctx, c->kind != CT_OPT_SGD, ts, n, &u);
+    if (s != CT_OK) return ct_error(s, "optimizer update: %s", ct_last_error());
     m->iterations++;
     return CT_OK;
 }
