@@ -47,7 +47,7 @@ Test(bench_cli, sweep_prints_one_markdown_table, .timeout = 300) {
     }
     TU_EXPECT_CLI("bench --sweep --device cpu --input-size 32 --sweep-batch 1 "
                   "--sweep-freeze block9_pool --steps 1 --warmup 0",
-                  1, "no layer named 'block9_pool'");
+                  2, "no layer named 'block9_pool'");
 }
 
 /* The losses printed by `bench --data`, in order. */

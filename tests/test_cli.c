@@ -33,7 +33,7 @@ Test(cli, bad_flags_and_values, .timeout = 120) {
     TU_EXPECT_CLI("bench --device tpu", 2, "unknown device 'tpu'");
     TU_EXPECT_CLI("bench --device cpu --input-size 16", 2, "too small: VGG16 needs at least 32x32");
     TU_EXPECT_CLI("bench --device cpu --head gmp,frob,dense:1:sigmoid", 2, "unknown layer 'frob'");
-    TU_EXPECT_CLI("bench --device cpu --input-size 32 --freeze-to block9_pool", 1,
+    TU_EXPECT_CLI("bench --device cpu --input-size 32 --freeze-to block9_pool", 2,
                "no layer named 'block9_pool'");
 }
 

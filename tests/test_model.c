@@ -334,7 +334,7 @@ Test(model, frozen_from_the_start) {
     ct_model_config bad = {.input_h = 32, .input_w = 32, .input_c = 3, .max_batch = 1,
                            .head = "mri", .seed = 5, .freeze_to = "block6_pool"};
     ct_model *m = NULL;
-    cr_expect_eq(ct_model_init(&m, &bad, &be), CT_ENOTFOUND);
+    cr_expect_eq(ct_model_init(&m, &bad, &be), CT_EINVAL);
     cr_expect(strstr(ct_last_error(), "no layer named 'block6_pool'") != NULL, "%s",
               ct_last_error());
     cr_expect_null(m);

@@ -75,8 +75,12 @@ Test(train_errors, data_and_model_mismatches) {
               "train " OK_ARGS " --class-mode categorical --head flatten,dense:1:sigmoid", D, D);
     TC_EXPECT(NULL, 2, "the head has 3 softmax outputs but the data has 2 classes",
               "train " OK_ARGS " --head flatten,dense:3:softmax", D, D);
-    TC_EXPECT(NULL, 1, "no layer named 'block9_pool' (layers: block1_conv1",
+    TC_EXPECT(NULL, 2, "no layer named 'block9_pool' (layers: block1_conv1",
               "train " OK_ARGS " --head mri --freeze-to block9_pool", D, D);
+    /* Warm-up starts frozen at block5_pool: the target is still checked before training. */
+    TC_EXPECT(NULL, 2, "no layer named 'block9_pool'",
+              "train " OK_ARGS " --head mri --freeze-to block9_pool --warmup-epochs 1", D, D);
+    cr_expect(strstr(tc_out, "Epoch 1/") == NULL, "trained before refusing:\n%s", tc_out);
     TC_EXPECT(NULL, 2, "give either --freeze-to or --strategy, not both",
               "train " OK_ARGS " --head mri --freeze-to block4_pool --strategy head", D, D);
     TC_EXPECT(NULL, 2, "give either --val or --validation-split, not both",

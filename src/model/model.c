@@ -193,7 +193,9 @@ ct_status ct_model_init(ct_model **out, const ct_model_config *cfg, ct_backend *
     } else if (cfg->freeze_to != NULL && cfg->freeze_to[0] != '\0') {
         ct_layer *l = ct_model_find(m, cfg->freeze_to);
         if (l == NULL) {
-            s = unknown_layer(m, cfg->freeze_to);
+            /* A bad setting of the caller's (exit 2 in the CLI), not a failed lookup. */
+            (void)unknown_layer(m, cfg->freeze_to); /* the message, with the list of names */
+            s = ct_error(CT_EINVAL, "--freeze-to: %s", ct_last_error());
             goto fail;
         }
         for (int i = 0; i < m->n_layers; i++) m->layers[i].trainable = i > (int)(l - m->layers);

@@ -354,6 +354,12 @@ static ct_status build_model(fit_run *r) {
                           .head = r->head, .seed = c->seed, .freeze_to = freeze_at(r, 0)};
     ct_status s = ct_model_init(&r->m, &mc, &r->be);
     if (s != CT_OK) return s;
+    if (target[0] != '\0' && ct_model_find(r->m, target) == NULL) {
+        /* With warm-up epochs the model starts frozen elsewhere: check the target now, not
+         * when the warm-up ends. */
+        (void)ct_model_freeze_to(r->m, target); /* the message, with the list of names */
+        return ct_error(CT_EINVAL, "--freeze-to: %s", ct_last_error());
+    }
     if ((s = check_head_against_data(r)) != CT_OK) return s;
 
     if (c->weights != NULL && strcmp(c->weights, "none") != 0) {
@@ -368,8 +374,6 @@ static ct_status build_model(fit_run *r) {
         printf("weights: none (Glorot-uniform initialisation, seed %llu)\n",
                (unsigned long long)c->seed);
     }
-    if (target[0] != '\0' && ct_model_find(r->m, target) == NULL)
-        return ct_model_freeze_to(r->m, target); /* reports the unknown name with the list */
     set_lr_multipliers(r);
     return CT_OK;
 }
