@@ -12,4 +12,14 @@ pkgs=(libopenblas0-openmp libopenblas-openmp-dev libgfortran5 libquadmath0
       libpng16-16 libpng-dev libjpeg62-turbo libjpeg62-turbo-dev libcjson1 libcjson-dev)
 [ -n "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ] || apt-get update -qq
 (cd .deps && apt-get download -qq "${pkgs[@]}")
-du -sh .deps
+# Runtime libraries those packages link against that a non-Debian GPU image may lack (libhdf5
+# needs libcurl and libcrypto, criterion's libgit2 needs Kerberos, ...), with their own
+# dependencies. gpu-run.sh links them in only where the image has no library of that name, so
+# the image's own copies win wherever they exist.
+fallback=(libcurl4 libffi8 libgssapi-krb5-2 libpcre2-8-0 libssl3 libgomp1 zlib1g)
+mapfile -t closure < <(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+    --no-breaks --no-replaces --no-enhances --no-pre-depends "${fallback[@]}" |
+    grep -E '^[a-z0-9]' | grep -vE '^(libc6|libgcc-s1|gcc-[0-9]+-base)$' | sort -u)
+mkdir -p .deps/fallback
+(cd .deps/fallback && apt-get download -qq "${closure[@]}")
+du -sh .deps .deps/fallback

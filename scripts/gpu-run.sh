@@ -113,7 +113,38 @@ if [ ! -e "$cuda_lib/libcublas.so" ]; then
         fi
     done
 fi
-export LD_LIBRARY_PATH="$lib_dirs:${LD_LIBRARY_PATH:-}"
+# Last on the path: runtime libraries the unpacked packages need that this image lacks, taken
+# from .deps/fallback (scripts/gpu-deps.sh) one name at a time, so the image's own copies win
+# wherever it has them. ld also reads LD_LIBRARY_PATH for the needs of shared libraries, so the
+# build links against these too.
+fallback_root=/tmp/cutune-fallback
+fallback_lib=$prefix/fallback-lib
+mkdir -p "$fallback_root" "$fallback_lib"
+if ls .deps/fallback/*.deb >/dev/null 2>&1; then
+    for f in .deps/fallback/*.deb; do dpkg -x "$f" "$fallback_root"; done
+fi
+export LD_LIBRARY_PATH="$lib_dirs:${LD_LIBRARY_PATH:-}:$fallback_lib"
+link_missing_libraries() {
+    local round name src added missing=""
+    for round in 1 2 3 4 5 6 7 8; do
+        missing=$(find "$prefix/usr/lib" "$fallback_lib" -name '*.so*' 2>/dev/null |
+                  xargs -r ldd 2>/dev/null | awk '/not found/ { print $1 }' | sort -u)
+        [ -z "$missing" ] && return 0
+        added=0
+        for name in $missing; do
+            src=$(find "$fallback_root" -name "$name" 2>/dev/null | head -1)
+            if [ -n "$src" ] && [ ! -e "$fallback_lib/$name" ]; then
+                ln -sf "$(readlink -f "$src")" "$fallback_lib/$name"
+                added=1
+            fi
+        done
+        [ $added -eq 0 ] && break
+    done
+    summary_notes+=("libraries missing on this image and in .deps/fallback: $(echo $missing)")
+    return 1
+}
+link_missing_libraries
+fallback_used=$(ls "$fallback_lib" 2>/dev/null | tr '\n' ' ')
 {
     echo "# gpu-run $(date -u +%Y-%m-%dT%H:%MZ): phases ${expanded[*]}"
     echo
@@ -121,6 +152,7 @@ export LD_LIBRARY_PATH="$lib_dirs:${LD_LIBRARY_PATH:-}"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1
     nvcc --version 2>&1 | tail -1
     echo "cuDNN: $cudnn_lib ($cudnn_inc)"
+    echo "libraries taken from .deps/fallback: ${fallback_used:-none}"
     python3 -c 'import torch, torchvision as tv; print("torch", torch.__version__,
                 "torchvision", tv.__version__)' 2>&1 | tail -1
     echo '```'
