@@ -49,17 +49,63 @@ static ct_status cpu_host_alloc(void *ctx, void **out, size_t bytes) {
     return cpu_alloc(ctx, out, bytes);
 }
 
-static ct_status cpu_stage_copy(void *ctx, int slot, void *dst, const void *src, size_t bytes) {
+static ct_status check_slot(int slot) {
     if (slot < 0 || slot >= CT_STAGE_SLOTS)
-        return ct_error(CT_EINVAL, "stage_copy: slot %d out of range", slot);
-    return cpu_copy(ctx, dst, src, bytes);
+        return ct_error(CT_EINVAL, "staging: slot %d out of range (0..%d)", slot,
+                        CT_STAGE_SLOTS - 1);
+    return CT_OK;
 }
 
-/* Copies are done when stage_copy returns: acquire, release and sync have nothing to wait for. */
-static ct_status cpu_stage_noop(void *ctx, int slot) {
-    (void)ctx;
-    if (slot < 0 || slot >= CT_STAGE_SLOTS)
-        return ct_error(CT_EINVAL, "staging: slot %d out of range", slot);
+static void run_pending(ct_cpu_stage *st) {
+    for (int i = 0; i < st->n_pending; i++)
+        memcpy(st->pending[i].dst, st->pending[i].src, st->pending[i].bytes);
+    st->n_pending = 0;
+}
+
+static ct_status cpu_stage_copy(void *ctx, int slot, void *dst, const void *src, size_t bytes) {
+    ct_cpu_ctx *c = ctx;
+    ct_status s = check_slot(slot);
+    if (s != CT_OK) return s;
+    ct_cpu_stage *st = &c->stage[slot];
+    if (st->state == CT_SLOT_ACQUIRED)
+        return ct_error(CT_EINVAL, "staging slot %d: copied into while the ops that read it may "
+                        "still run (stage_acquire without stage_release)", slot);
+    if (bytes == 0) return CT_OK;
+    if (!c->lazy_staging) return cpu_copy(ctx, dst, src, bytes);
+    if (st->n_pending == CT_CPU_STAGE_COPIES)
+        return ct_error(CT_EINVAL, "staging slot %d: more than %d copies queued", slot,
+                        CT_CPU_STAGE_COPIES);
+    st->pending[st->n_pending].dst = dst;
+    st->pending[st->n_pending].src = src;
+    st->pending[st->n_pending].bytes = bytes;
+    st->n_pending++;
+    return CT_OK;
+}
+
+static ct_status cpu_stage_acquire(void *ctx, int slot) {
+    ct_cpu_ctx *c = ctx;
+    ct_status s = check_slot(slot);
+    if (s != CT_OK) return s;
+    run_pending(&c->stage[slot]);
+    c->stage[slot].state = CT_SLOT_ACQUIRED;
+    return CT_OK;
+}
+
+static ct_status cpu_stage_release(void *ctx, int slot) {
+    ct_cpu_ctx *c = ctx;
+    ct_status s = check_slot(slot);
+    if (s != CT_OK) return s;
+    if (c->stage[slot].state != CT_SLOT_ACQUIRED)
+        return ct_error(CT_EINVAL, "staging slot %d: released without being acquired", slot);
+    c->stage[slot].state = CT_SLOT_FREE;
+    return CT_OK;
+}
+
+static ct_status cpu_stage_sync(void *ctx, int slot) {
+    ct_cpu_ctx *c = ctx;
+    ct_status s = check_slot(slot);
+    if (s != CT_OK) return s;
+    run_pending(&c->stage[slot]); /* the copy has landed; the source may be reused */
     return CT_OK;
 }
 
@@ -107,9 +153,9 @@ static const ct_backend_ops cpu_ops = {
     .host_alloc = cpu_host_alloc,
     .host_release = cpu_release,
     .stage_copy = cpu_stage_copy,
-    .stage_acquire = cpu_stage_noop,
-    .stage_release = cpu_stage_noop,
-    .stage_sync = cpu_stage_noop,
+    .stage_acquire = cpu_stage_acquire,
+    .stage_release = cpu_stage_release,
+    .stage_sync = cpu_stage_sync,
 };
 
 ct_status ct_backend_cpu_init(ct_backend *be, int threads) {
@@ -122,6 +168,8 @@ ct_status ct_backend_cpu_init(ct_backend *be, int threads) {
 #endif
     }
     c->threads = threads > 0 ? threads : openblas_get_num_threads();
+    const char *lazy = getenv("CUTUNE_CPU_LAZY_STAGING");
+    c->lazy_staging = lazy != NULL && strcmp(lazy, "1") == 0;
     be->ops = &cpu_ops;
     be->ctx = c;
     return CT_OK;

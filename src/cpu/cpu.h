@@ -6,10 +6,29 @@
 
 #include "cutune/backend.h"
 
+/* Staging slots (backend.h): the CPU copies at once, but checks the protocol the CUDA backend
+ * relies on, and with CUTUNE_CPU_LAZY_STAGING=1 defers each copy to the latest moment the
+ * protocol allows (the slot's acquire or sync), as an asynchronous copy may land: a caller that
+ * reuses a host buffer too early, or reads a slot it has not acquired, then computes with
+ * other data and the tests comparing runs see it. */
+#define CT_CPU_STAGE_COPIES 8
+typedef enum { CT_SLOT_FREE, CT_SLOT_ACQUIRED } ct_cpu_slot_state;
+typedef struct ct_cpu_stage {
+    ct_cpu_slot_state state;
+    int n_pending;
+    struct {
+        void *dst;
+        const void *src;
+        size_t bytes;
+    } pending[CT_CPU_STAGE_COPIES];
+} ct_cpu_stage;
+
 typedef struct ct_cpu_ctx {
     int threads;       /* OpenMP and OpenBLAS threads */
     float *workspace;  /* grow-only scratch shared by all ops (im2col columns) */
     size_t workspace_floats;
+    bool lazy_staging; /* CUTUNE_CPU_LAZY_STAGING=1 */
+    ct_cpu_stage stage[CT_STAGE_SLOTS];
 } ct_cpu_ctx;
 
 /* Returns scratch of at least `floats` floats, growing the workspace when needed. Ops are called

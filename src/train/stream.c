@@ -172,8 +172,9 @@ ct_status ct_stream_input(ct_stream *f, int slot, const ct_augment_config *aug) 
     if (s == CT_OK && f->aux_dim > 0)
         s = ops->copy_to_device(ctx, ct_model_aux_input(f->m), f->aux[slot],
                                 (size_t)n * f->aux_dim * sizeof(float));
-    if (s != CT_OK) return s;
-    return ops->stage_release(ctx, slot);
+    /* Released on failure too, so that the slot can be staged again. */
+    ct_status r = ops->stage_release(ctx, slot);
+    return s != CT_OK ? s : r;
 }
 
 ct_status ct_stream_done(ct_stream *f, ct_loader *l, int slot) {
