@@ -280,3 +280,32 @@ Test(train_errors, config_file) {
               "train --config %s/bad3.cfg --data %s/d/train --out %s/x", D, D, D);
     cr_expect(!tc_exists(tc_path("x")), "a failed configuration created the run folder");
 }
+
+/* A corrupt image stops a new run with a message naming the file, and the run leaves nothing
+ * behind (no log header that would make the same --out look like a run to --resume): the same
+ * command runs again once the file is gone. --skip-bad trains past it. */
+#define CORRUPT_FLAGS                                                                          \
+    "--data %s/d/train --out %s/%s " TC_SMALL " --head mri --strategy all --epochs 1 "        \
+    "--verbose 0"
+
+Test(train_errors, corrupt_image_fails_cleanly_and_the_run_can_start_again) {
+    char bad[600];
+    snprintf(bad, sizeof bad, "%s", tc_path("d/train/normal/zz_broken.png"));
+    tc_write(bad, "\x89PNG\r\n\x1a\n this is not the rest of a PNG file");
+    TC_EXPECT(NULL, 1, "zz_broken.png", "train " CORRUPT_FLAGS, D, D, "run");
+    cr_expect(!tc_exists(tc_path("run")), "the failed run left %s behind", tc_path("run"));
+
+    /* An --out folder that existed before stays (it was not the run's to remove), emptied of
+     * what the run began. */
+    cr_assert_eq(mkdir(tc_path("kept"), 0777), 0);
+    TC_EXPECT(NULL, 1, "zz_broken.png", "train " CORRUPT_FLAGS, D, D, "kept");
+    cr_expect(tc_exists(tc_path("kept")));
+    cr_expect(!tc_exists(tc_path("kept/log.csv")), "log.csv left behind");
+    cr_expect(!tc_exists(tc_path("kept/config.txt")), "config.txt left behind");
+
+    TC_MUST(NULL, "train " CORRUPT_FLAGS " --skip-bad", D, D, "run");
+    cr_expect(tc_exists(tc_path("run/final.h5")));
+    cr_assert_eq(remove(bad), 0);
+    TC_MUST(NULL, "train " CORRUPT_FLAGS, D, D, "kept");
+    cr_expect(tc_exists(tc_path("kept/final.h5")));
+}

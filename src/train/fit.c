@@ -137,7 +137,22 @@ static ct_status prepare_run_dir(fit_run *r) {
     if (mkdir(c->out_dir, 0777) != 0)
         return ct_error(CT_EIO, "%s: cannot create the run directory: %s", c->out_dir,
                         strerror(errno));
+    r->made_dir = true;
     return CT_OK;
+}
+
+/* A new run that fails before its first checkpoint saved nothing worth keeping: it removes the
+ * files it began (config.txt, the log's header, curves.png) and the directory if it made it, so
+ * that the same command can simply be run again (an existing log.csv would otherwise mark the
+ * directory as holding a run that --resume cannot continue). */
+static void discard_failed_start(const fit_run *r) {
+    const ct_train_config *c = r->c;
+    if (c->resume || exists(r->ckpt_path) || exists(r->final_path) || exists(r->best_path))
+        return;
+    remove(r->log_path);
+    remove(r->config_path);
+    remove(r->curves_path);
+    if (r->made_dir) rmdir(c->out_dir); /* fails, harmlessly, if anything else is there */
 }
 
 /* ---- data ---- */
@@ -1257,6 +1272,14 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
     s = run_epochs(&r, res);
 done:
     if (s == CT_ENOMEM) oom_hint(&r);
+    if (s != CT_OK && s != CT_EINTR) {
+        /* The loader's and the log's files are closed first. */
+        char msg[4096];
+        snprintf(msg, sizeof msg, "%s", ct_last_error());
+        fit_free(&r);
+        discard_failed_start(&r);
+        return ct_error(s, "%s", msg);
+    }
     fit_free(&r);
     return s;
 }

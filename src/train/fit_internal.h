@@ -42,6 +42,7 @@ typedef struct fit_run {
     char head[1024];
     char freeze_target[64], freeze_now[64];
     bool compiled;
+    bool made_dir;               /* this run created the run directory */
     bool use_weights;
     float class_w[CT_MAX_CLASSES];
     float *labels, *weights, *probs; /* (batch, n_out), (batch), (batch, n_out) host */
