@@ -378,3 +378,38 @@ Test(train_cli, demo_writes_its_files, .timeout = 600) {
     for (int i = 0; i < n; i++) cr_expect_str_eq(sub->first[i], ids[i]);
     free(sub);
 }
+
+/* Through the library: ct_train_result names the epoch whose weights best.h5 holds (the
+ * monitor's best in log.csv), with or without early stopping. */
+Test(train_cli, result_names_the_best_epoch) {
+    char data[600], val[600], out[600];
+    snprintf(data, sizeof data, "%s/d/train", D);
+    snprintf(val, sizeof val, "%s/d/val", D);
+    snprintf(out, sizeof out, "%s/lib_run", D);
+    ct_train_config c;
+    ct_train_config_defaults(&c);
+    c.data = data;
+    c.val = val;
+    c.out_dir = out;
+    c.input_size = 32;
+    c.batch_size = 4;
+    c.weights = "none";
+    c.device = "cpu";
+    c.threads = 1;
+    c.head = "mri";
+    c.strategy = CT_STRATEGY_HEAD;
+    c.epochs = 4;
+    c.verbose = 0;
+    c.optimizer.lr = 0.05f;
+    ct_train_result res;
+    cr_assert_eq(ct_train(&c, &res), CT_OK, "%s", ct_last_error());
+    tc_csv *log = tc_csv_read(tc_path("lib_run/log.csv"));
+    const int col = tc_col(log, "val_loss");
+    int best = 0;
+    for (int e = 1; e < log->rows; e++)
+        if (log->v[e][col] < log->v[best][col]) best = e;
+    cr_expect_eq(res.best_epoch, best, "best epoch %d, log says %d", res.best_epoch, best);
+    cr_expect_eq(res.epochs_run, 4);
+    cr_expect_float_eq(res.best_value, log->v[best][col], 1e-12);
+    free(log);
+}

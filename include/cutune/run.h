@@ -114,7 +114,7 @@ void ct_train_config_defaults(ct_train_config *c);
 /* What a finished (or stopped) run reports. */
 typedef struct ct_train_result {
     int epochs_run;                /* epochs completed, in total over resumes */
-    int best_epoch;                /* 0-based, -1 if none */
+    int best_epoch;                /* 0-based epoch whose weights best.h5 holds, -1 if none */
     double best_value;             /* of the monitor */
     double final_loss, final_acc, final_val_loss, final_val_acc;
     bool stopped_early, interrupted;

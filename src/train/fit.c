@@ -924,6 +924,22 @@ static ct_status resume(fit_run *r, ct_early_stopping *es, ct_reduce_lr *rl) {
     return CT_OK;
 }
 
+/* The epoch whose weights best.h5 holds: ModelCheckpoint's choice (the monitor's best, no
+ * min_delta) over the first `epochs` rows of the history; -1 when none improved. */
+static int best_saved_epoch(const fit_run *r, const char *monitor, int epochs) {
+    ct_monitor scan;
+    int best = -1;
+    if (ct_monitor_init(&scan, monitor, r->c->monitor_mode, 0.0) != CT_OK) return -1;
+    for (int e = 0; e < epochs; e++) {
+        double v = log_value(r->history + (size_t)e * FIT_KEYS, monitor);
+        if (ct_monitor_better(&scan, v, scan.best)) {
+            scan.best = v;
+            best = e;
+        }
+    }
+    return best;
+}
+
 static ct_status run_epochs(fit_run *r, ct_train_result *res) {
     const ct_train_config *c = r->c;
     ct_status s;
@@ -1101,16 +1117,7 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
             if (c->restore_best_weights && exists(r->best_path)) {
                 /* best.h5 is ModelCheckpoint's (no min_delta), which can be a later epoch
                  * than EarlyStopping's best when --min-delta > 0: name the one restored. */
-                ct_monitor scan;
-                int saved_epoch = -1;
-                if (ct_monitor_init(&scan, monitor, c->monitor_mode, 0.0) == CT_OK)
-                    for (int e = 0; e <= epoch; e++) {
-                        double v = log_value(r->history + (size_t)e * FIT_KEYS, monitor);
-                        if (ct_monitor_better(&scan, v, scan.best)) {
-                            scan.best = v;
-                            saved_epoch = e;
-                        }
-                    }
+                const int saved_epoch = best_saved_epoch(r, monitor, epoch + 1);
                 if (c->verbose > 0)
                     printf("Restoring model weights from the end of the best epoch: %d (%s).\n",
                            saved_epoch + 1, r->best_path);
@@ -1120,7 +1127,7 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
         }
     }
     res->best_value = mon.best;
-    res->best_epoch = (int)r->st.best_epoch;
+    res->best_epoch = best_saved_epoch(r, monitor, (int)r->st.epoch);
     if ((s = save_weights(r, r->final_path)) != CT_OK) return s;
     snprintf(res->final_path, sizeof res->final_path, "%s", r->final_path);
     snprintf(res->best_path, sizeof res->best_path, "%s", r->best_path);
