@@ -165,6 +165,9 @@ static void cuda_free(void *p) {
     CT_CU_DISCARD(cudaFreeHost(ctx->flag_host));
     CT_CU_DISCARD(cudaFree(ctx->flag_dev));
     destroy_staging(ctx);
+    for (int i = 0; ctx->marks && i < CT_MARKS; i++)
+        if (ctx->marks[i]) CT_CU_DISCARD(cudaEventDestroy(ctx->marks[i]));
+    free(ctx->marks);
     CT_CU_DISCARD(cudaEventDestroy(ctx->tune_stop));
     CT_CU_DISCARD(cudaEventDestroy(ctx->tune_start));
     CT_CU_DISCARD(cudnnDestroyActivationDescriptor(ctx->relu_desc));
@@ -207,6 +210,8 @@ static const ct_backend_ops cuda_ops = {
     ct_cu_stage_acquire,
     ct_cu_stage_release,
     ct_cu_stage_sync,
+    ct_cu_mark,
+    ct_cu_elapsed_ms,
 };
 
 extern "C" ct_status ct_backend_cuda_init(ct_backend *be, int device) {

@@ -60,6 +60,8 @@ typedef struct ct_cu_ctx {
     cudaStream_t copy_stream;
     cudaEvent_t stage_ready[CT_STAGE_SLOTS], stage_released[CT_STAGE_SLOTS];
 
+    cudaEvent_t *marks;    /* (CT_MARKS) profiling events, created on first use */
+
     int *flag_dev;         /* (1) check_finite result on the device */
     int *flag_host;        /* (1) pinned, so its copy is a real asynchronous DMA */
 
@@ -109,6 +111,8 @@ ct_status ct_cu_stage_copy(void *ctx, int slot, void *dst, const void *src, size
 ct_status ct_cu_stage_acquire(void *ctx, int slot);
 ct_status ct_cu_stage_release(void *ctx, int slot);
 ct_status ct_cu_stage_sync(void *ctx, int slot);
+ct_status ct_cu_mark(void *ctx, int index);
+ct_status ct_cu_elapsed_ms(void *ctx, int from, int to, float *ms);
 
 /* conv.cu */
 ct_status ct_cu_conv3x3_forward(void *ctx, const ct_conv_args *a);

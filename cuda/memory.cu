@@ -7,6 +7,7 @@
  * host-to-device and device-to-device copies. The copies follow the CPU backend's contract:
  * when the function returns, the source may be reused and, for copy_to_host, the destination
  * holds the data. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "context.h"
@@ -162,5 +163,35 @@ ct_status ct_cu_stage_sync(void *p, int slot) {
     ct_status st = check_slot(slot);
     if (st != CT_OK || (st = ct_cu_enter(ctx)) != CT_OK) return st;
     CT_CU_CHECK(cudaEventSynchronize(ctx->stage_ready[slot]));
+    return CT_OK;
+}
+
+/* ---- profiling marks ---- */
+
+ct_status ct_cu_mark(void *p, int index) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    if (index < 0 || index >= CT_MARKS)
+        return ct_error(CT_EINVAL, "cuda mark %d out of range (0..%d)", index, CT_MARKS - 1);
+    ct_status st = ct_cu_enter(ctx);
+    if (st != CT_OK) return st;
+    if (!ctx->marks) {
+        ctx->marks = (cudaEvent_t *)calloc(CT_MARKS, sizeof *ctx->marks);
+        if (!ctx->marks) return ct_error(CT_ENOMEM, "cuda marks: out of host memory");
+    }
+    if (!ctx->marks[index]) CT_CU_CHECK(cudaEventCreate(&ctx->marks[index]));
+    CT_CU_CHECK(cudaEventRecord(ctx->marks[index], ctx->stream));
+    return CT_OK;
+}
+
+ct_status ct_cu_elapsed_ms(void *p, int from, int to, float *ms) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)p;
+    if (from < 0 || from >= CT_MARKS || to < 0 || to >= CT_MARKS || !ctx->marks ||
+        !ctx->marks[from] || !ctx->marks[to])
+        return ct_error(CT_EINVAL, "cuda elapsed: marks %d and %d were not both recorded", from,
+                        to);
+    ct_status st = ct_cu_enter(ctx);
+    if (st != CT_OK) return st;
+    CT_CU_CHECK(cudaEventSynchronize(ctx->marks[to]));
+    CT_CU_CHECK(cudaEventElapsedTime(ms, ctx->marks[from], ctx->marks[to]));
     return CT_OK;
 }

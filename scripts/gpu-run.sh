@@ -263,6 +263,17 @@ phase_bench() {
         [ $rc -ne 0 ] && summary_notes+=("bench --sweep --precision $prec: exit $rc: $(grep 'cutune bench' "$out/bench.log" | tail -1)")
         grep -E '^\| cutune' "$table" | head -3 | sed 's/^/    /'
     done
+    # Where the time goes, layer by layer: full fine-tuning at batch 64, both precisions.
+    for prec in bf16 tf32; do
+        [ "$(left)" -lt 150 ] && break
+        echo "===== bench --profile --precision $prec =====" >>"$out/bench.log"
+        timeout -k 5 "$(limit)" "$build/cutune" bench --device cuda --input-size 224 \
+            --batch-size 64 --steps 10 --warmup 3 --head mri --precision "$prec" --profile \
+            >/tmp/cutune-profile.log 2>&1 || rc=$?
+        cat /tmp/cutune-profile.log >>"$out/bench.log"
+        { echo; echo "### per-layer profile, $prec, batch 64, full fine-tuning"; echo
+          grep -E '^\| ' /tmp/cutune-profile.log; echo; } >>"$out/tables.md"
+    done
     if [ "$(left)" -lt 90 ]; then
         summary_notes+=("bench --data skipped for time")
         return 124

@@ -84,3 +84,39 @@ Test(bench_cli, data_through_the_loader_or_the_augment_op_trains_on_the_same_ima
     TU_EXPECT_CLI(args, 2, "no auxiliary values");
     td_rmrf(dir);
 }
+
+/* --profile: a row per layer in model order, times that are numbers, "-" for the backward of
+ * layers below the lowest trainable one, and layer times that sum to no more than the steps. */
+Test(bench_cli, profile_times_every_layer) {
+    TU_EXPECT_CLI("bench --device cpu --input-size 32 --batch-size 2 --steps 3 --warmup 1 "
+                  "--freeze-to block3_pool --profile",
+                  0, "| layer | forward ms | backward ms |");
+    const char *names[] = {"block1_conv1", "block2_conv2", "block3_pool", "block4_conv1",
+                           "block5_conv3", "dense_1"};
+    const char *at = tu_out;
+    for (int i = 0; i < 6; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "| %s | ", names[i]);
+        const char *r = strstr(at, key);
+        cr_assert(r != NULL, "no row for %s in order:\n%s", names[i], tu_out);
+        at = r;
+        double f = -1.0;
+        char bwd[16] = "";
+        cr_assert_eq(sscanf(r + strlen(key), "%lf | %15s", &f, bwd), 2, "%s", r);
+        cr_expect_geq(f, 0.0, "%s forward", names[i]);
+        /* Frozen blocks 1-3 run no backward at all. */
+        if (i < 3) cr_expect_str_eq(bwd, "-", "%s has a backward time", names[i]);
+        else cr_expect(strtod(bwd, NULL) >= 0.0 && strcmp(bwd, "-") != 0, "%s: %s", names[i], bwd);
+    }
+    const char *sum = strstr(tu_out, "| (layers) | | | | | ");
+    cr_assert_not_null(sum, "%s", tu_out);
+    double layers_ms = strtod(sum + strlen("| (layers) | | | | | "), NULL);
+    const char *med = strstr(tu_out, "median step ");
+    cr_assert_not_null(med);
+    double step_ms = strtod(med + strlen("median step "), NULL) * 1e3;
+    /* Medians of parts need not add up to the median whole: a loose bound, against double
+     * counting. */
+    cr_expect(layers_ms > 0.0 && layers_ms <= step_ms * 1.5, "layers %.3f ms, step %.3f ms",
+              layers_ms, step_ms);
+    TU_EXPECT_CLI("bench --sweep --profile", 2, "--profile times the layers of one configuration");
+}

@@ -195,9 +195,17 @@ typedef struct ct_backend_ops {
     ct_status (*stage_acquire)(void *ctx, int slot);
     ct_status (*stage_release)(void *ctx, int slot);
     ct_status (*stage_sync)(void *ctx, int slot);
+
+    /* ---- profiling ----
+     * mark records "now" in the order of the backend's work (a CUDA event on the compute stream;
+     * the clock on the CPU, whose ops are synchronous) under `index` (0 .. CT_MARKS-1);
+     * elapsed_ms waits until both marks are reached and returns the milliseconds between them. */
+    ct_status (*mark)(void *ctx, int index);
+    ct_status (*elapsed_ms)(void *ctx, int from, int to, float *ms);
 } ct_backend_ops;
 
 #define CT_STAGE_SLOTS 2
+#define CT_MARKS 256
 
 typedef struct ct_backend {
     const ct_backend_ops *ops;

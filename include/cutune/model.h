@@ -181,6 +181,13 @@ ct_status ct_model_backward(ct_model *m);
 typedef ct_status (*ct_backward_hook)(void *user, ct_model *m, int layer);
 void ct_model_set_backward_hook(ct_model *m, ct_backward_hook hook, void *user);
 
+/* Per-layer timing: with the profile on, every layer's forward and backward step is bracketed
+ * by backend marks (CUDA events, or the clock on the CPU). ct_model_profile waits for the last
+ * pass and gives each layer's milliseconds of forward and of backward in the last forward and
+ * backward pass (-1 where the layer did not run). */
+ct_status ct_model_set_profile(ct_model *m, bool on);
+ct_status ct_model_profile(ct_model *m, double *fwd_ms, double *bwd_ms);
+
 /* Copies a backend tensor to or from host memory (t->size floats). */
 ct_status ct_model_tensor_get(ct_model *m, const ct_tensor *t, float *host);
 ct_status ct_model_tensor_set(ct_model *m, ct_tensor *t, const float *host);
@@ -197,6 +204,9 @@ void ct_model_memory_get(const ct_model *m, ct_model_memory *mem);
  * then the data and weight gradients that the current trainable flags call for), counting a
  * multiply-add as 2. Convolutions and dense layers only. */
 void ct_model_flops(const ct_model *m, double *forward, double *train);
+/* The same for layer i alone: its forward, and its backward (data and weight gradients as the
+ * trainable flags call for), per sample. */
+void ct_model_layer_flops(const ct_model *m, int i, double *forward, double *backward);
 
 /* The head spec with presets expanded, for printing and saving. */
 const char *ct_model_head_spec(const ct_model *m);

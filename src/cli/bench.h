@@ -19,7 +19,7 @@ typedef struct bench_opts {
     const char *augment_on;   /* --augment-on loader|device (NULL: device on cuda) */
     const char *augment;      /* --augment keras|none */
     long size, batch, steps, warmup, seed, threads, workers;
-    bool sweep, no_cache;
+    bool sweep, no_cache, profile;
 } bench_opts;
 
 /* Seconds on the monotonic clock. */

@@ -93,6 +93,51 @@ typedef struct bench_result {
     size_t mem_bytes;  /* device memory the configuration added (CUDA), 0 on the CPU */
 } bench_result;
 
+
+/* The per-layer table of --profile: for each layer that ran, the median over the timed steps
+ * of its forward and backward milliseconds, the work of the batch, the rate achieved and the
+ * share of the summed layer time; then the sum, which the step time exceeds by what runs
+ * between layers (the loss, the update, copies). */
+static ct_status print_profile(ct_model *m, int n, double *pf, double *pb, const bench_opts *o) {
+    const int nl = ct_model_num_layers(m);
+    const size_t steps = (size_t)o->steps;
+    double *col = malloc(steps * sizeof *col), *mf = malloc(nl * sizeof *mf),
+           *mb = malloc(nl * sizeof *mb);
+    if (col == NULL || mf == NULL || mb == NULL) {
+        free(col);
+        free(mf);
+        free(mb);
+        return ct_error(CT_ENOMEM, "out of memory for the profile");
+    }
+    double total = 0.0;
+    for (int i = 0; i < nl; i++) {
+        for (size_t t = 0; t < steps; t++) col[t] = pf[t * nl + i];
+        mf[i] = bench_median(col, steps);
+        for (size_t t = 0; t < steps; t++) col[t] = pb[t * nl + i];
+        mb[i] = bench_median(col, steps);
+        total += (mf[i] > 0 ? mf[i] : 0) + (mb[i] > 0 ? mb[i] : 0);
+    }
+    printf("\n| layer | forward ms | backward ms | GFLOP fwd+bwd | TFLOP/s | share |\n");
+    printf("|---|---|---|---|---|---|\n");
+    for (int i = 0; i < nl; i++) {
+        double f = 0.0, b = 0.0;
+        ct_model_layer_flops(m, i, &f, &b);
+        const double ms = (mf[i] > 0 ? mf[i] : 0) + (mb[i] > 0 ? mb[i] : 0);
+        const double gflop = (f + (mb[i] >= 0 ? b : 0)) * n * 1e-9;
+        char fwd[32], bwd[32], rate[32];
+        snprintf(fwd, sizeof fwd, mf[i] >= 0 ? "%.3f" : "-", mf[i]);
+        snprintf(bwd, sizeof bwd, mb[i] >= 0 ? "%.3f" : "-", mb[i]);
+        snprintf(rate, sizeof rate, gflop > 0 && ms > 0 ? "%.3g" : "-", gflop / ms);
+        printf("| %s | %s | %s | %.2f | %s | %.1f%% |\n", ct_model_layer(m, i)->name, fwd, bwd,
+               gflop, rate, total > 0 ? 100.0 * ms / total : 0.0);
+    }
+    printf("| (layers) | | | | | %.3f ms |\n\n", total);
+    free(col);
+    free(mf);
+    free(mb);
+    return CT_OK;
+}
+
 /* Builds the model for one configuration on `be`, runs warm-up and timed steps and fills `r`.
  * With `verbose`, prints the model and every step as the single-configuration mode does. */
 static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *precision,
@@ -103,13 +148,23 @@ static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *p
                            .seed = (uint64_t)o->seed};
     ct_model *m = NULL;
     float *x = NULL, *aux = NULL, *labels = NULL;
-    double *times = NULL;
+    double *times = NULL, *prof_f = NULL, *prof_b = NULL; /* (steps, layers) ms */
     const size_t mem0 = bench_device_memory(be);
     ct_status s;
     /* Frozen from the start: the memory column is what this configuration needs, and a batch
      * that fits only frozen is measured rather than refused. */
     cfg.freeze_to = freeze_to;
     if ((s = ct_model_init(&m, &cfg, be)) != CT_OK) goto done;
+    if (o->profile) {
+        const size_t cells = (size_t)o->steps * ct_model_num_layers(m);
+        prof_f = malloc(cells * sizeof *prof_f);
+        prof_b = malloc(cells * sizeof *prof_b);
+        if (prof_f == NULL || prof_b == NULL) {
+            s = ct_error(CT_ENOMEM, "out of memory for the profile");
+            goto done;
+        }
+        if ((s = ct_model_set_profile(m, true)) != CT_OK) goto done;
+    }
     ct_optimizer_config opt;
     ct_optimizer_defaults(&opt, CT_OPT_SGD);
     opt.lr = 1e-3f;
@@ -160,12 +215,18 @@ static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *p
             (s = be->ops->synchronize(be->ctx)) != CT_OK)
             goto done;
         times[step] = bench_now() - t0;
+        if (o->profile && step >= o->warmup) {
+            const int nl = ct_model_num_layers(m);
+            const size_t row = (size_t)(step - o->warmup) * nl;
+            if ((s = ct_model_profile(m, prof_f + row, prof_b + row)) != CT_OK) goto done;
+        }
         if (verbose) {
             printf("step %ld/%ld%s: loss %.4f, %.3f s, %.1f img/s\n", step + 1, total,
                    step < o->warmup ? " (warm-up)" : "", loss, times[step], n / times[step]);
             fflush(stdout);
         }
     }
+    if (o->profile && (s = print_profile(m, n, prof_f, prof_b, o)) != CT_OK) goto done;
     r->median_s = bench_median(times + o->warmup, (size_t)o->steps);
     r->flop_img = f_train;
     /* The arenas and the workspace only grow, so what is held now is the run's peak. */
@@ -179,6 +240,8 @@ static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *p
                    r->mem_bytes / 1073741824.0);
     }
 done:
+    free(prof_b);
+    free(prof_f);
     free(times);
     free(labels);
     free(aux);
@@ -303,7 +366,7 @@ static const char bench_usage[] =
     "                    [--seed N] [--threads N] [--precision fp32|tf32|bf16]\n"
     "                    [--sweep [--sweep-freeze LIST] [--sweep-batch LIST]]\n"
     "                    [--data DIR [--augment-on loader|device] [--augment keras|none]\n"
-    "                     [--workers N] [--no-cache]]\n"
+    "                     [--workers N] [--no-cache]] [--profile]\n"
     "\n"
     "Times VGG16 forward + backward + SGD update on generated data and prints the loss and\n"
     "img/s of each step, then the median. Defaults: --device auto --input-size 64\n"
@@ -323,11 +386,15 @@ static const char bench_usage[] =
     "             10, zoom 0.2, horizontal flip; --augment none to turn it off), done by the\n"
     "             loader's threads on the CPU (--augment-on loader) or by the backend's\n"
     "             augment op after copying the raw batch (--augment-on device, the default on\n"
-    "             cuda). Reports step time, loader wait and img/s.\n";
+    "             cuda). Reports step time, fetch time and img/s.\n"
+    "--profile    also times every layer's forward and backward (CUDA events, or the clock\n"
+    "             on the CPU) and prints a table per layer: median ms over the timed steps,\n"
+    "             GFLOP per batch, achieved TFLOP/s and the share of the step.\n";
 
 static int parse_bench(const char *cmd, int argc, char **argv, bench_opts *o) {
     const char *size = NULL, *batch = NULL, *steps = NULL, *warmup = NULL, *seed = NULL,
-               *threads = NULL, *workers = NULL, *sweep = NULL, *no_cache = NULL;
+               *threads = NULL, *workers = NULL, *sweep = NULL, *no_cache = NULL,
+               *profile = NULL;
     cli_flag flags[] = {
         {"device", true, &o->device},
         {"input-size", true, &size},
@@ -347,10 +414,17 @@ static int parse_bench(const char *cmd, int argc, char **argv, bench_opts *o) {
         {"augment", true, &o->augment},
         {"workers", true, &workers},
         {"no-cache", false, &no_cache},
+        {"profile", false, &profile},
     };
     if (!cli_parse(cmd, argc, argv, flags, (int)(sizeof flags / sizeof flags[0]))) return 0;
     o->sweep = sweep != NULL;
     o->no_cache = no_cache != NULL;
+    o->profile = profile != NULL;
+    if (o->profile && (o->sweep || o->data != NULL)) {
+        fprintf(stderr, "cutune %s: --profile times the layers of one configuration: not with "
+                        "--sweep or --data\n", cmd);
+        return 0;
+    }
     if (o->sweep) { /* the GPU benchmark's defaults */
         o->size = 224;
         o->steps = 10;

@@ -1,9 +1,13 @@
 /* The CPU backend: context, memory, and the op table. Arithmetic lives in the files named after
  * each op family (conv.c, pool.c, dense.c, elementwise.c, loss.c, optim.c, augment.c). Memory
  * is plain host memory, so "device" copies are memcpy. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#endif
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -109,6 +113,24 @@ static ct_status cpu_stage_sync(void *ctx, int slot) {
     return CT_OK;
 }
 
+static ct_status cpu_mark(void *ctx, int index) {
+    ct_cpu_ctx *c = ctx;
+    if (index < 0 || index >= CT_MARKS)
+        return ct_error(CT_EINVAL, "mark %d out of range (0..%d)", index, CT_MARKS - 1);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    c->marks[index] = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    return CT_OK;
+}
+
+static ct_status cpu_elapsed_ms(void *ctx, int from, int to, float *ms) {
+    ct_cpu_ctx *c = ctx;
+    if (from < 0 || from >= CT_MARKS || to < 0 || to >= CT_MARKS)
+        return ct_error(CT_EINVAL, "marks %d, %d out of range (0..%d)", from, to, CT_MARKS - 1);
+    *ms = (float)((c->marks[to] - c->marks[from]) * 1e3);
+    return CT_OK;
+}
+
 ct_status ct_cpu_workspace(ct_cpu_ctx *c, size_t floats, float **out) {
     if (floats > c->workspace_floats) {
         float *p = NULL;
@@ -156,6 +178,8 @@ static const ct_backend_ops cpu_ops = {
     .stage_acquire = cpu_stage_acquire,
     .stage_release = cpu_stage_release,
     .stage_sync = cpu_stage_sync,
+    .mark = cpu_mark,
+    .elapsed_ms = cpu_elapsed_ms,
 };
 
 ct_status ct_backend_cpu_init(ct_backend *be, int threads) {

@@ -29,6 +29,7 @@ typedef struct ct_cpu_ctx {
     size_t workspace_floats;
     bool lazy_staging; /* CUTUNE_CPU_LAZY_STAGING=1 */
     ct_cpu_stage stage[CT_STAGE_SLOTS];
+    double marks[CT_MARKS]; /* seconds, CLOCK_MONOTONIC */
 } ct_cpu_ctx;
 
 /* Returns scratch of at least `floats` floats, growing the workspace when needed. Ops are called

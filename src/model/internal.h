@@ -43,6 +43,8 @@ struct ct_model {
     bool have_loss;
     bool loss_queued; /* a loss was queued since the last forward: ct_model_loss_value may read it */
 
+    bool profile;                /* marks around every layer's forward and backward */
+    bool fwd_marked[CT_MARKS / 4], bwd_marked[CT_MARKS / 4];
     ct_backward_hook hook;
     void *hook_user;
 

@@ -464,17 +464,26 @@ ct_status ct_model_tensor_set(ct_model *m, ct_tensor *t, const float *host) {
     return m->be->ops->copy_to_device(m->be->ctx, t->data, host, t->size * sizeof(float));
 }
 
+void ct_model_layer_flops(const ct_model *m, int i, double *forward, double *backward) {
+    const ct_layer *l = &m->layers[i];
+    double f = 0.0, b = 0.0;
+    if (ct_layer_has_params(l)) {
+        f = 2.0 * (double)l->kernel.size *
+            (l->kind == CT_LAYER_CONV ? (double)l->out_h * l->out_w : 1.0);
+        if (l->trainable) b += f;                 /* weight gradient */
+        if (l->src >= m->first_trainable) b += f; /* data gradient */
+    }
+    if (forward != NULL) *forward = f;
+    if (backward != NULL) *backward = b;
+}
+
 void ct_model_flops(const ct_model *m, double *forward, double *train) {
     double fwd = 0.0, bwd = 0.0;
     for (int i = 0; i < m->n_layers; i++) {
-        const ct_layer *l = &m->layers[i];
-        if (!ct_layer_has_params(l)) continue;
-        double f = 2.0 * (double)l->kernel.size * (l->kind == CT_LAYER_CONV
-                                                        ? (double)l->out_h * l->out_w
-                                                        : 1.0);
+        double f, b;
+        ct_model_layer_flops(m, i, &f, &b);
         fwd += f;
-        if (l->trainable) bwd += f;                      /* weight gradient */
-        if (l->src >= m->first_trainable) bwd += f;      /* data gradient */
+        bwd += b;
     }
     if (forward != NULL) *forward = fwd;
     if (train != NULL) *train = fwd + bwd;

@@ -69,10 +69,16 @@ static ct_status forward_range(ct_model *m, int from, int to, int n, bool traini
     m->last_training = training;
     m->last_step = step;
     m->have_loss = m->loss_queued = false;
+    if (m->profile)
+        for (int i = 0; i < m->n_layers; i++) m->fwd_marked[i] = m->bwd_marked[i] = false;
+    const ct_backend_ops *ops = m->be->ops;
     for (int i = from; i < to; i++) {
-        ct_status s = layer_forward(m, i, n, training);
+        ct_status s = m->profile ? ops->mark(m->be->ctx, 2 * i) : CT_OK;
+        if (s == CT_OK) s = layer_forward(m, i, n, training);
+        if (s == CT_OK && m->profile) s = ops->mark(m->be->ctx, 2 * i + 1);
         if (s != CT_OK)
             return ct_error(s, "forward of %s: %s", m->layers[i].name, ct_last_error());
+        if (m->profile) m->fwd_marked[i] = true;
     }
     return CT_OK;
 }
@@ -280,14 +286,49 @@ static ct_status layer_backward(ct_model *m, int i) {
 
 ct_status ct_model_backward(ct_model *m) {
     if (!m->have_loss) return ct_error(CT_EINVAL, "backward needs a forward pass and a loss first");
+    const int base = 2 * m->n_layers; /* backward marks follow the forward ones */
     for (int i = m->n_layers - 1; i >= m->first_trainable; i--) {
         ct_status s = CT_OK;
         if (m->hook != NULL && m->layers[i].dout != NULL) s = m->hook(m->hook_user, m, i);
+        if (s == CT_OK && m->profile) s = m->be->ops->mark(m->be->ctx, base + 2 * i);
         if (s == CT_OK) s = layer_backward(m, i);
+        if (s == CT_OK && m->profile) s = m->be->ops->mark(m->be->ctx, base + 2 * i + 1);
         if (s != CT_OK)
             return ct_error(s, "backward of %s: %s", m->layers[i].name, ct_last_error());
+        if (m->profile) m->bwd_marked[i] = true;
     }
     m->have_loss = false; /* the ReLU masks were applied in place: a second backward is wrong */
+    return CT_OK;
+}
+
+ct_status ct_model_set_profile(ct_model *m, bool on) {
+    if (on && 4 * m->n_layers > CT_MARKS)
+        return ct_error(CT_EINVAL, "profile: %d layers need %d marks, the backend has %d",
+                        m->n_layers, 4 * m->n_layers, CT_MARKS);
+    m->profile = on;
+    memset(m->fwd_marked, 0, sizeof m->fwd_marked);
+    memset(m->bwd_marked, 0, sizeof m->bwd_marked);
+    return CT_OK;
+}
+
+ct_status ct_model_profile(ct_model *m, double *fwd_ms, double *bwd_ms) {
+    const int base = 2 * m->n_layers;
+    for (int i = 0; i < m->n_layers; i++) {
+        float ms = 0.0f;
+        fwd_ms[i] = bwd_ms[i] = -1.0;
+        if (!m->profile) continue;
+        ct_status s;
+        if (m->fwd_marked[i]) {
+            if ((s = m->be->ops->elapsed_ms(m->be->ctx, 2 * i, 2 * i + 1, &ms)) != CT_OK) return s;
+            fwd_ms[i] = ms;
+        }
+        if (m->bwd_marked[i]) {
+            if ((s = m->be->ops->elapsed_ms(m->be->ctx, base + 2 * i, base + 2 * i + 1, &ms)) !=
+                CT_OK)
+                return s;
+            bwd_ms[i] = ms;
+        }
+    }
     return CT_OK;
 }
 
