@@ -300,6 +300,25 @@ Test(train_cli, restore_best_weights) {
     cr_expect_gt(tc_h5_diff(tc_path("rb/final.h5"), tc_path("rb/checkpoint.h5"), &n, NULL, 0), 0,
                  "final.h5 should not hold the last epoch's weights");
 
+    /* With --min-delta, EarlyStopping's best is not ModelCheckpoint's: a huge min_delta makes
+     * only epoch 1 an EarlyStopping improvement, while a higher loss in epoch 2 (--mode max)
+     * still replaces best.h5. Keras restores EarlyStopping's: epoch 1, kept as es_best.h5. */
+    char g[1024];
+    snprintf(g, sizeof g, "--data %s/d/train " TC_SMALL " --head " TC_DROP_HEAD
+             " --strategy head --optimizer adam --lr 0.01 --epochs 6 --monitor loss --mode max "
+             "--patience 1 --min-delta 100 --restore-best-weights --verbose 2", D);
+    TC_EXPECT(NULL, 0, "Restoring model weights from the end of the best epoch: 1 ",
+              "train %s --out %s/md", g, D);
+    log = tc_csv_read(tc_path("md/log.csv"));
+    cr_assert_eq(log->rows, 2, "patience 1 stops after epoch 2:\n%s", tc_out);
+    c = tc_col(log, "loss");
+    cr_assert_gt(log->v[1][c], log->v[0][c], "epoch 2's loss must be higher for this test");
+    free(log);
+    cr_expect(strstr(tc_out, "es_best.h5") != NULL, "%s", tc_out);
+    TC_SAME_ARRAYS(tc_path("md/final.h5"), tc_path("md/es_best.h5"), 30);
+    cr_expect_gt(tc_h5_diff(tc_path("md/final.h5"), tc_path("md/best.h5"), &n, NULL, 0), 0,
+                 "best.h5 holds epoch 2, not EarlyStopping's best");
+
     TC_MUST(NULL, "train %s --out %s/plain", f, D);
     cr_expect(strstr(tc_out, "Restoring") == NULL, "%s", tc_out);
     TC_SAME_ARRAYS(tc_path("plain/final.h5"), tc_path("plain/checkpoint.h5"), 30);

@@ -120,6 +120,7 @@ static ct_status prepare_run_dir(fit_run *r) {
     snprintf(r->log_path, sizeof r->log_path, "%s/log.csv", c->out_dir);
     snprintf(r->curves_path, sizeof r->curves_path, "%s/curves.png", c->out_dir);
     snprintf(r->config_path, sizeof r->config_path, "%s/config.txt", c->out_dir);
+    snprintf(r->es_best_path, sizeof r->es_best_path, "%s/es_best.h5", c->out_dir);
     if (c->resume) {
         if (!exists(r->ckpt_path))
             return ct_error(CT_ENOTFOUND, "%s: no checkpoint to resume from (start the run "
@@ -1070,20 +1071,32 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
         if ((s = ct_csv_log_row(&r->log, epoch, row)) != CT_OK) return s;
         if ((s = write_curves(r, epoch + 1)) != CT_OK) return s;
 
-        /* ModelCheckpoint(save_best_only=True): no min_delta, as in Keras. */
         double value = log_value(row, monitor);
+        bool improved = false, stop = false;
+        if (c->early_stopping_patience >= 0) stop = ct_early_stopping_update(&es, epoch, value, &improved);
+        /* ModelCheckpoint(save_best_only=True): no min_delta, as in Keras. */
         if (ct_monitor_better(&mon, value, mon.best)) {
             if (c->verbose > 0)
                 printf("Epoch %d: %s improved from %.5f to %.5f, saving model to %s\n", epoch + 1,
                        monitor, mon.best, value, r->best_path);
             mon.best = value;
             r->st.best_metric = value;
+            /* EarlyStopping's best epoch (with --min-delta) is always also a checkpoint
+             * improvement, so best.h5 held it when it happened. A checkpoint improvement that
+             * EarlyStopping does not count would replace it: for --restore-best-weights it moves
+             * to es_best.h5 first (once; later such epochs just replace best.h5). */
+            if (c->restore_best_weights && c->early_stopping_patience >= 0 && !improved &&
+                exists(r->best_path) && !exists(r->es_best_path) &&
+                rename(r->best_path, r->es_best_path) != 0)
+                return ct_error(CT_EIO, "%s: cannot keep EarlyStopping's best weights as %s: %s",
+                                r->best_path, r->es_best_path, strerror(errno));
             if ((s = save_weights(r, r->best_path)) != CT_OK) return s;
+            if (improved && exists(r->es_best_path) && remove(r->es_best_path) != 0)
+                return ct_error(CT_EIO, "%s: cannot remove: %s", r->es_best_path,
+                                strerror(errno));
         } else if (c->verbose > 0) {
             printf("Epoch %d: %s did not improve from %.5f\n", epoch + 1, monitor, mon.best);
         }
-        bool improved = false, stop = false;
-        if (c->early_stopping_patience >= 0) stop = ct_early_stopping_update(&es, epoch, value, &improved);
         if (c->reduce_lr_patience >= 0) {
             double lr = c->optimizer.lr * r->st.lr_scale;
             if (ct_reduce_lr_update(&rl, value, &lr)) {
@@ -1114,14 +1127,14 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
         if (stop) {
             res->stopped_early = true;
             if (c->verbose > 0) printf("Epoch %d: early stopping\n", epoch + 1);
-            if (c->restore_best_weights && exists(r->best_path)) {
-                /* best.h5 is ModelCheckpoint's (no min_delta), which can be a later epoch
-                 * than EarlyStopping's best when --min-delta > 0: name the one restored. */
-                const int saved_epoch = best_saved_epoch(r, monitor, epoch + 1);
+            /* Keras restores EarlyStopping's best (with min_delta): es_best.h5 when a later
+             * checkpoint improvement replaced best.h5, else best.h5. */
+            const char *from = exists(r->es_best_path) ? r->es_best_path : r->best_path;
+            if (c->restore_best_weights && es.best_epoch >= 0 && exists(from)) {
                 if (c->verbose > 0)
                     printf("Restoring model weights from the end of the best epoch: %d (%s).\n",
-                           saved_epoch + 1, r->best_path);
-                if ((s = ct_weights_load(r->m, r->best_path, NULL, NULL)) != CT_OK) return s;
+                           es.best_epoch + 1, from);
+                if ((s = ct_weights_load(r->m, from, NULL, NULL)) != CT_OK) return s;
             }
             break;
         }

@@ -47,7 +47,7 @@ typedef struct fit_run {
     float class_w[CT_MAX_CLASSES];
     float *labels, *weights, *probs; /* (batch, n_out), (batch), (batch, n_out) host */
     char ckpt_path[4200], best_path[4200], final_path[4200], log_path[4200], curves_path[4200],
-        config_path[4200];
+        config_path[4200], es_best_path[4200];
     char *config_text;           /* the run's settings, key = value lines */
     ct_schedule schedule;
     ct_csv_log log;
