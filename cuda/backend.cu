@@ -12,7 +12,10 @@
  *                               on bf16 tensor cores (bf16.cu; compute capability 8.0+).
  *   CUTUNE_DETERMINISTIC=1      only deterministic cuDNN algorithms (bitwise repeatable runs,
  *                               sometimes slower weight gradients).
- *   CUTUNE_WORKSPACE_MB=N       the most workspace an algorithm search may use (default 1024). */
+ *   CUTUNE_WORKSPACE_MB=N       the most workspace an algorithm search may use (default 1024).
+ *   CUTUNE_CONV_PAD=always|never  narrow convolution inputs (VGG16's 3 channels) through
+ *                               zero-padded channels, or never; by default the faster way,
+ *                               timed once per shape (conv.cu). Read when a shape is decided. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,29 +129,31 @@ static ct_status create_staging(ct_cu_ctx *ctx) {
     return st;
 }
 
-ct_status ct_cu_cast_buffer(ct_cu_ctx *ctx, size_t bytes, void **out) {
-    if (bytes > ctx->cast_bytes) {
+ct_status ct_cu_scratch(ct_cu_ctx *ctx, int which, size_t bytes, void **out) {
+    static const char *const names[] = {"bf16 cast buffer", "channel padding buffer"};
+    if (bytes > ctx->scratch_bytes[which]) {
         size_t grown = (bytes + WS_GRANULE - 1) / WS_GRANULE * WS_GRANULE;
         CT_CU_CHECK(cudaStreamSynchronize(ctx->stream)); /* queued work may read the old one */
-        if (ctx->cast) {
-            CT_CU_CHECK(cudaFree(ctx->cast));
-            ctx->cast = NULL;
-            ctx->cast_bytes = 0;
+        if (ctx->scratch[which]) {
+            CT_CU_CHECK(cudaFree(ctx->scratch[which]));
+            ctx->scratch[which] = NULL;
+            ctx->scratch_bytes[which] = 0;
         }
-        cudaError_t e = cudaMalloc(&ctx->cast, grown);
+        cudaError_t e = cudaMalloc(&ctx->scratch[which], grown);
         if (e != cudaSuccess) {
-            ctx->cast = NULL;
+            ctx->scratch[which] = NULL;
             size_t free_b = 0, total_b = 0;
             (void)cudaGetLastError();
             if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
             return ct_error(e == cudaErrorMemoryAllocation ? CT_ENOMEM : CT_EDEVICE,
-                            "cuda bf16 cast buffer: cudaMalloc of %zu MiB failed: %s (%zu MiB "
-                            "free of %zu MiB of device memory); try a smaller batch size",
-                            grown >> 20, cudaGetErrorString(e), free_b >> 20, total_b >> 20);
+                            "cuda %s: cudaMalloc of %zu MiB failed: %s (%zu MiB free of %zu MiB "
+                            "of device memory); try a smaller batch size",
+                            names[which], grown >> 20, cudaGetErrorString(e), free_b >> 20,
+                            total_b >> 20);
         }
-        ctx->cast_bytes = grown;
+        ctx->scratch_bytes[which] = grown;
     }
-    *out = ctx->cast;
+    *out = ctx->scratch[which];
     return CT_OK;
 }
 
@@ -161,7 +166,8 @@ static void cuda_free(void *p) {
     ct_cu_conv_plans_free(ctx);
     free(ctx->plans);
     if (ctx->ws) CT_CU_DISCARD(cudaFree(ctx->ws));
-    if (ctx->cast) CT_CU_DISCARD(cudaFree(ctx->cast));
+    for (int i = 0; i < 2; i++)
+        if (ctx->scratch[i]) CT_CU_DISCARD(cudaFree(ctx->scratch[i]));
     CT_CU_DISCARD(cudaFreeHost(ctx->flag_host));
     CT_CU_DISCARD(cudaFree(ctx->flag_dev));
     destroy_staging(ctx);

@@ -50,8 +50,10 @@ typedef struct ct_cu_ctx {
     size_t ws_high;        /* the most any chosen convolution algorithm needs, bytes */
     size_t tune_ws_cap;    /* the most workspace an algorithm search may ask for, bytes */
 
-    void *cast;            /* grow-only buffer for the bf16 copies of BF16 convolutions */
-    size_t cast_bytes;
+    /* Grow-only scratch buffers beside the workspace: the bf16 copies of BF16 convolutions, and
+     * the channel-padded copies of narrow convolution inputs (conv.cu). */
+    void *scratch[2];
+    size_t scratch_bytes[2];
 
     /* Streaming inputs: a second stream for host-to-device copies, and per staging slot an
      * event recorded when its copies are queued (ready) and one recorded on the compute stream
@@ -81,9 +83,10 @@ ct_status ct_cu_device_open(int device, ct_device_info *info);
  * queued may still read the old buffer. *out gets the workspace (NULL when bytes is 0). */
 ct_status ct_cu_workspace(ct_cu_ctx *ctx, size_t bytes, void **out);
 
-/* Makes the cast buffer at least `bytes` large (grown as the workspace is, waiting for the
+/* Scratch buffer `which` made at least `bytes` large (grown as the workspace is, waiting for the
  * stream first). */
-ct_status ct_cu_cast_buffer(ct_cu_ctx *ctx, size_t bytes, void **out);
+enum { CT_CU_SCRATCH_CAST, CT_CU_SCRATCH_PAD };
+ct_status ct_cu_scratch(ct_cu_ctx *ctx, int which, size_t bytes, void **out);
 
 /* Makes the context's device current on the calling thread: the runtime's current device is per
  * thread, and a loader or checkpoint thread may call into the backend. */

@@ -24,7 +24,14 @@
  * the first, whose 3 input channels bf16 tensor cores cannot take; it stays TF32) describes its
  * tensors as bf16: each call rounds its float32 operands into bf16 copies in the cast buffer,
  * runs cuDNN on them with float32 accumulation, and widens the result, adding bias and ReLU in
- * the same pass on the way forward (bf16.cu). */
+ * the same pass on the way forward (bf16.cu).
+ *
+ * Narrow inputs: tensor-core kernels want the channel count a multiple of 4 (TF32) or 8 (BF16),
+ * and VGG16's first convolution reads 3. For such a shape the first forward times the
+ * convolution as it is against copying input and kernel into zero-padded channels (4, or 8 at
+ * bf16) and convolving those, and keeps the faster; backward follows the choice, cutting the
+ * padded kernel's (and input's) gradient back to the real channels. Zero channels add nothing
+ * to the sums, so both ways compute the same function. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +58,7 @@ typedef struct ct_cu_conv_plan {
     cudnnMathType_t fwd_math;
     size_t fwd_ws;
     int fused; /* forward with ReLU: -1 not yet tried, 0 separate kernels, 1 one cuDNN call */
+    int padded; /* narrow input: -1 not yet timed, 0 as it is, 1 through padded channels */
 
     bool bwd_data_ready;
     cudnnConvolutionBwdDataAlgo_t bwd_data_algo;
@@ -103,6 +111,7 @@ static ct_status plan_create(ct_cu_ctx *ctx, const ct_conv_args *a, ct_cu_conv_p
     p->c = a->c;
     p->k = a->k;
     p->fused = -1;
+    p->padded = -1;
     p->bf16 = ctx->precision == CT_CU_BF16 && a->c % 8 == 0 && a->k % 8 == 0;
     const cudnnDataType_t dt = p->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
 
@@ -410,7 +419,7 @@ static ct_status cast_arrays(ct_cu_ctx *ctx, int count, const size_t *len, __nv_
         total += (len[i] * sizeof(__nv_bfloat16) + 255) / 256 * 256;
     }
     void *base = NULL;
-    ct_status st = ct_cu_cast_buffer(ctx, total, &base);
+    ct_status st = ct_cu_scratch(ctx, CT_CU_SCRATCH_CAST, total, &base);
     if (st != CT_OK) return st;
     for (int i = 0; i < count; i++) out[i] = (__nv_bfloat16 *)((char *)base + off[i]);
     return CT_OK;
@@ -437,13 +446,9 @@ static ct_status forward_bf16(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_
     return ct_cu_bias_act_bf16(ctx, a->y, h[2], a->b, rows, a->k, a->relu);
 }
 
-ct_status ct_cu_conv3x3_forward(void *c, const ct_conv_args *a) {
-    ct_cu_ctx *ctx = (ct_cu_ctx *)c;
-    ct_status st = conv_args_ok("conv3x3_forward", a);
-    if (st != CT_OK) return st;
-    if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
-    ct_cu_conv_plan *p = NULL;
-    if ((st = plan_get(ctx, a, &p)) != CT_OK) return st;
+/* The forward of a plan, on the channels it has. */
+static ct_status forward_as_is(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a) {
+    ct_status st;
     if (p->bf16) return forward_bf16(ctx, p, a);
     if (!p->fwd_ready && (st = tune_forward(ctx, p, a->x, a->wt, a->y)) != CT_OK) return st;
 
@@ -457,6 +462,139 @@ ct_status ct_cu_conv3x3_forward(void *c, const ct_conv_args *a) {
         return CT_OK;
     }
     return forward_separate(ctx, p, a, ws);
+}
+
+/* ---- narrow inputs ------------------------------------------------------------------------ */
+
+/* The channel count a narrow input is padded to, or 0 when the shape needs no padding. */
+static int pad_target(const ct_cu_ctx *ctx, int c) {
+    const int q = ctx->precision == CT_CU_BF16 ? 8 : 4;
+    return c % 4 == 0 || c > 64 ? 0 : (c + q - 1) / q * q;
+}
+
+/* dst (rows, cp) = src (rows, c) followed by zeros. */
+__global__ void pad_channels_kernel(float *dst, const float *src, size_t rows, int c, int cp) {
+    size_t count = rows * (size_t)cp, stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) {
+        size_t r = i / (size_t)cp;
+        int j = (int)(i - r * (size_t)cp);
+        dst[i] = j < c ? src[r * (size_t)c + (size_t)j] : 0.0f;
+    }
+}
+
+/* dst (rows, c) = the first c columns of src (rows, cp). */
+__global__ void unpad_channels_kernel(float *dst, const float *src, size_t rows, int c, int cp) {
+    size_t count = rows * (size_t)c, stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) {
+        size_t r = i / (size_t)c;
+        dst[i] = src[r * (size_t)cp + (i - r * (size_t)c)];
+    }
+}
+
+static ct_status pad_channels(ct_cu_ctx *ctx, float *dst, const float *src, size_t rows, int c,
+                              int cp) {
+    const size_t count = rows * (size_t)cp;
+    pad_channels_kernel<<<ct_cu_grid(ctx, count, 256), 256, 0, ctx->stream>>>(dst, src, rows, c,
+                                                                             cp);
+    CT_CU_CHECK_LAUNCH();
+    return CT_OK;
+}
+
+static ct_status unpad_channels(ct_cu_ctx *ctx, float *dst, const float *src, size_t rows, int c,
+                                int cp) {
+    const size_t count = rows * (size_t)c;
+    unpad_channels_kernel<<<ct_cu_grid(ctx, count, 256), 256, 0, ctx->stream>>>(dst, src, rows,
+                                                                               c, cp);
+    CT_CU_CHECK_LAUNCH();
+    return CT_OK;
+}
+
+/* The padding buffer, carved into float arrays of the given lengths (256-byte aligned). */
+static ct_status pad_arrays(ct_cu_ctx *ctx, int count, const size_t *len, float **out) {
+    size_t off[6], total = 0;
+    for (int i = 0; i < count; i++) {
+        off[i] = total;
+        total += (len[i] * sizeof(float) + 255) / 256 * 256;
+    }
+    void *base = NULL;
+    ct_status st = ct_cu_scratch(ctx, CT_CU_SCRATCH_PAD, total, &base);
+    if (st != CT_OK) return st;
+    for (int i = 0; i < count; i++) out[i] = (float *)((char *)base + off[i]);
+    return CT_OK;
+}
+
+/* Forward through padded channels: the padded shape is a plan of its own (its channel count is
+ * a multiple of 4, so this does not recurse further). */
+static ct_status forward_padded(ct_cu_ctx *ctx, const ct_conv_args *a, int cp) {
+    const size_t rows = (size_t)a->n * a->h * a->w, krows = (size_t)a->k * 9;
+    const size_t len[2] = {rows * (size_t)cp, krows * (size_t)cp};
+    float *buf[2]; /* x, kernel */
+    ct_status st = pad_arrays(ctx, 2, len, buf);
+    if (st != CT_OK || (st = pad_channels(ctx, buf[0], a->x, rows, a->c, cp)) != CT_OK ||
+        (st = pad_channels(ctx, buf[1], a->wt, krows, a->c, cp)) != CT_OK)
+        return st;
+    ct_conv_args b = *a;
+    b.c = cp;
+    b.x = buf[0];
+    b.wt = buf[1];
+    return ct_cu_conv3x3_forward(ctx, &b);
+}
+
+static ct_status time_path(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a, int cp,
+                           float *ms) {
+    CT_CU_CHECK(cudaEventRecord(ctx->tune_start, ctx->stream));
+    for (int r = 0; r < TUNE_REPS; r++) {
+        ct_status st = cp > 0 ? forward_padded(ctx, a, cp) : forward_as_is(ctx, p, a);
+        if (st != CT_OK) return st;
+    }
+    CT_CU_CHECK(cudaEventRecord(ctx->tune_stop, ctx->stream));
+    CT_CU_CHECK(cudaEventSynchronize(ctx->tune_stop));
+    CT_CU_CHECK(cudaEventElapsedTime(ms, ctx->tune_start, ctx->tune_stop));
+    return CT_OK;
+}
+
+/* Decides once per narrow shape whether padding pays; leaves y computed by the chosen way. Each
+ * way runs once untimed first, so that its algorithm searches are not what gets timed. */
+static ct_status decide_padding(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a,
+                                int cp) {
+    /* CUTUNE_CONV_PAD=always|never overrides the timing (tests, benchmarks). */
+    const char *force = getenv("CUTUNE_CONV_PAD");
+    if (force && strcmp(force, "always") == 0) {
+        p->padded = 1;
+        return forward_padded(ctx, a, cp);
+    }
+    if (force && strcmp(force, "never") == 0) {
+        p->padded = 0;
+        return forward_as_is(ctx, p, a);
+    }
+    ct_status st = forward_as_is(ctx, p, a);
+    if (st != CT_OK) return st;
+    if (forward_padded(ctx, a, cp) != CT_OK) {
+        /* No algorithm, or no memory, for the padded shape: the plain way stays. */
+        (void)cudaGetLastError();
+        p->padded = 0;
+        return forward_as_is(ctx, p, a);
+    }
+    float t_plain = 0.0f, t_padded = 0.0f;
+    if ((st = time_path(ctx, p, a, 0, &t_plain)) != CT_OK ||
+        (st = time_path(ctx, p, a, cp, &t_padded)) != CT_OK)
+        return st;
+    p->padded = t_padded < t_plain ? 1 : 0;
+    /* The last run was the padded one; y must come from the way every later call takes. */
+    return p->padded ? CT_OK : forward_as_is(ctx, p, a);
+}
+
+ct_status ct_cu_conv3x3_forward(void *c, const ct_conv_args *a) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)c;
+    ct_status st = conv_args_ok("conv3x3_forward", a);
+    if (st != CT_OK) return st;
+    if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
+    ct_cu_conv_plan *p = NULL;
+    if ((st = plan_get(ctx, a, &p)) != CT_OK) return st;
+    const int cp = pad_target(ctx, a->c);
+    if (cp > 0 && p->padded < 0) return decide_padding(ctx, p, a, cp);
+    if (cp > 0 && p->padded > 0) return forward_padded(ctx, a, cp);
+    return forward_as_is(ctx, p, a);
 }
 
 /* ---- backward --------------------------------------------------------------------------- */
@@ -501,6 +639,32 @@ static ct_status backward_bf16(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv
     return CT_OK;
 }
 
+/* Backward through padded channels, when the forward chose them: the padded plan masks dy and
+ * sums db as usual; its kernel and input gradients are cut back to the real channels. */
+static ct_status backward_padded(ct_cu_ctx *ctx, const ct_conv_args *a, bool need_dgrad,
+                                 bool need_wgrad, int cp) {
+    const size_t rows = (size_t)a->n * a->h * a->w, krows = (size_t)a->k * 9;
+    const size_t len[4] = {need_wgrad ? rows * (size_t)cp : 0, krows * (size_t)cp,
+                           need_wgrad ? krows * (size_t)cp : 0, need_dgrad ? rows * (size_t)cp : 0};
+    float *buf[4]; /* x, kernel, dkernel, dx */
+    ct_status st = pad_arrays(ctx, 4, len, buf);
+    if (st != CT_OK) return st;
+    if (need_wgrad && (st = pad_channels(ctx, buf[0], a->x, rows, a->c, cp)) != CT_OK) return st;
+    if ((st = pad_channels(ctx, buf[1], a->wt, krows, a->c, cp)) != CT_OK) return st;
+    ct_conv_args b = *a;
+    b.c = cp;
+    b.x = buf[0];
+    b.wt = buf[1];
+    b.dw = need_wgrad ? buf[2] : NULL;
+    b.dx = need_dgrad ? buf[3] : NULL;
+    if ((st = ct_cu_conv3x3_backward(ctx, &b, need_dgrad, need_wgrad)) != CT_OK) return st;
+    if (need_wgrad && (st = unpad_channels(ctx, a->dw, buf[2], krows, a->c, cp)) != CT_OK)
+        return st;
+    if (need_dgrad && (st = unpad_channels(ctx, a->dx, buf[3], rows, a->c, cp)) != CT_OK)
+        return st;
+    return CT_OK;
+}
+
 ct_status ct_cu_conv3x3_backward(void *c, const ct_conv_args *a, bool need_dgrad,
                                  bool need_wgrad) {
     ct_cu_ctx *ctx = (ct_cu_ctx *)c;
@@ -514,6 +678,8 @@ ct_status ct_cu_conv3x3_backward(void *c, const ct_conv_args *a, bool need_dgrad
     if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
     ct_cu_conv_plan *p = NULL;
     if ((st = plan_get(ctx, a, &p)) != CT_OK) return st;
+    const int cp = pad_target(ctx, a->c);
+    if (cp > 0 && p->padded > 0) return backward_padded(ctx, a, need_dgrad, need_wgrad, cp);
 
     /* dy becomes dL/d(pre-activation) in place; with weight gradients wanted, the same pass
      * sums it per channel into db. This comes first because both cuDNN calls read the masked

@@ -8,6 +8,7 @@
  *
  * Without a usable device every test but the discovery one is skipped, visibly, with the reason
  * ct_cuda_devices gave. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdbool.h>
@@ -424,6 +425,60 @@ Test(cuda_ops, conv3x3_backward) {
         pair_free(&wt);
         pair_free(&b);
     }
+}
+
+/* Narrow inputs through zero-padded channels (CUTUNE_CONV_PAD=always, on a backend of its own
+ * so that no plan decided elsewhere applies): forward, then backward in every combination, as
+ * the training step calls them, against the CPU. */
+Test(cuda_ops, conv3x3_padded_channels) {
+    TU_REQUIRE_GPU();
+    cr_assert_eq(setenv("CUTUNE_CONV_PAD", "always", 1), 0);
+    ct_backend g2;
+    OK(ct_backend_cuda_init(&g2, 0));
+    static const bool needs[3][2] = {{true, true}, {false, true}, {true, false}};
+    const int channels[] = {3, 1, 2, 5, 6, 7};
+    for (int t = 0; t < 6; t++) {
+        conv_shape s = {rand_int(1, 3), rand_int(2, 12), rand_int(2, 12), channels[t],
+                        t == 0 ? 64 : rand_int(1, 20)};
+        size_t nx = (size_t)s.n * s.h * s.w * s.c, ny = (size_t)s.n * s.h * s.w * s.k;
+        size_t nw = (size_t)s.k * 9 * s.c;
+        pair x = pair_random(nx, -1.0f, 1.0f), wt = pair_random(nw, -1.0f, 1.0f);
+        pair b = pair_random(s.k, -0.5f, 0.5f);
+        for (int v = 0; v < 3; v++) {
+            pair y = pair_junk(ny);
+            ct_conv_args ac = conv_args(s, false, &x, &wt, &b, &y, true);
+            ct_conv_args ag = conv_args(s, true, &x, &wt, &b, &y, true);
+            OK(cpu.ops->conv3x3_forward(cpu.ctx, &ac));
+            OK(g2.ops->conv3x3_forward(g2.ctx, &ag));
+            char what[160];
+            snprintf(what, sizeof what, "padded conv (%d,%d,%d,%d)->%d dgrad %d wgrad %d", s.n,
+                     s.h, s.w, s.c, s.k, needs[v][0], needs[v][1]);
+            expect_close(&y, tol_gemm, what);
+            pair_sync_from_cpu(&y); /* both backwards mask with the same y */
+            pair dy = pair_random(ny, -1.0f, 1.0f);
+            pair dx = pair_junk(nx), dw = pair_junk(nw), db = pair_junk(s.k);
+            ac.dy = dy.c, ac.dx = dx.c, ac.dw = dw.c, ac.db = db.c;
+            ag.dy = dy.g, ag.dx = dx.g, ag.dw = dw.g, ag.db = db.g;
+            OK(cpu.ops->conv3x3_backward(cpu.ctx, &ac, needs[v][0], needs[v][1]));
+            OK(g2.ops->conv3x3_backward(g2.ctx, &ag, needs[v][0], needs[v][1]));
+            expect_same(&dy, what);
+            if (needs[v][0]) expect_close(&dx, tol_gemm, what);
+            if (needs[v][1]) {
+                expect_close(&dw, tol_gemm, what);
+                expect_close(&db, TOL_SUM, what);
+            }
+            pair_free(&y);
+            pair_free(&dy);
+            pair_free(&dx);
+            pair_free(&dw);
+            pair_free(&db);
+        }
+        pair_free(&x);
+        pair_free(&wt);
+        pair_free(&b);
+    }
+    ct_backend_free(&g2);
+    cr_assert_eq(unsetenv("CUTUNE_CONV_PAD"), 0);
 }
 
 /* ---- pooling ------------------------------------------------------------------------------ */
