@@ -30,6 +30,13 @@ Test(train_cli, predictions_csv_and_tta) {
     TC_EXPECT(NULL, 0, "wrote 12 predictions to",
               "predict --model %s/m/final.h5 --data %s/d/train --out %s/p.csv --device cpu", D, D,
               D);
+    /* --precision as train takes it: the CPU computes in fp32 only. */
+    TC_EXPECT(NULL, 2, "--precision tf32 needs the cuda backend",
+              "evaluate --model %s/m/final.h5 --data %s/d/train --device cpu --precision tf32", D,
+              D);
+    TC_EXPECT(NULL, 0, "accuracy",
+              "evaluate --model %s/m/final.h5 --data %s/d/train --device cpu --precision fp32", D,
+              D);
     tc_csv *p = tc_csv_read(tc_path("p.csv"));
     /* Keras's class order (sorted folder names) in the header, then one row per image. */
     cr_assert_eq(p->cols, 3);

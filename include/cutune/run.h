@@ -154,6 +154,7 @@ typedef struct ct_predict_config {
     int batch_size;
     int threads;
     const char *device;
+    const char *precision;         /* NULL (backend default), fp32, tf32, bf16 */
     bool skip_bad;
     ct_na_policy na_policy;
     float na_value;

@@ -10,15 +10,17 @@
 
 static const char eval_usage[] =
     "usage: cutune evaluate --model FILE.h5 --data DIR|train.json [--batch-size N]\n"
-    "                       [--tta hflip,vflip] [--device D] [--threads N] [--skip-bad]\n"
+    "                       [--tta hflip,vflip] [--device D] [--precision fp32|tf32|bf16]\n"
+    "                       [--threads N] [--skip-bad]\n"
     "\n"
     "Prints accuracy, log loss, ROC AUC (binary), the confusion matrix and per-class\n"
     "precision and recall of a model written by `cutune train` (best.h5, final.h5).\n";
 
 static const char predict_usage[] =
     "usage: cutune predict --model FILE.h5 --data DIR|test.json --out preds.csv\n"
-    "                      [--tta hflip,vflip] [--batch-size N] [--device D] [--threads N]\n"
-    "                      [--skip-bad] [--na-policy mean|median|ffill|VALUE]\n"
+    "                      [--tta hflip,vflip] [--batch-size N] [--device D]\n"
+    "                      [--precision fp32|tf32|bf16] [--threads N] [--skip-bad]\n"
+    "                      [--na-policy mean|median|ffill|VALUE]\n"
     "\n"
     "Writes one row per image: its file name (or iceberg id) and the class probabilities.\n"
     "For iceberg test.json the file is Kaggle's submission: id,is_iceberg.\n";
@@ -28,7 +30,9 @@ static bool parse_common(const char *cmd, int argc, char **argv, ct_predict_conf
     cli_flag flags[] = {
         {"model", true, &c->model},   {"data", true, &c->data},   {"out", true, &c->out},
         {"batch-size", true, &batch}, {"threads", true, &threads}, {"tta", true, &tta},
-        {"device", true, &c->device}, {"skip-bad", false, &skip}, {"na-policy", true, &na},
+        {"device", true, &c->device}, {"skip-bad", false, &skip},
+        {"precision", true, &c->precision},
+        {"na-policy", true, &na}, /* last: evaluate drops it */
     };
     int n = (int)(sizeof flags / sizeof flags[0]);
     if (strcmp(cmd, "evaluate") == 0) n -= 1; /* no --na-policy: labelled data has angles */

@@ -67,7 +67,8 @@ static ct_status run_inference(infer *r, bool need_labels) {
     mc.seed = 1;
     if ((s = ct_weights_read_config(c->model, &mc, &r->saved)) != CT_OK) return s;
     char note[512];
-    if ((s = ct_backend_init_by_name(&r->be, c->device, note, sizeof note)) != CT_OK) return s;
+    if ((s = ct_backend_open(&r->be, c->device, c->precision, note, sizeof note)) != CT_OK)
+        return s;
     if (note[0] != '\0') fprintf(stderr, "cutune: %s\n", note);
     /* Inference only: every layer frozen from the start, so no gradient or optimizer memory
      * and no kept activations are ever allocated. */
