@@ -1277,6 +1277,17 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
     if ((s = ct_backend_open(&r.be, c->device, c->precision, note, sizeof note)) != CT_OK)
         goto done;
     if (note[0] != '\0') fprintf(stderr, "cutune train: %s\n", note);
+    if (c->verbose > 0) {
+        ct_device_info dev;
+        int count = 0;
+        if (strcmp(r.be.ops->name, "cpu") != 0 && ct_cuda_devices(&dev, 1, &count) == CT_OK &&
+            count > 0)
+            printf("device: %s (compute capability %d.%d, %.0f GiB), precision %s\n", dev.name,
+                   dev.cc_major, dev.cc_minor, dev.total_mem / 1073741824.0,
+                   ct_backend_precision(&r.be));
+        else
+            printf("device: cpu, precision fp32\n");
+    }
     if ((s = build_model(&r)) != CT_OK) goto done;
     r.labels = malloc((size_t)c->batch_size * r.n_out * sizeof(float));
     r.weights = malloc((size_t)c->batch_size * sizeof(float));
