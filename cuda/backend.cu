@@ -74,31 +74,48 @@ unsigned ct_cu_grid(const ct_cu_ctx *ctx, size_t count, unsigned threads) {
     return g > 0 ? (unsigned)g : 1u;
 }
 
-ct_status ct_cu_workspace(ct_cu_ctx *ctx, size_t bytes, void **out) {
-    if (bytes > ctx->ws_bytes) {
-        size_t grown = (bytes + WS_GRANULE - 1) / WS_GRANULE * WS_GRANULE;
-        /* Queued work may still read the old buffer; cudaFree would wait for the whole device,
-         * this waits for our stream only, which is all that uses it. */
-        CT_CU_CHECK(cudaStreamSynchronize(ctx->stream));
-        if (ctx->ws) {
-            CT_CU_CHECK(cudaFree(ctx->ws));
-            ctx->ws = NULL;
-            ctx->ws_bytes = 0;
-        }
-        cudaError_t e = cudaMalloc(&ctx->ws, grown);
-        if (e != cudaSuccess) {
-            ctx->ws = NULL;
-            size_t free_b = 0, total_b = 0;
-            (void)cudaGetLastError();
-            if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
-            return ct_error(e == cudaErrorMemoryAllocation ? CT_ENOMEM : CT_EDEVICE,
-                            "cuda workspace: cudaMalloc of %zu MiB failed: %s (%zu MiB free of "
-                            "%zu MiB); try a smaller batch size",
-                            grown >> 20, cudaGetErrorString(e), free_b >> 20, total_b >> 20);
-        }
-        ctx->ws_bytes = grown;
+
+/* Grows a grow-only device buffer to at least `bytes` (in WS_GRANULE steps). Queued work may
+ * still read the old buffer: cudaFree would wait for the whole device, this waits for our stream
+ * only, which is all that uses it. */
+static ct_status grow_buffer(ct_cu_ctx *ctx, void **buf, size_t *have, size_t bytes,
+                             const char *what) {
+    if (bytes <= *have) return CT_OK;
+    size_t grown = (bytes + WS_GRANULE - 1) / WS_GRANULE * WS_GRANULE;
+    CT_CU_CHECK(cudaStreamSynchronize(ctx->stream));
+    if (*buf) {
+        CT_CU_CHECK(cudaFree(*buf));
+        *buf = NULL;
+        *have = 0;
     }
+    cudaError_t e = cudaMalloc(buf, grown);
+    if (e != cudaSuccess) {
+        *buf = NULL;
+        size_t free_b = 0, total_b = 0;
+        (void)cudaGetLastError();
+        if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
+        return ct_error(e == cudaErrorMemoryAllocation ? CT_ENOMEM : CT_EDEVICE,
+                        "cuda %s: cudaMalloc of %zu MiB failed: %s (%zu MiB free of %zu MiB of "
+                        "device memory); try a smaller batch size",
+                        what, grown >> 20, cudaGetErrorString(e), free_b >> 20, total_b >> 20);
+    }
+    *have = grown;
+    return CT_OK;
+}
+
+ct_status ct_cu_workspace(ct_cu_ctx *ctx, size_t bytes, void **out) {
+    ct_status st = grow_buffer(ctx, &ctx->ws, &ctx->ws_bytes, bytes, "workspace");
+    if (st != CT_OK) return st;
     if (out) *out = bytes > 0 ? ctx->ws : NULL;
+    return CT_OK;
+}
+
+ct_status ct_cu_scratch(ct_cu_ctx *ctx, int which, size_t bytes, void **out) {
+    static const char *const names[] = {"bf16 cast buffer", "channel padding buffer"};
+    ct_status st = grow_buffer(ctx, &ctx->scratch[which], &ctx->scratch_bytes[which], bytes,
+                               names[which]);
+    if (st != CT_OK) return st;
+    *out = ctx->scratch[which];
     return CT_OK;
 }
 
@@ -129,33 +146,6 @@ static ct_status create_staging(ct_cu_ctx *ctx) {
     return st;
 }
 
-ct_status ct_cu_scratch(ct_cu_ctx *ctx, int which, size_t bytes, void **out) {
-    static const char *const names[] = {"bf16 cast buffer", "channel padding buffer"};
-    if (bytes > ctx->scratch_bytes[which]) {
-        size_t grown = (bytes + WS_GRANULE - 1) / WS_GRANULE * WS_GRANULE;
-        CT_CU_CHECK(cudaStreamSynchronize(ctx->stream)); /* queued work may read the old one */
-        if (ctx->scratch[which]) {
-            CT_CU_CHECK(cudaFree(ctx->scratch[which]));
-            ctx->scratch[which] = NULL;
-            ctx->scratch_bytes[which] = 0;
-        }
-        cudaError_t e = cudaMalloc(&ctx->scratch[which], grown);
-        if (e != cudaSuccess) {
-            ctx->scratch[which] = NULL;
-            size_t free_b = 0, total_b = 0;
-            (void)cudaGetLastError();
-            if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
-            return ct_error(e == cudaErrorMemoryAllocation ? CT_ENOMEM : CT_EDEVICE,
-                            "cuda %s: cudaMalloc of %zu MiB failed: %s (%zu MiB free of %zu MiB "
-                            "of device memory); try a smaller batch size",
-                            names[which], grown >> 20, cudaGetErrorString(e), free_b >> 20,
-                            total_b >> 20);
-        }
-        ctx->scratch_bytes[which] = grown;
-    }
-    *out = ctx->scratch[which];
-    return CT_OK;
-}
 
 static void cuda_free(void *p) {
     ct_cu_ctx *ctx = (ct_cu_ctx *)p;

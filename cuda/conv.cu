@@ -410,19 +410,27 @@ static ct_status conv_args_ok(const char *what, const ct_conv_args *a) {
     return CT_OK;
 }
 
-/* Carves the cast buffer into consecutive bf16 arrays of the given lengths (256-byte aligned,
- * as cuDNN prefers). */
-static ct_status cast_arrays(ct_cu_ctx *ctx, int count, const size_t *len, __nv_bfloat16 **out) {
+/* Carves scratch buffer `which` into consecutive arrays of `elem` bytes per value and the
+ * given lengths, each 256-byte aligned as cuDNN prefers. */
+static ct_status scratch_arrays(ct_cu_ctx *ctx, int which, size_t elem, int count,
+                                const size_t *len, void **out) {
     size_t off[8], total = 0;
     for (int i = 0; i < count; i++) {
         off[i] = total;
-        total += (len[i] * sizeof(__nv_bfloat16) + 255) / 256 * 256;
+        total += (len[i] * elem + 255) / 256 * 256;
     }
     void *base = NULL;
-    ct_status st = ct_cu_scratch(ctx, CT_CU_SCRATCH_CAST, total, &base);
+    ct_status st = ct_cu_scratch(ctx, which, total, &base);
     if (st != CT_OK) return st;
-    for (int i = 0; i < count; i++) out[i] = (__nv_bfloat16 *)((char *)base + off[i]);
+    for (int i = 0; i < count; i++) out[i] = (char *)base + off[i];
     return CT_OK;
+}
+
+static ct_status cast_arrays(ct_cu_ctx *ctx, int count, const size_t *len, __nv_bfloat16 **out) {
+    void *p[8];
+    ct_status st = scratch_arrays(ctx, CT_CU_SCRATCH_CAST, sizeof(__nv_bfloat16), count, len, p);
+    for (int i = 0; st == CT_OK && i < count; i++) out[i] = (__nv_bfloat16 *)p[i];
+    return st;
 }
 
 /* Forward of a bf16 plan: round x and the kernel, convolve, widen with bias and ReLU. */
@@ -509,18 +517,11 @@ static ct_status unpad_channels(ct_cu_ctx *ctx, float *dst, const float *src, si
     return CT_OK;
 }
 
-/* The padding buffer, carved into float arrays of the given lengths (256-byte aligned). */
 static ct_status pad_arrays(ct_cu_ctx *ctx, int count, const size_t *len, float **out) {
-    size_t off[6], total = 0;
-    for (int i = 0; i < count; i++) {
-        off[i] = total;
-        total += (len[i] * sizeof(float) + 255) / 256 * 256;
-    }
-    void *base = NULL;
-    ct_status st = ct_cu_scratch(ctx, CT_CU_SCRATCH_PAD, total, &base);
-    if (st != CT_OK) return st;
-    for (int i = 0; i < count; i++) out[i] = (float *)((char *)base + off[i]);
-    return CT_OK;
+    void *p[8];
+    ct_status st = scratch_arrays(ctx, CT_CU_SCRATCH_PAD, sizeof(float), count, len, p);
+    for (int i = 0; st == CT_OK && i < count; i++) out[i] = (float *)p[i];
+    return st;
 }
 
 /* Forward through padded channels: the padded shape is a plan of its own (its channel count is
