@@ -378,49 +378,56 @@ Test(cuda_ops, conv3x3_forward_cached_plan_repeats) {
     pair_free(&yo);
 }
 
+/* Backward of one case on GPU backend `g` against the CPU's, both from the CPU's forward
+ * output (so that the ReLU masks agree). */
+static void conv_backward_case(ct_backend *g, conv_shape s, const pair *x, const pair *wt,
+                               const pair *b, bool relu, bool need_dgrad, bool need_wgrad,
+                               const char *label) {
+    size_t nx = (size_t)s.n * s.h * s.w * s.c, ny = (size_t)s.n * s.h * s.w * s.k;
+    size_t nw = (size_t)s.k * 9 * s.c;
+    pair y = pair_zeros(ny);
+    ct_conv_args ac = conv_args(s, false, x, wt, b, &y, relu);
+    ct_conv_args ag = conv_args(s, true, x, wt, b, &y, relu);
+    OK(cpu.ops->conv3x3_forward(cpu.ctx, &ac));
+    pair_sync_from_cpu(&y);
+
+    pair dy = pair_random(ny, -1.0f, 1.0f);
+    pair dx = pair_junk(nx), dw = pair_junk(nw), db = pair_junk(s.k);
+    ac.dy = dy.c, ac.dx = dx.c, ac.dw = dw.c, ac.db = db.c;
+    ag.dy = dy.g, ag.dx = dx.g, ag.dw = dw.g, ag.db = db.g;
+    OK(cpu.ops->conv3x3_backward(cpu.ctx, &ac, need_dgrad, need_wgrad));
+    OK(g->ops->conv3x3_backward(g->ctx, &ag, need_dgrad, need_wgrad));
+
+    char what[200];
+    snprintf(what, sizeof what, "%s (%d,%d,%d,%d)->%d relu %d dgrad %d wgrad %d", label, s.n,
+             s.h, s.w, s.c, s.k, relu, need_dgrad, need_wgrad);
+    /* The mask multiplies by exactly 1 or 0. */
+    expect_same(&dy, what);
+    if (need_dgrad) expect_close(&dx, tol_gemm, what);
+    if (need_wgrad) {
+        expect_close(&dw, tol_gemm, what);
+        expect_close(&db, TOL_SUM, what);
+    }
+    pair_free(&y);
+    pair_free(&dy);
+    pair_free(&dx);
+    pair_free(&dw);
+    pair_free(&db);
+}
+
+static const bool conv_needs[3][2] = {{true, true}, {false, true}, {true, false}};
+
 Test(cuda_ops, conv3x3_backward) {
     TU_REQUIRE_GPU();
-    static const bool needs[3][2] = {{true, true}, {false, true}, {true, false}};
     for (int trial = 0; trial < 8; trial++) {
         conv_shape s = conv_shape_pick(trial);
-        size_t nx = (size_t)s.n * s.h * s.w * s.c, ny = (size_t)s.n * s.h * s.w * s.k;
-        size_t nw = (size_t)s.k * 9 * s.c;
-        pair x = pair_random(nx, -1.0f, 1.0f), wt = pair_random(nw, -1.0f, 1.0f);
+        pair x = pair_random((size_t)s.n * s.h * s.w * s.c, -1.0f, 1.0f);
+        pair wt = pair_random((size_t)s.k * 9 * s.c, -1.0f, 1.0f);
         pair b = pair_random(s.k, -0.5f, 0.5f);
-        for (int relu = 0; relu < 2; relu++) {
-            for (int v = 0; v < 3; v++) {
-                bool need_dgrad = needs[v][0], need_wgrad = needs[v][1];
-                /* Both backwards read the same forward output: the CPU's. */
-                pair y = pair_zeros(ny);
-                ct_conv_args ac = conv_args(s, false, &x, &wt, &b, &y, relu);
-                ct_conv_args ag = conv_args(s, true, &x, &wt, &b, &y, relu);
-                OK(cpu.ops->conv3x3_forward(cpu.ctx, &ac));
-                pair_sync_from_cpu(&y);
-
-                pair dy = pair_random(ny, -1.0f, 1.0f);
-                pair dx = pair_junk(nx), dw = pair_junk(nw), db = pair_junk(s.k);
-                ac.dy = dy.c, ac.dx = dx.c, ac.dw = dw.c, ac.db = db.c;
-                ag.dy = dy.g, ag.dx = dx.g, ag.dw = dw.g, ag.db = db.g;
-                OK(cpu.ops->conv3x3_backward(cpu.ctx, &ac, need_dgrad, need_wgrad));
-                OK(gpu.ops->conv3x3_backward(gpu.ctx, &ag, need_dgrad, need_wgrad));
-
-                char what[160];
-                snprintf(what, sizeof what, "conv backward (%d,%d,%d,%d)->%d relu %d dgrad %d "
-                         "wgrad %d", s.n, s.h, s.w, s.c, s.k, relu, need_dgrad, need_wgrad);
-                /* The mask multiplies by exactly 1 or 0. */
-                expect_same(&dy, what);
-                if (need_dgrad) expect_close(&dx, tol_gemm, what);
-                if (need_wgrad) {
-                    expect_close(&dw, tol_gemm, what);
-                    expect_close(&db, TOL_SUM, what);
-                }
-                pair_free(&y);
-                pair_free(&dy);
-                pair_free(&dx);
-                pair_free(&dw);
-                pair_free(&db);
-            }
-        }
+        for (int relu = 0; relu < 2; relu++)
+            for (int v = 0; v < 3; v++)
+                conv_backward_case(&gpu, s, &x, &wt, &b, relu, conv_needs[v][0],
+                                   conv_needs[v][1], "conv backward");
         pair_free(&x);
         pair_free(&wt);
         pair_free(&b);
@@ -435,44 +442,28 @@ Test(cuda_ops, conv3x3_padded_channels) {
     cr_assert_eq(setenv("CUTUNE_CONV_PAD", "always", 1), 0);
     ct_backend g2;
     OK(ct_backend_cuda_init(&g2, 0));
-    static const bool needs[3][2] = {{true, true}, {false, true}, {true, false}};
     const int channels[] = {3, 1, 2, 5, 6, 7};
     for (int t = 0; t < 6; t++) {
         conv_shape s = {rand_int(1, 3), rand_int(2, 12), rand_int(2, 12), channels[t],
                         t == 0 ? 64 : rand_int(1, 20)};
-        size_t nx = (size_t)s.n * s.h * s.w * s.c, ny = (size_t)s.n * s.h * s.w * s.k;
-        size_t nw = (size_t)s.k * 9 * s.c;
-        pair x = pair_random(nx, -1.0f, 1.0f), wt = pair_random(nw, -1.0f, 1.0f);
+        size_t ny = (size_t)s.n * s.h * s.w * s.k;
+        pair x = pair_random((size_t)s.n * s.h * s.w * s.c, -1.0f, 1.0f);
+        pair wt = pair_random((size_t)s.k * 9 * s.c, -1.0f, 1.0f);
         pair b = pair_random(s.k, -0.5f, 0.5f);
-        for (int v = 0; v < 3; v++) {
-            pair y = pair_junk(ny);
-            ct_conv_args ac = conv_args(s, false, &x, &wt, &b, &y, true);
-            ct_conv_args ag = conv_args(s, true, &x, &wt, &b, &y, true);
-            OK(cpu.ops->conv3x3_forward(cpu.ctx, &ac));
-            OK(g2.ops->conv3x3_forward(g2.ctx, &ag));
-            char what[160];
-            snprintf(what, sizeof what, "padded conv (%d,%d,%d,%d)->%d dgrad %d wgrad %d", s.n,
-                     s.h, s.w, s.c, s.k, needs[v][0], needs[v][1]);
-            expect_close(&y, tol_gemm, what);
-            pair_sync_from_cpu(&y); /* both backwards mask with the same y */
-            pair dy = pair_random(ny, -1.0f, 1.0f);
-            pair dx = pair_junk(nx), dw = pair_junk(nw), db = pair_junk(s.k);
-            ac.dy = dy.c, ac.dx = dx.c, ac.dw = dw.c, ac.db = db.c;
-            ag.dy = dy.g, ag.dx = dx.g, ag.dw = dw.g, ag.db = db.g;
-            OK(cpu.ops->conv3x3_backward(cpu.ctx, &ac, needs[v][0], needs[v][1]));
-            OK(g2.ops->conv3x3_backward(g2.ctx, &ag, needs[v][0], needs[v][1]));
-            expect_same(&dy, what);
-            if (needs[v][0]) expect_close(&dx, tol_gemm, what);
-            if (needs[v][1]) {
-                expect_close(&dw, tol_gemm, what);
-                expect_close(&db, TOL_SUM, what);
-            }
-            pair_free(&y);
-            pair_free(&dy);
-            pair_free(&dx);
-            pair_free(&dw);
-            pair_free(&db);
-        }
+        /* The forward decides the padding (forced here); backward follows it. */
+        pair y = pair_junk(ny);
+        ct_conv_args ac = conv_args(s, false, &x, &wt, &b, &y, true);
+        ct_conv_args ag = conv_args(s, true, &x, &wt, &b, &y, true);
+        OK(cpu.ops->conv3x3_forward(cpu.ctx, &ac));
+        OK(g2.ops->conv3x3_forward(g2.ctx, &ag));
+        char what[96];
+        snprintf(what, sizeof what, "padded conv forward (%d,%d,%d,%d)->%d", s.n, s.h, s.w, s.c,
+                 s.k);
+        expect_close(&y, tol_gemm, what);
+        pair_free(&y);
+        for (int v = 0; v < 3; v++)
+            conv_backward_case(&g2, s, &x, &wt, &b, true, conv_needs[v][0], conv_needs[v][1],
+                               "padded conv backward");
         pair_free(&x);
         pair_free(&wt);
         pair_free(&b);
