@@ -98,7 +98,8 @@ typedef struct bench_result {
  * of its forward and backward milliseconds, the work of the batch, the rate achieved and the
  * share of the summed layer time; then the sum, which the step time exceeds by what runs
  * between layers (the loss, the update, copies). */
-static ct_status print_profile(ct_model *m, int n, double *pf, double *pb, const bench_opts *o) {
+static ct_status print_profile(ct_model *m, int n, double *pf, double *pb, double step_ms,
+                               const bench_opts *o) {
     const int nl = ct_model_num_layers(m);
     const size_t steps = (size_t)o->steps;
     double *col = malloc(steps * sizeof *col), *mf = malloc(nl * sizeof *mf),
@@ -132,6 +133,10 @@ static ct_status print_profile(ct_model *m, int n, double *pf, double *pb, const
                gflop, rate, total > 0 ? 100.0 * ms / total : 0.0);
     }
     printf("| (layers) | | | | | %.3f ms |\n\n", total);
+    /* What the layers do not account for: the input copy, the loss, the optimizer update, and
+     * any time the device waited for the host (what CUDA graphs could recover). */
+    printf("median step %.3f ms, of which %.3f ms outside the layers (input copy, loss, update, "
+           "waits for the host)\n\n", step_ms, step_ms > total ? step_ms - total : 0.0);
     free(col);
     free(mf);
     free(mb);
@@ -226,8 +231,9 @@ static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *p
             fflush(stdout);
         }
     }
-    if (o->profile && (s = print_profile(m, n, prof_f, prof_b, o)) != CT_OK) goto done;
     r->median_s = bench_median(times + o->warmup, (size_t)o->steps);
+    if (o->profile && (s = print_profile(m, n, prof_f, prof_b, r->median_s * 1e3, o)) != CT_OK)
+        goto done;
     r->flop_img = f_train;
     /* The arenas and the workspace only grow, so what is held now is the run's peak. */
     size_t mem1 = bench_device_memory(be);
