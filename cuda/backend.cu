@@ -128,6 +128,8 @@ static void destroy_staging(ct_cu_ctx *ctx) {
         if (ctx->stage_released[i]) CT_CU_DISCARD(cudaEventDestroy(ctx->stage_released[i]));
         ctx->stage_ready[i] = ctx->stage_released[i] = NULL;
     }
+    if (ctx->alloc_done) CT_CU_DISCARD(cudaEventDestroy(ctx->alloc_done));
+    ctx->alloc_done = NULL;
     if (ctx->copy_stream) CT_CU_DISCARD(cudaStreamDestroy(ctx->copy_stream));
     ctx->copy_stream = NULL;
 }
@@ -135,9 +137,14 @@ static void destroy_staging(ct_cu_ctx *ctx) {
 static ct_status create_staging(ct_cu_ctx *ctx) {
     ct_status st = CT_CU_STATUS(cudaStreamCreateWithFlags(&ctx->copy_stream,
                                                           cudaStreamNonBlocking));
+    if (st == CT_OK)
+        st = CT_CU_STATUS(cudaEventCreateWithFlags(&ctx->alloc_done, cudaEventDisableTiming));
+    /* The host waits on stage_ready (stage_sync) while loader threads decode: blocking sync
+     * yields the core instead of spinning on it. */
     for (int i = 0; st == CT_OK && i < CT_STAGE_SLOTS; i++) {
         st = CT_CU_STATUS(cudaEventCreateWithFlags(&ctx->stage_ready[i],
-                                                   cudaEventDisableTiming));
+                                                   cudaEventDisableTiming |
+                                                       cudaEventBlockingSync));
         if (st == CT_OK)
             st = CT_CU_STATUS(cudaEventCreateWithFlags(&ctx->stage_released[i],
                                                        cudaEventDisableTiming));

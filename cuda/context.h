@@ -61,6 +61,9 @@ typedef struct ct_cu_ctx {
      * recorded returns at once, so a fresh slot needs no special case. */
     cudaStream_t copy_stream;
     cudaEvent_t stage_ready[CT_STAGE_SLOTS], stage_released[CT_STAGE_SLOTS];
+    /* Recorded after each allocation's zero-fill on the compute stream, and waited for by the
+     * copy stream: a first copy into fresh memory must not race its memset. */
+    cudaEvent_t alloc_done;
 
     cudaEvent_t *marks;    /* (CT_MARKS) profiling events, created on first use */
 

@@ -36,6 +36,12 @@ ct_status ct_cu_alloc(void *p, void **out, size_t bytes) {
         return ct_cu_fail_cuda(e, "cudaMalloc(&mem, bytes)", __func__, __FILE__, __LINE__);
     }
     st = CT_CU_STATUS(cudaMemsetAsync(mem, 0, bytes, ctx->stream));
+    /* The copy stream writes staging buffers without waiting for the compute stream: make it
+     * wait for this zero-fill (allocations happen at set-up, so this costs nothing later). */
+    if (st == CT_OK && ctx->alloc_done) {
+        st = CT_CU_STATUS(cudaEventRecord(ctx->alloc_done, ctx->stream));
+        if (st == CT_OK) st = CT_CU_STATUS(cudaStreamWaitEvent(ctx->copy_stream, ctx->alloc_done, 0));
+    }
     if (st != CT_OK) {
         CT_CU_DISCARD(cudaFree(mem));
         return st;
@@ -191,6 +197,7 @@ ct_status ct_cu_elapsed_ms(void *p, int from, int to, float *ms) {
                         to);
     ct_status st = ct_cu_enter(ctx);
     if (st != CT_OK) return st;
+    CT_CU_CHECK(cudaEventSynchronize(ctx->marks[from]));
     CT_CU_CHECK(cudaEventSynchronize(ctx->marks[to]));
     CT_CU_CHECK(cudaEventElapsedTime(ms, ctx->marks[from], ctx->marks[to]));
     return CT_OK;

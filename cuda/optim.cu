@@ -22,7 +22,7 @@
 __device__ __forceinline__ void sgd_one(float *p, float *vel, const float *g, size_t i, float lr,
                                         float momentum, bool nesterov, float l2x2) {
     float gi = g[i] + l2x2 * p[i];
-    if (!vel) {
+    if (!vel || momentum == 0.0f) { /* as the CPU: no momentum leaves the velocity alone */
         p[i] -= lr * gi;
         return;
     }
@@ -122,6 +122,13 @@ ct_status ct_cu_update_multi(void *ctx_, bool adam, const ct_update_tensor *t, i
                              const ct_update_args *u) {
     ct_cu_ctx *ctx = (ct_cu_ctx *)ctx_;
     if (!u || (n > 0 && !t)) return ct_error(CT_EINVAL, "cuda update_multi: no tensors");
+    /* Every tensor is checked before anything is launched: never half an update. */
+    for (int i = 0; i < n; i++) {
+        const ct_update_tensor *x = &t[i];
+        if (x->count > 0 && (!x->p || !x->g || (adam && (!x->s0 || !x->s1)) ||
+                             (!adam && !x->s0 && u->momentum != 0.0f)))
+            return ct_error(CT_EINVAL, "cuda update_multi: tensor %d lacks a buffer", i);
+    }
     ct_status st = ct_cu_enter(ctx);
     if (st != CT_OK) return st;
     int i = 0;
@@ -132,9 +139,6 @@ ct_status ct_cu_update_multi(void *ctx_, bool adam, const ct_update_tensor *t, i
         for (; i < n && a.n < MULTI_MAX; i++) {
             const ct_update_tensor *x = &t[i];
             if (x->count == 0) continue;
-            if (!x->p || !x->g || (adam && (!x->s0 || !x->s1)) ||
-                (!adam && !x->s0 && u->momentum != 0.0f))
-                return ct_error(CT_EINVAL, "cuda update_multi: tensor %d lacks a buffer", i);
             const int k = a.n++;
             a.p[k] = x->p;
             a.s0[k] = x->s0;
