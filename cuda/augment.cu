@@ -364,7 +364,8 @@ ct_status ct_cu_augment_standardize(void *ctx_, float *out, const uint8_t *in_u8
     if (!out || !sample_index) {
         return ct_error(CT_EINVAL, "cuda augment_standardize: out or sample_index is NULL");
     }
-    if ((size_t)h * (size_t)w > (size_t)INT32_MAX) {
+    /* The statistics kernels step through an image's pixels with int indices. */
+    if ((size_t)h * (size_t)w > (size_t)INT32_MAX - (size_t)MAX_BLOCKS_PER_IMAGE * THREADS) {
         return ct_error(CT_EINVAL, "cuda augment_standardize: %dx%d images are too large", h, w);
     }
     if ((st = ct_cu_enter(ctx)) != CT_OK) return st;

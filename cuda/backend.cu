@@ -10,8 +10,10 @@
  *   CUTUNE_PRECISION=tf32|fp32|bf16  tf32 (default) lets cuDNN and cuBLAS use TF32 tensor
  *                               cores on fp32 data; fp32 forbids it; bf16 runs the convolutions
  *                               on bf16 tensor cores (bf16.cu; compute capability 8.0+).
- *   CUTUNE_DETERMINISTIC=1      only deterministic cuDNN algorithms (bitwise repeatable runs,
- *                               sometimes slower weight gradients).
+ *   CUTUNE_DETERMINISTIC=1      only deterministic cuDNN algorithms, chosen by cuDNN's
+ *                               heuristics rather than by timing, and no timed choices of
+ *                               fusion or padding: bitwise repeatable runs on the same GPU,
+ *                               cuDNN and settings (sometimes slower weight gradients).
  *   CUTUNE_WORKSPACE_MB=N       the most workspace an algorithm search may use (default 1024).
  *   CUTUNE_CONV_PAD=always|never  narrow convolution inputs (VGG16's 3 channels) through
  *                               zero-padded channels, or never; by default the faster way,
@@ -239,6 +241,7 @@ extern "C" ct_status ct_backend_cuda_init(ct_backend *be, int device) {
     ct_cu_ctx *ctx = (ct_cu_ctx *)calloc(1, sizeof *ctx);
     if (!ctx) return ct_error(CT_ENOMEM, "cuda backend: out of host memory for the context");
     ctx->device = device;
+    ctx->info = info;
     ctx->sm_count = info.sm_count > 0 ? info.sm_count : 1;
     ctx->precision = precision;
     const char *det = getenv("CUTUNE_DETERMINISTIC");
@@ -297,4 +300,11 @@ fail_cudnn:
 fail_stream:
     free(ctx);
     return st;
+}
+
+extern "C" ct_status ct_cuda_backend_device(const ct_backend *be, ct_device_info *info) {
+    if (!be || be->ops != &cuda_ops || !be->ctx || !info)
+        return ct_error(CT_EINVAL, "not a CUDA backend");
+    *info = ((const ct_cu_ctx *)be->ctx)->info;
+    return CT_OK;
 }

@@ -58,6 +58,11 @@ static bool is_sticky(cudaError_t e) {
     case cudaErrorInvalidPc:
     case cudaErrorLaunchTimeout:
     case cudaErrorECCUncorrectable:
+#if CUDART_VERSION >= 13000 /* documented as unrecoverable there */
+    case cudaErrorContained:
+    case cudaErrorTensorMemoryLeak:
+    case cudaErrorExternalDevice:
+#endif
         return true;
     default:
         return false;

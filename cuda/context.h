@@ -35,6 +35,7 @@ struct ct_cu_conv_plan; /* conv.cu */
 
 typedef struct ct_cu_ctx {
     int device;            /* CUDA ordinal */
+    ct_device_info info;   /* as ct_cu_device_open found it */
     int sm_count;          /* sizes grids of the reduction kernels */
     ct_cu_precision precision;
     bool deterministic;    /* CUTUNE_DETERMINISTIC=1: only deterministic cuDNN algorithms */

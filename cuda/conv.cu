@@ -26,12 +26,17 @@
  * runs cuDNN on them with float32 accumulation, and widens the result, adding bias and ReLU in
  * the same pass on the way forward (bf16.cu).
  *
- * Narrow inputs: tensor-core kernels want the channel count a multiple of 4 (TF32) or 8 (BF16),
- * and VGG16's first convolution reads 3. For such a shape the first forward times the
- * convolution as it is against copying input and kernel into zero-padded channels (4, or 8 at
- * bf16) and convolving those, and keeps the faster; backward follows the choice, cutting the
- * padded kernel's (and input's) gradient back to the real channels. Zero channels add nothing
- * to the sums, so both ways compute the same function. */
+ * Narrow inputs: TF32 tensor-core kernels want the channel count a multiple of 4, and VGG16's
+ * first convolution reads 3. For such a shape the first forward times the convolution as it is
+ * against copying input and kernel into zero-padded channels (4: such a plan is TF32 at every
+ * precision but fp32, so the first layer's arithmetic does not depend on the choice) and
+ * convolving those, and keeps the faster; backward follows the choice, cutting the padded
+ * kernel's (and input's) gradient back to the real channels. Zero channels add nothing to the
+ * sums, so both ways compute the same function up to summation order.
+ *
+ * With CUTUNE_DETERMINISTIC=1 nothing is chosen by timing: algorithms come from cuDNN's
+ * heuristics (the first deterministic one that fits), the fused call and the padding are not
+ * used, so the same GPU, cuDNN and settings give the same bits on every run. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -236,8 +241,20 @@ static ct_status no_algorithm(const ct_cu_ctx *ctx, const char *dir, const ct_cu
                     ctx->deterministic ? ", deterministic only" : "");
 }
 
+/* The search's workspace: `*limit` bytes, or half as much each time the allocation fails (free
+ * memory can be fragmented), down to none; the search then skips what does not fit. */
+static ct_status search_workspace(ct_cu_ctx *ctx, size_t *limit, void **ws) {
+    for (;;) {
+        ct_status st = ct_cu_workspace(ctx, *limit, ws);
+        if (st != CT_ENOMEM || *limit == 0) return st;
+        *limit = *limit > ((size_t)1 << 20) ? *limit / 2 : 0;
+    }
+}
+
 static ct_status tune_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *x, const void *wt,
                               void *y) {
+    /* Workspace needs depend on the math type: set the search's before asking for them. */
+    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)));
     size_t max_need = 0;
     for (int i = 0; i < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; i++) {
         size_t sz = 0;
@@ -252,17 +269,24 @@ static ct_status tune_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *x,
     }
     size_t limit = tune_limit(ctx, max_need);
     void *ws = NULL;
-    ct_status st = ct_cu_workspace(ctx, limit, &ws);
+    ct_status st = search_workspace(ctx, &limit, &ws);
     if (st != CT_OK) return st;
 
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int got = 0;
-    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)));
-    CT_CU_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
-        ctx->cudnn, p->x_desc, x, p->w_desc, wt, p->conv_desc, p->y_desc, y,
-        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, ws, limit));
+    if (ctx->deterministic)
+        CT_CU_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
+            ctx->cudnn, p->x_desc, p->w_desc, p->conv_desc, p->y_desc,
+            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
+    else
+        CT_CU_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+            ctx->cudnn, p->x_desc, x, p->w_desc, wt, p->conv_desc, p->y_desc, y,
+            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, ws, limit));
     int i = pick(ctx, perf, got, limit);
-    if (i < 0) return no_algorithm(ctx, "forward", p, limit);
+    if (i < 0) {
+        (void)tune_done(ctx, 0); /* give back the search's workspace */
+        return no_algorithm(ctx, "forward", p, limit);
+    }
     p->fwd_algo = perf[i].algo;
     p->fwd_math = perf[i].mathType;
     p->fwd_ws = perf[i].memory;
@@ -272,6 +296,8 @@ static ct_status tune_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *x,
 
 static ct_status tune_backward_data(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *wt,
                                     const void *dy, void *dx) {
+    /* Workspace needs depend on the math type: set the search's before asking for them. */
+    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)));
     size_t max_need = 0;
     for (int i = 0; i < CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT; i++) {
         size_t sz = 0;
@@ -285,17 +311,24 @@ static ct_status tune_backward_data(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const vo
     }
     size_t limit = tune_limit(ctx, max_need);
     void *ws = NULL;
-    ct_status st = ct_cu_workspace(ctx, limit, &ws);
+    ct_status st = search_workspace(ctx, &limit, &ws);
     if (st != CT_OK) return st;
 
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int got = 0;
-    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)));
-    CT_CU_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
-        ctx->cudnn, p->w_desc, wt, p->y_desc, dy, p->conv_desc, p->x_desc, dx,
-        CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf, ws, limit));
+    if (ctx->deterministic)
+        CT_CU_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+            ctx->cudnn, p->w_desc, p->y_desc, p->conv_desc, p->x_desc,
+            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
+    else
+        CT_CU_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
+            ctx->cudnn, p->w_desc, wt, p->y_desc, dy, p->conv_desc, p->x_desc, dx,
+            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf, ws, limit));
     int i = pick(ctx, perf, got, limit);
-    if (i < 0) return no_algorithm(ctx, "backward data", p, limit);
+    if (i < 0) {
+        (void)tune_done(ctx, 0); /* give back the search's workspace */
+        return no_algorithm(ctx, "backward data", p, limit);
+    }
     p->bwd_data_algo = perf[i].algo;
     p->bwd_data_math = perf[i].mathType;
     p->bwd_data_ws = perf[i].memory;
@@ -305,6 +338,8 @@ static ct_status tune_backward_data(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const vo
 
 static ct_status tune_backward_filter(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *x,
                                       const void *dy, void *dw) {
+    /* Workspace needs depend on the math type: set the search's before asking for them. */
+    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)));
     size_t max_need = 0;
     for (int i = 0; i < CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT; i++) {
         size_t sz = 0;
@@ -318,17 +353,24 @@ static ct_status tune_backward_filter(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const 
     }
     size_t limit = tune_limit(ctx, max_need);
     void *ws = NULL;
-    ct_status st = ct_cu_workspace(ctx, limit, &ws);
+    ct_status st = search_workspace(ctx, &limit, &ws);
     if (st != CT_OK) return st;
 
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int got = 0;
-    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)));
-    CT_CU_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
-        ctx->cudnn, p->x_desc, x, p->y_desc, dy, p->conv_desc, p->w_desc, dw,
-        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf, ws, limit));
+    if (ctx->deterministic)
+        CT_CU_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+            ctx->cudnn, p->x_desc, p->y_desc, p->conv_desc, p->w_desc,
+            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
+    else
+        CT_CU_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+            ctx->cudnn, p->x_desc, x, p->y_desc, dy, p->conv_desc, p->w_desc, dw,
+            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf, ws, limit));
     int i = pick(ctx, perf, got, limit);
-    if (i < 0) return no_algorithm(ctx, "backward filter", p, limit);
+    if (i < 0) {
+        (void)tune_done(ctx, 0); /* give back the search's workspace */
+        return no_algorithm(ctx, "backward filter", p, limit);
+    }
     p->bwd_filter_algo = perf[i].algo;
     p->bwd_filter_math = perf[i].mathType;
     p->bwd_filter_ws = perf[i].memory;
@@ -379,6 +421,10 @@ static ct_status time_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_
 /* Decides once per shape whether the fused call is supported and faster; leaves y computed. */
 static ct_status decide_fusion(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a,
                                void *ws) {
+    if (ctx->deterministic) { /* no timing: the same choice on every run */
+        p->fused = 0;
+        return forward_separate(ctx, p, a, ws);
+    }
     cudnnStatus_t s = forward_fused(ctx, p, a, ws);
     if (s != CUDNN_STATUS_SUCCESS) {
         /* Not every algorithm, layout and cuDNN version supports the fused call; falling back is
@@ -406,6 +452,16 @@ static ct_status conv_args_ok(const char *what, const ct_conv_args *a) {
         return ct_error(CT_EINVAL, "cuda %s: bad shape (%d, %d, %d, %d) -> %d", what,
                         a ? a->n : -1, a ? a->h : -1, a ? a->w : -1, a ? a->c : -1,
                         a ? a->k : -1);
+    }
+    /* cuDNN's legacy descriptors take int sizes and strides: a tensor of 2^31 elements or more
+     * cannot be described (VGG16 at 224x224 reaches it at a batch of 669). */
+    const size_t rows = (size_t)a->n * a->h * a->w;
+    const size_t widest = (size_t)(a->c > a->k ? a->c : a->k) + 8; /* + channel padding */
+    if (rows * widest >= ((size_t)1 << 31)) {
+        const size_t per = (size_t)a->h * a->w * widest;
+        return ct_error(CT_EUNSUPPORTED, "cuda %s: (%d, %d, %d, %d) -> %d is too large for "
+                        "cuDNN's 32-bit tensor sizes; use a batch of at most %zu", what, a->n,
+                        a->h, a->w, a->c, a->k, (((size_t)1 << 31) - 1) / per);
     }
     return CT_OK;
 }
@@ -475,10 +531,7 @@ static ct_status forward_as_is(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv
 /* ---- narrow inputs ------------------------------------------------------------------------ */
 
 /* The channel count a narrow input is padded to, or 0 when the shape needs no padding. */
-static int pad_target(const ct_cu_ctx *ctx, int c) {
-    const int q = ctx->precision == CT_CU_BF16 ? 8 : 4;
-    return c % 4 == 0 || c > 64 ? 0 : (c + q - 1) / q * q;
-}
+static int pad_target(int c) { return c % 4 == 0 || c > 64 ? 0 : (c + 3) / 4 * 4; }
 
 /* dst (rows, cp) = src (rows, c) followed by zeros. */
 __global__ void pad_channels_kernel(float *dst, const float *src, size_t rows, int c, int cp) {
@@ -564,7 +617,7 @@ static ct_status decide_padding(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_con
         p->padded = 1;
         return forward_padded(ctx, a, cp);
     }
-    if (force && strcmp(force, "never") == 0) {
+    if ((force && strcmp(force, "never") == 0) || (!force && ctx->deterministic)) {
         p->padded = 0;
         return forward_as_is(ctx, p, a);
     }
@@ -576,6 +629,10 @@ static ct_status decide_padding(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_con
         p->padded = 0;
         return forward_as_is(ctx, p, a);
     }
+    /* Once more each, untimed: the workspace only grows from here on, so no reallocation
+     * lands inside a timed run. */
+    if ((st = forward_as_is(ctx, p, a)) != CT_OK || (st = forward_padded(ctx, a, cp)) != CT_OK)
+        return st;
     float t_plain = 0.0f, t_padded = 0.0f;
     if ((st = time_path(ctx, p, a, 0, &t_plain)) != CT_OK ||
         (st = time_path(ctx, p, a, cp, &t_padded)) != CT_OK)
@@ -589,10 +646,12 @@ ct_status ct_cu_conv3x3_forward(void *c, const ct_conv_args *a) {
     ct_cu_ctx *ctx = (ct_cu_ctx *)c;
     ct_status st = conv_args_ok("conv3x3_forward", a);
     if (st != CT_OK) return st;
+    if (!a->x || !a->wt || !a->b || !a->y)
+        return ct_error(CT_EINVAL, "cuda conv3x3_forward: x, wt, b or y is NULL");
     if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
     ct_cu_conv_plan *p = NULL;
     if ((st = plan_get(ctx, a, &p)) != CT_OK) return st;
-    const int cp = pad_target(ctx, a->c);
+    const int cp = pad_target(a->c);
     if (cp > 0 && p->padded < 0) return decide_padding(ctx, p, a, cp);
     if (cp > 0 && p->padded > 0) return forward_padded(ctx, a, cp);
     return forward_as_is(ctx, p, a);
@@ -672,14 +731,14 @@ ct_status ct_cu_conv3x3_backward(void *c, const ct_conv_args *a, bool need_dgrad
     ct_status st = conv_args_ok("conv3x3_backward", a);
     if (st != CT_OK) return st;
     if (!need_dgrad && !need_wgrad) return CT_OK;
-    if (!a->dy || (need_dgrad && !a->dx) || (need_wgrad && (!a->dw || !a->db)) ||
-        (a->relu && !a->y)) {
+    if (!a->dy || (need_dgrad && (!a->dx || !a->wt)) ||
+        (need_wgrad && (!a->dw || !a->db || !a->x)) || (a->relu && !a->y)) {
         return ct_error(CT_EINVAL, "cuda conv3x3_backward: a gradient buffer is NULL");
     }
     if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
     ct_cu_conv_plan *p = NULL;
     if ((st = plan_get(ctx, a, &p)) != CT_OK) return st;
-    const int cp = pad_target(ctx, a->c);
+    const int cp = pad_target(a->c);
     if (cp > 0 && p->padded > 0) return backward_padded(ctx, a, need_dgrad, need_wgrad, cp);
 
     /* dy becomes dL/d(pre-activation) in place; with weight gradients wanted, the same pass

@@ -434,6 +434,42 @@ Test(cuda_ops, conv3x3_backward) {
     }
 }
 
+/* A NaN in the input must reach every output it touches, as on the CPU: the fused
+ * convolution + bias + ReLU (chosen by timing on the first call) must not turn NaN into 0, or
+ * check_finite would never see it. The second call runs whichever path was chosen. */
+Test(cuda_ops, conv3x3_forward_keeps_nan) {
+    TU_REQUIRE_GPU();
+    conv_shape s = {2, 6, 6, 8, 16};
+    size_t nx = (size_t)s.n * s.h * s.w * s.c, ny = (size_t)s.n * s.h * s.w * s.k;
+    float *h = host_random(nx, -1.0f, 1.0f, 0);
+    h[(size_t)((1 * s.h + 2) * s.w + 3) * s.c + 5] = NAN; /* sample 1, row 2, col 3 */
+    pair x = pair_from(h, nx), wt = pair_random((size_t)s.k * 9 * s.c, -1.0f, 1.0f);
+    pair b = pair_random(s.k, -0.5f, 0.5f);
+    for (int call = 0; call < 2; call++) {
+        pair y = pair_junk(ny);
+        ct_conv_args ac = conv_args(s, false, &x, &wt, &b, &y, true);
+        ct_conv_args ag = conv_args(s, true, &x, &wt, &b, &y, true);
+        OK(cpu.ops->conv3x3_forward(cpu.ctx, &ac));
+        OK(gpu.ops->conv3x3_forward(gpu.ctx, &ag));
+        float *hc, *hg;
+        pair_get(&y, &hc, &hg);
+        size_t nan_c = 0, differ = 0;
+        for (size_t i = 0; i < ny; i++) {
+            nan_c += isnan(hc[i]) != 0;
+            differ += (isnan(hc[i]) != 0) != (isnan(hg[i]) != 0);
+        }
+        cr_expect_eq(nan_c, (size_t)9 * s.k, "the CPU's NaN reach (3x3 window, every filter)");
+        cr_expect_eq(differ, 0, "call %d: %zu outputs NaN on one backend only", call, differ);
+        free(hc);
+        free(hg);
+        pair_free(&y);
+    }
+    free(h);
+    pair_free(&x);
+    pair_free(&wt);
+    pair_free(&b);
+}
+
 /* Narrow inputs through zero-padded channels (CUTUNE_CONV_PAD=always, on a backend of its own
  * so that no plan decided elsewhere applies): forward, then backward in every combination, as
  * the training step calls them, against the CPU. */

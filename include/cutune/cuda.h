@@ -37,6 +37,11 @@ bool ct_cuda_compiled(void);
  * older than the runtime, no device). */
 ct_status ct_cuda_devices(ct_device_info *out, int cap, int *count);
 
+struct ct_backend;
+/* The device a CUDA backend runs on (no other device is touched). CT_EINVAL when `be` is not a
+ * CUDA backend; CT_ENODEV without CUDA support. */
+ct_status ct_cuda_backend_device(const struct ct_backend *be, ct_device_info *info);
+
 /* Driver, runtime, cuDNN and cuBLAS versions; zeros for what is missing. */
 void ct_cuda_versions_get(ct_cuda_versions *v);
 

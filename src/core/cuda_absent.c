@@ -32,3 +32,9 @@ ct_status ct_backend_cuda_init(ct_backend *be, int device) {
     (void)device;
     return ct_error(CT_ENODEV, "%s", reason);
 }
+
+ct_status ct_cuda_backend_device(const struct ct_backend *be, ct_device_info *info) {
+    (void)be;
+    (void)info;
+    return ct_error(CT_ENODEV, "this cutune was built without CUDA");
+}

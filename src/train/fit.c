@@ -1279,9 +1279,7 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
     if (note[0] != '\0') fprintf(stderr, "cutune train: %s\n", note);
     if (c->verbose > 0) {
         ct_device_info dev;
-        int count = 0;
-        if (strcmp(r.be.ops->name, "cpu") != 0 && ct_cuda_devices(&dev, 1, &count) == CT_OK &&
-            count > 0)
+        if (ct_cuda_backend_device(&r.be, &dev) == CT_OK)
             printf("device: %s (compute capability %d.%d, %.0f GiB), precision %s\n", dev.name,
                    dev.cc_major, dev.cc_minor, dev.total_mem / 1073741824.0,
                    ct_backend_precision(&r.be));
