@@ -447,6 +447,10 @@ static ct_status decide_fusion(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv
     return CT_OK;
 }
 
+/* The channel count a narrow input is padded to, or 0 when the shape needs no padding (see
+ * "Narrow inputs" above). */
+static int pad_target(int c) { return c % 4 == 0 || c > 64 ? 0 : (c + 3) / 4 * 4; }
+
 static ct_status conv_args_ok(const char *what, const ct_conv_args *a) {
     if (!a || a->n <= 0 || a->h <= 0 || a->w <= 0 || a->c <= 0 || a->k <= 0) {
         return ct_error(CT_EINVAL, "cuda %s: bad shape (%d, %d, %d, %d) -> %d", what,
@@ -456,7 +460,9 @@ static ct_status conv_args_ok(const char *what, const ct_conv_args *a) {
     /* cuDNN's legacy descriptors take int sizes and strides: a tensor of 2^31 elements or more
      * cannot be described (VGG16 at 224x224 reaches it at a batch of 669). */
     const size_t rows = (size_t)a->n * a->h * a->w;
-    const size_t widest = (size_t)(a->c > a->k ? a->c : a->k) + 8; /* + channel padding */
+    int wide = a->c > a->k ? a->c : a->k;
+    if (pad_target(a->c) > wide) wide = pad_target(a->c);
+    const size_t widest = (size_t)wide;
     if (rows * widest >= ((size_t)1 << 31)) {
         const size_t per = (size_t)a->h * a->w * widest;
         return ct_error(CT_EUNSUPPORTED, "cuda %s: (%d, %d, %d, %d) -> %d is too large for "
@@ -529,9 +535,6 @@ static ct_status forward_as_is(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv
 }
 
 /* ---- narrow inputs ------------------------------------------------------------------------ */
-
-/* The channel count a narrow input is padded to, or 0 when the shape needs no padding. */
-static int pad_target(int c) { return c % 4 == 0 || c > 64 ? 0 : (c + 3) / 4 * 4; }
 
 /* dst (rows, cp) = src (rows, c) followed by zeros. */
 __global__ void pad_channels_kernel(float *dst, const float *src, size_t rows, int c, int cp) {

@@ -302,4 +302,7 @@ Test(train_parts, largest_batch_from_the_memory_plan) {
     cr_expect_eq(ct_train_largest_batch(100, 0, 1100), 0);
     cr_expect_eq(ct_train_largest_batch(100, 10, 110), 0);
     cr_expect_eq(ct_train_largest_batch(0, 1, (size_t)1 << 40), 1000000);
+    /* 224 x 224 x 64 x 668 < 2^31 <= 224 x 224 x 64 x 669 */
+    cr_expect_eq(ct_train_cudnn_batch_cap(224), 668);
+    cr_expect_eq(ct_train_cudnn_batch_cap(32), 32767);
 }

@@ -125,6 +125,9 @@ typedef struct ct_train_result {
  * bytes plus `per_sample` bytes per sample of the batch, keeping a tenth of the rest for the
  * libraries' workspaces. ct_train's out-of-device-memory errors name it. */
 int ct_train_largest_batch(size_t fixed, size_t per_sample, size_t available);
+/* The largest batch whose activations cuDNN's 32-bit tensor descriptors can describe at this
+ * input size (VGG16's widest activation is block1's, input x input x 64 per sample): 668 at 224. */
+long ct_train_cudnn_batch_cap(int input);
 
 /* Trains as configured. CT_EINTR after SIGINT/SIGTERM (a checkpoint was written; the CLI exits
  * 130); CT_ENUMERIC on a NaN/Inf loss or gradient, naming the step and layer (the last good

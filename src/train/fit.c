@@ -1200,6 +1200,13 @@ static ct_status planned_bytes(const fit_run *r, int n, size_t *bytes) {
     return s;
 }
 
+long ct_train_cudnn_batch_cap(int input) {
+    if (input <= 0) return 0;
+    /* The widest activation of VGG16 is block1's: input x input x 64 per sample. */
+    const size_t per = (size_t)input * (size_t)input * 64;
+    return (long)((((size_t)1 << 31) - 1) / per);
+}
+
 int ct_train_largest_batch(size_t fixed, size_t per_sample, size_t available) {
     if (per_sample == 0 || available <= fixed) return 0;
     /* cuDNN's workspace and the libraries' pools grow with the batch too; keep a tenth back. */
@@ -1231,13 +1238,17 @@ static void oom_hint(fit_run *r) {
         return;
     }
     const size_t per = b2 - b1, fixed = b1 - per;
-    const int fit = ct_train_largest_batch(fixed, per, total - used);
+    int fit = ct_train_largest_batch(fixed, per, total - used);
+    /* cuDNN's descriptors take 32-bit sizes: no activation tensor may reach 2^31 elements. */
+    const long cap = ct_train_cudnn_batch_cap(r->input);
+    const bool capped = cap > 0 && fit > cap;
+    if (capped) fit = (int)cap;
     ct_error(CT_ENOMEM,
              "%s. At %dx%d with these frozen layers the model needs %zu MiB plus %.1f MiB per "
              "sample; with %zu MiB of device memory free, the largest batch that fits is about "
-             "%d: try --batch-size %d%s",
+             "%d%s: try --batch-size %d%s",
              msg, r->input, r->input, fixed >> 20, (double)per / (1 << 20), (total - used) >> 20,
-             fit, fit > 0 ? fit : 1,
+             fit, capped ? " (cuDNN's 32-bit tensor sizes allow no more)" : "", fit > 0 ? fit : 1,
              fit > 0 ? "" : " (nothing fits: free device memory, or freeze more layers)");
 }
 
