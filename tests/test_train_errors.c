@@ -206,6 +206,12 @@ Test(train_errors, nan_loss_keeps_the_last_checkpoint) {
     cr_expect(strstr(tc_out, "step 7 (epoch 3, batch 1): the loss is NaN; the output of layer "
                      "dense_1 is the first to hold NaN or Inf") != NULL, "%s", tc_out);
     cr_expect(strstr(tc_out, "checkpoint.h5 is unchanged") != NULL, "%s", tc_out);
+    /* A NaN before the first checkpoint: the message says so, and the new run leaves nothing. */
+    TC_EXPECT(NULL, 1, "No checkpoint was written yet",
+              "train --data %s/d/train --out %s/nan1 " TC_SMALL " --head mri --strategy head "
+              "--epochs 2 --class-weight 1e38,1e38 --verbose 0", D, D);
+    cr_expect(strstr(tc_out, "is unchanged") == NULL, "%s", tc_out);
+    cr_expect(!tc_exists(tc_path("nan1")));
     tc_csv *log = tc_csv_read(tc_path("nan/log.csv"));
     cr_expect_eq(log->rows, 2);
     free(log);

@@ -198,6 +198,7 @@ int bench_data(const char *cmd, const bench_opts *o) {
             (s = ct_model_apply_gradients(d.m, 1.0f)) != CT_OK ||
             (s = be.ops->synchronize(be.ctx)) != CT_OK)
             goto fail;
+        const uint32_t b_epoch = b->epoch; /* b goes back to the loader now */
         s = ct_stream_done(d.stream, d.loader, d.slot);
         d.held = nb;
         d.slot = nslot;
@@ -207,7 +208,7 @@ int bench_data(const char *cmd, const bench_opts *o) {
         d.wait_s[step] = t2 - t1;
         images += n;
         printf("step %ld/%ld%s: epoch %u, %d images, loss %.4f, %.3f s (fetch %.3f s)\n",
-               step + 1, total, step < o->warmup ? " (warm-up)" : "", b->epoch, n, loss,
+               step + 1, total, step < o->warmup ? " (warm-up)" : "", b_epoch, n, loss,
                d.step_s[step], d.wait_s[step]);
         fflush(stdout);
     }

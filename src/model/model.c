@@ -267,7 +267,7 @@ ct_status ct_model_replan(ct_model *m) {
     ct_arena_free(&m->grads);
     ct_arena_free(&m->opt);
     ct_arena_free(&m->acts);
-    m->have_loss = false;
+    m->have_loss = m->loss_queued = false;
     m->first_trainable = compute_first_trainable(m);
     const int ft = m->first_trainable;
     const size_t nb = (size_t)m->cfg.max_batch;

@@ -150,9 +150,9 @@ static void discard_failed_start(const fit_run *r) {
     const ct_train_config *c = r->c;
     if (c->resume || exists(r->ckpt_path) || exists(r->final_path) || exists(r->best_path))
         return;
-    remove(r->log_path);
-    remove(r->config_path);
-    remove(r->curves_path);
+    if (r->wrote_log) remove(r->log_path);
+    if (r->wrote_config) remove(r->config_path);
+    if (r->wrote_curves) remove(r->curves_path);
     if (r->made_dir) rmdir(c->out_dir); /* fails, harmlessly, if anything else is there */
 }
 
@@ -531,6 +531,16 @@ static double batch_correct(const fit_run *r, int n) {
     return correct;
 }
 
+/* The end of a numeric error's message: what is safe on disk. */
+static const char *saved_note(const fit_run *r, char *buf, size_t len) {
+    if (exists(r->ckpt_path))
+        snprintf(buf, len, "The last good checkpoint %s is unchanged", r->ckpt_path);
+    else
+        snprintf(buf, len, "No checkpoint was written yet (the first is written at the end of "
+                 "epoch 1)");
+    return buf;
+}
+
 /* Names the first trainable tensor whose gradient is not finite. */
 static ct_status check_gradients(fit_run *r, int64_t step) {
     ct_backend *be = ct_model_backend(r->m);
@@ -542,11 +552,12 @@ static ct_status check_gradients(fit_run *r, int64_t step) {
             bool finite = true;
             ct_status s = be->ops->check_finite(be->ctx, &finite, t[k]->data, t[k]->size);
             if (s != CT_OK) return s;
+            char note[4400];
             if (!finite)
                 return ct_error(CT_ENUMERIC, "step %lld: the gradient of %s is not finite (NaN or "
-                                "Inf); lower the learning rate or check the data. The last good "
-                                "checkpoint %s is unchanged", (long long)step + 1, t[k]->name,
-                                r->ckpt_path);
+                                "Inf); lower the learning rate or check the data. %s",
+                                (long long)step + 1, t[k]->name,
+                                saved_note(r, note, sizeof note));
         }
     }
     return CT_OK;
@@ -638,13 +649,13 @@ static ct_status train_step(fit_run *r, const ct_batch *b, int slot, bool prefet
     float loss = 0.0f;
     s = ct_model_loss_value(r->m, &loss);
     if (s == CT_ENUMERIC) {
-        char where[256];
+        char where[256], note[4400];
         nonfinite_culprit(r, b->n, where, sizeof where);
         return ct_error(s, "step %lld (epoch %lld, batch %lld): the loss is %s; %s. Lower the "
-                        "learning rate or check the data. The last good checkpoint %s is "
-                        "unchanged", (long long)r->st.step + 1, (long long)r->st.epoch + 1,
-                        (long long)r->st.batch_in_epoch + 1, isnan(loss) ? "NaN" : "infinite",
-                        where, r->ckpt_path);
+                        "learning rate or check the data. %s", (long long)r->st.step + 1,
+                        (long long)r->st.epoch + 1, (long long)r->st.batch_in_epoch + 1,
+                        isnan(loss) ? "NaN" : "infinite", where,
+                        saved_note(r, note, sizeof note));
     }
     if (s != CT_OK) return s;
     if ((s = ct_model_probs(r->m, r->probs)) != CT_OK) return s;
@@ -652,6 +663,12 @@ static ct_status train_step(fit_run *r, const ct_batch *b, int slot, bool prefet
     if ((s = ct_model_grads_finite(r->m, &finite)) != CT_OK) return s;
     /* Name the tensor; one check per tensor only on the way to the error. */
     if (!finite && (s = check_gradients(r, r->st.step)) != CT_OK) return s;
+    if (!finite) {
+        char note[4400];
+        return ct_error(CT_ENUMERIC, "step %lld: a gradient is not finite (NaN or Inf); lower "
+                        "the learning rate or check the data. %s", (long long)r->st.step + 1,
+                        saved_note(r, note, sizeof note));
+    }
     if ((s = ct_model_apply_gradients(r->m, (float)lr_scale)) != CT_OK) return s;
     *loss_out = loss;
     *correct = batch_correct(r, b->n);
@@ -989,8 +1006,10 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
     } else {
         if ((s = apply_freezing(r, 0)) != CT_OK) return s;
         if ((s = write_text(r->config_path, r->config_text)) != CT_OK) return s;
+        r->wrote_config = true;
         if ((s = ct_csv_log_open(&r->log, r->log_path, LOG_KEYS, n_log_keys(r), false)) != CT_OK)
             return s;
+        r->wrote_log = true;
     }
 
     const long n_batches = (long)ct_loader_num_batches(r->tl);
@@ -1025,13 +1044,19 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
                                   !(stop_after_steps > 0 && steps_this_call + 1 >= stop_after_steps);
             s = train_step(r, b, slot, prefetch, &nb, &nslot, lr_scale, &loss, &correct);
             int n = b->n;
+            /* Giving the batches back must not replace the step's own error message. */
+            char msg[4096] = "";
+            if (s != CT_OK) snprintf(msg, sizeof msg, "%s", ct_last_error());
             ct_status rs = release_train(r, b, slot);
             b = nb;
             slot = nslot;
-            if (s == CT_OK) s = rs;
+            if (s == CT_OK && rs != CT_OK) {
+                s = rs;
+                snprintf(msg, sizeof msg, "%s", ct_last_error());
+            }
             if (s != CT_OK) {
                 (void)release_train(r, b, slot);
-                return s;
+                return ct_error(s, "%s", msg);
             }
             r->st.epoch_loss_sum += loss * n;
             r->st.epoch_correct += correct;
@@ -1070,6 +1095,7 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
         memcpy(r->history + (size_t)epoch * FIT_KEYS, row, sizeof row);
         if ((s = ct_csv_log_row(&r->log, epoch, row)) != CT_OK) return s;
         if ((s = write_curves(r, epoch + 1)) != CT_OK) return s;
+        r->wrote_curves = true;
 
         double value = log_value(row, monitor);
         bool improved = false, stop = false;
@@ -1176,14 +1202,13 @@ static void fit_free(fit_run *r) {
  * on the CPU backend. */
 static ct_status planned_bytes(const fit_run *r, int n, size_t *bytes) {
     ct_backend cpu;
-    ct_status s = ct_backend_cpu_init(&cpu, 1);
+    ct_status s = ct_backend_cpu_init(&cpu, 0); /* 0: leaves the thread settings alone */
     if (s != CT_OK) return s;
     ct_model_config mc = {.input_h = r->input, .input_w = r->input, .input_c = 3,
                           .aux_dim = ct_dataset_aux_dim(r->train), .max_batch = n,
-                          .head = r->head, .seed = r->c->seed};
+                          .head = r->head, .seed = r->c->seed, .freeze_to = r->freeze_target};
     ct_model *m = NULL;
     s = ct_model_init(&m, &mc, &cpu);
-    if (s == CT_OK) s = ct_model_freeze_to(m, r->freeze_target);
     if (s == CT_OK) s = ct_model_compile(m, &r->c->optimizer);
     if (s == CT_OK) {
         ct_model_memory mem;
@@ -1222,7 +1247,9 @@ static void oom_hint(fit_run *r) {
     snprintf(msg, sizeof msg, "%s", ct_last_error());
     /* Host allocations can fail too (the frozen-prefix cache, loader buffers): those messages
      * do not come from the CUDA backend and get no batch-size advice. */
-    if (strstr(msg, "cuda") == NULL && strstr(msg, "device memory") == NULL) return;
+    if ((strstr(msg, "cuda") == NULL && strstr(msg, "device memory") == NULL) ||
+        strstr(msg, "host memory") != NULL)
+        return;
     /* What this run holds is released first, so the device's free memory is what a new run with
      * a smaller batch would start from. */
     ct_loader_free(r->tl);
@@ -1295,7 +1322,7 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
                    dev.cc_major, dev.cc_minor, dev.total_mem / 1073741824.0,
                    ct_backend_precision(&r.be));
         else
-            printf("device: cpu, precision fp32\n");
+            printf("device: %s, precision %s\n", r.be.ops->name, ct_backend_precision(&r.be));
     }
     if ((s = build_model(&r)) != CT_OK) goto done;
     r.labels = malloc((size_t)c->batch_size * r.n_out * sizeof(float));

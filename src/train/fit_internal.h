@@ -43,6 +43,7 @@ typedef struct fit_run {
     char freeze_target[64], freeze_now[64];
     bool compiled;
     bool made_dir;               /* this run created the run directory */
+    bool wrote_config, wrote_log, wrote_curves; /* ... and these files in it */
     bool use_weights;
     float class_w[CT_MAX_CLASSES];
     float *labels, *weights, *probs; /* (batch, n_out), (batch), (batch, n_out) host */
