@@ -40,7 +40,8 @@ ct_status ct_cu_alloc(void *p, void **out, size_t bytes) {
      * wait for this zero-fill (allocations happen at set-up, so this costs nothing later). */
     if (st == CT_OK && ctx->alloc_done) {
         st = CT_CU_STATUS(cudaEventRecord(ctx->alloc_done, ctx->stream));
-        if (st == CT_OK) st = CT_CU_STATUS(cudaStreamWaitEvent(ctx->copy_stream, ctx->alloc_done, 0));
+        if (st == CT_OK)
+            st = CT_CU_STATUS(cudaStreamWaitEvent(ctx->copy_stream, ctx->alloc_done, 0));
     }
     if (st != CT_OK) {
         CT_CU_DISCARD(cudaFree(mem));

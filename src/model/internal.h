@@ -41,7 +41,8 @@ struct ct_model {
     bool last_training;
     uint32_t last_step;
     bool have_loss;
-    bool loss_queued; /* a loss was queued since the last forward: ct_model_loss_value may read it */
+    /* A loss was queued since the last forward: ct_model_loss_value may read it. */
+    bool loss_queued;
 
     bool profile;                /* marks around every layer's forward and backward */
     bool fwd_marked[CT_MARKS / 4], bwd_marked[CT_MARKS / 4];

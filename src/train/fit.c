@@ -1040,8 +1040,9 @@ static ct_status run_epochs(fit_run *r, ct_train_result *res) {
             double loss = 0.0, correct = 0.0;
             const ct_batch *nb = NULL;
             int nslot = -1;
-            const bool prefetch = r->st.batch_in_epoch + 1 < steps &&
-                                  !(stop_after_steps > 0 && steps_this_call + 1 >= stop_after_steps);
+            const bool last_before_stop =
+                stop_after_steps > 0 && steps_this_call + 1 >= stop_after_steps;
+            const bool prefetch = r->st.batch_in_epoch + 1 < steps && !last_before_stop;
             s = train_step(r, b, slot, prefetch, &nb, &nslot, lr_scale, &loss, &correct);
             int n = b->n;
             /* Giving the batches back must not replace the step's own error message. */
