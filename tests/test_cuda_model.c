@@ -18,8 +18,11 @@
  *    discontinuities: where a perturbed forward flips a ReLU (pre-activation near 0) or the
  *    winner of a 2x2 max pool (two inputs within the error of each other), a whole gradient
  *    value moves. The fraction of such flips is about the relative perturbation (~1e-3), and
- *    their effect on a gradient's norm about its square root (~3e-2). Gradients: 1e-1, which
- *    still fails any wrong layout, index or missing term (errors of order 1).
+ *    their effect on a gradient's norm about its square root. Measured on the CPU with these
+ *    very twins, one model's kernels perturbed by (1 + e u), u uniform in [-1, 1), e = 3e-4 to
+ *    7e-4 (TF32's per-layer error): worst kernel-gradient error 0.26 and bias 0.28 (mri: one
+ *    ReLU of `dense` flips), 0.18 / 0.17 (iceberg); loss within 5e-4. Gradients: 0.5, bias
+ *    gradients 0.7 - still below the errors of order 1 of a wrong layout, index or term.
  *  - FP32 (CUTUNE_PRECISION=fp32) leaves the summation order and cuDNN's Winograd/FFT
  *    transforms, 1e-4 per layer at worst (test_cuda_ops): logits and probabilities 2e-3, loss
  *    1e-3, gradients (flip fraction ~1e-5, its square root ~3e-3) 1e-2.
@@ -55,12 +58,13 @@ typedef struct tolerances {
     double loss, logits, grads, bias_grads, curve;
 } tolerances;
 
-static const tolerances TOL_TF32 = {"tf32", 1e-2, 2e-2, 1e-1, 3e-1, 2e-2};
-static const tolerances TOL_FP32 = {"fp32", 1e-3, 2e-3, 1e-2, 3e-2, 2e-3};
+static const tolerances TOL_TF32 = {"tf32", 1e-2, 2e-2, 5e-1, 7e-1, 2e-2};
+/* FP32: the same experiment at e = 1e-5 gives 0.015 (mri), at 1e-6 at most 3.7e-3. */
+static const tolerances TOL_FP32 = {"fp32", 1e-3, 2e-3, 5e-2, 1e-1, 2e-3};
 /* BF16: four times TF32's rounding per convolution (8 mantissa bits instead of 10) for the
- * values; the gradients' ReLU-flip term grows with the square root of that, about twice TF32's;
- * the bias gradients keep their factor of about three below 1. */
-static const tolerances TOL_BF16 = {"bf16", 4e-2, 8e-2, 2.5e-1, 7e-1, 6e-2};
+ * values; the gradients' ReLU-flip term grows with the square root of that, about twice TF32's,
+ * which is close to the order-1 errors of real bugs: the gradients are held to 0.8. */
+static const tolerances TOL_BF16 = {"bf16", 4e-2, 8e-2, 8e-1, 9e-1, 6e-2};
 
 static ct_backend cpu, gpu;
 static bool have_gpu;

@@ -434,7 +434,7 @@ Test(cuda_ops, conv3x3_backward) {
     }
 }
 
-/* A NaN in the input must reach every output it touches, as on the CPU: the fused
+/* A NaN in the input must reach every output it touches on the CPU: the fused
  * convolution + bias + ReLU (chosen by timing on the first call) must not turn NaN into 0, or
  * check_finite would never see it. The second call runs whichever path was chosen. */
 Test(cuda_ops, conv3x3_forward_keeps_nan) {
@@ -453,13 +453,16 @@ Test(cuda_ops, conv3x3_forward_keeps_nan) {
         OK(gpu.ops->conv3x3_forward(gpu.ctx, &ag));
         float *hc, *hg;
         pair_get(&y, &hc, &hg);
-        size_t nan_c = 0, differ = 0;
+        /* Winograd- or FFT-type algorithms may spread a NaN over a whole tile: more NaN is
+         * fine (check_finite still sees it), a NaN turned into a number is not. */
+        size_t nan_c = 0, lost = 0;
         for (size_t i = 0; i < ny; i++) {
             nan_c += isnan(hc[i]) != 0;
-            differ += (isnan(hc[i]) != 0) != (isnan(hg[i]) != 0);
+            lost += isnan(hc[i]) && !isnan(hg[i]);
         }
         cr_expect_eq(nan_c, (size_t)9 * s.k, "the CPU's NaN reach (3x3 window, every filter)");
-        cr_expect_eq(differ, 0, "call %d: %zu outputs NaN on one backend only", call, differ);
+        cr_expect_eq(lost, 0, "call %d: %zu outputs NaN on the CPU are numbers on the GPU", call,
+                     lost);
         free(hc);
         free(hg);
         pair_free(&y);
@@ -470,14 +473,13 @@ Test(cuda_ops, conv3x3_forward_keeps_nan) {
     pair_free(&b);
 }
 
-/* Narrow inputs through zero-padded channels (CUTUNE_CONV_PAD=always, on a backend of its own
- * so that no plan decided elsewhere applies): forward, then backward in every combination, as
- * the training step calls them, against the CPU. */
+/* Narrow inputs through zero-padded channels (CUTUNE_CONV_PAD=always): forward, then backward
+ * in every combination, as the training step calls them, against the CPU. */
 Test(cuda_ops, conv3x3_padded_channels) {
     TU_REQUIRE_GPU();
+    /* Read at each shape's first forward; every test is a process of its own, so no shape
+     * was decided before. */
     cr_assert_eq(setenv("CUTUNE_CONV_PAD", "always", 1), 0);
-    ct_backend g2;
-    OK(ct_backend_cuda_init(&g2, 0));
     const int channels[] = {3, 1, 2, 5, 6, 7};
     for (int t = 0; t < 6; t++) {
         conv_shape s = {rand_int(1, 3), rand_int(2, 12), rand_int(2, 12), channels[t],
@@ -491,20 +493,19 @@ Test(cuda_ops, conv3x3_padded_channels) {
         ct_conv_args ac = conv_args(s, false, &x, &wt, &b, &y, true);
         ct_conv_args ag = conv_args(s, true, &x, &wt, &b, &y, true);
         OK(cpu.ops->conv3x3_forward(cpu.ctx, &ac));
-        OK(g2.ops->conv3x3_forward(g2.ctx, &ag));
+        OK(gpu.ops->conv3x3_forward(gpu.ctx, &ag));
         char what[96];
         snprintf(what, sizeof what, "padded conv forward (%d,%d,%d,%d)->%d", s.n, s.h, s.w, s.c,
                  s.k);
         expect_close(&y, tol_gemm, what);
         pair_free(&y);
         for (int v = 0; v < 3; v++)
-            conv_backward_case(&g2, s, &x, &wt, &b, true, conv_needs[v][0], conv_needs[v][1],
+            conv_backward_case(&gpu, s, &x, &wt, &b, true, conv_needs[v][0], conv_needs[v][1],
                                "padded conv backward");
         pair_free(&x);
         pair_free(&wt);
         pair_free(&b);
     }
-    ct_backend_free(&g2);
     cr_assert_eq(unsetenv("CUTUNE_CONV_PAD"), 0);
 }
 

@@ -77,6 +77,7 @@ Test(cuda_train, loader_path_equals_device_path_on_cuda) {
     char flags[1024];
     snprintf(flags, sizeof flags, RUN_FLAGS, D, D);
     TC_MUST(FP32, "train %s --device cuda --augment-on device --out %s", flags, tc_path("dev"));
+    cr_expect(strstr(tc_out, "augmentation: on the device") != NULL, "%s", tc_out);
     TC_MUST(FP32, "train %s --device cuda --augment-on loader --out %s", flags, tc_path("ldr"));
     cr_expect(strstr(tc_out, "augmentation: in the loader threads") != NULL, "%s", tc_out);
     /* The same inputs up to the kernel's rounding (test_cuda_augment), the same arithmetic. */
