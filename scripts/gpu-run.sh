@@ -83,14 +83,20 @@ fi
 
 # First match of a file name under the usual places, then anywhere.
 find_one() {
-    local name=$1
+    local name=$1 hit
     shift
-    { find "$@" -name "$name" 2>/dev/null
-      find / -xdev \( -path /proc -o -path /sys -o -path "$root" \) -prune -o -name "$name" -print 2>/dev/null
-    } | head -1
+    hit=$(find "$@" -name "$name" 2>/dev/null | head -1)
+    [ -z "$hit" ] && hit=$(find / -xdev \( -path /proc -o -path /sys -o -path "$root" \) -prune \
+                               -o -name "$name" -print 2>/dev/null | head -1)
+    echo "$hit"
 }
-cudnn_lib=$(find_one 'libcudnn.so*' /usr/local/cuda/lib64 /usr/lib/$arch)
-cudnn_inc=$(find_one cudnn.h /usr/local/cuda/include /usr/include)
+# PyTorch's wheels (nvidia-cudnn-cu13, nvidia-cublas) live under site-packages/nvidia: searched
+# before the slow scan of the whole file system.
+wheels=$(python3 -c 'import os, nvidia; print(os.path.dirname(list(nvidia.__path__)[0]))' \
+         2>/dev/null)/nvidia
+[ -d "$wheels" ] || wheels=/nonexistent
+cudnn_lib=$(find_one 'libcudnn.so*' /usr/local/cuda/lib64 /usr/lib/$arch "$wheels")
+cudnn_inc=$(find_one cudnn.h /usr/local/cuda/include /usr/include "$wheels")
 mkdir -p "$prefix/cudnn" "$prefix/cublas"
 cmake_extra=()
 if [ -n "$cudnn_lib" ] && [ -n "$cudnn_inc" ]; then
@@ -105,7 +111,7 @@ lib_dirs="$prefix/usr/lib/$arch:$prefix/usr/lib/$arch/openblas-openmp:$(dirname 
 # cuBLAS: the toolkit's own, else PyTorch's wheel (FindCUDAToolkit takes the two paths given).
 if [ ! -e "$cuda_lib/libcublas.so" ]; then
     for l in cublas cublasLt; do
-        f=$(find_one "lib$l.so.*" /usr/local/cuda/lib64)
+        f=$(find_one "lib$l.so.*" /usr/local/cuda/lib64 "$wheels")
         if [ -n "$f" ]; then
             ln -sf "$f" "$prefix/cublas/lib$l.so"
             cmake_extra+=("-DCUDA_${l}_LIBRARY=$prefix/cublas/lib$l.so")
