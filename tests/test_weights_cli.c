@@ -77,6 +77,33 @@ Test(weights_cli, inspect_errors) {
     EXPECT("--help", 0, "export-keras");
 }
 
+/* The inputs on which fuzzing made libhdf5 1.10 crash or hang (tests/fuzz/hdf5_bugs): cutune
+ * reads a file's structure in a child process first, so both end in a message and exit 1,
+ * for inspect and for loading weights into a model, instead of killing or hanging the command. */
+Test(weights_cli, files_that_crash_or_hang_libhdf5_fail_cleanly, .timeout = 120) {
+    cr_assert_eq(setenv("CUTUNE_H5_PROBE_S", "3", 1), 0);
+    char crash[4096], hang[4096], args[9000];
+    snprintf(crash, sizeof crash, "%s/../fuzz/hdf5_bugs/h5hg_read_overflow.bin", tu_fixture(""));
+    snprintf(hang, sizeof hang, "%s/../fuzz/hdf5_bugs/h5hg_protect_hang.bin", tu_fixture(""));
+    snprintf(args, sizeof args, "inspect '%s'", crash);
+    EXPECT(args, 1, "the HDF5 library crashed reading it");
+    snprintf(args, sizeof args, "inspect '%s'", hang);
+    EXPECT(args, 1, "reading it did not finish within 3 s");
+    /* Loading into a model goes through the same guard. */
+    ct_backend be;
+    cr_assert_eq(ct_backend_cpu_init(&be, 1), CT_OK);
+    ct_model_config cfg = {.input_h = 32, .input_w = 32, .input_c = 3, .max_batch = 1,
+                           .head = "mri", .seed = 1};
+    ct_model *m = NULL;
+    cr_assert_eq(ct_model_init(&m, &cfg, &be), CT_OK);
+    cr_expect_eq(ct_weights_load(m, crash, NULL, NULL), CT_EFORMAT);
+    cr_expect(strstr(ct_last_error(), "crashed reading it") != NULL, "%s", ct_last_error());
+    cr_expect_eq(ct_weights_load(m, hang, NULL, NULL), CT_EFORMAT);
+    cr_expect(strstr(ct_last_error(), "did not finish") != NULL, "%s", ct_last_error());
+    ct_model_free(m);
+    ct_backend_free(&be);
+}
+
 Test(weights_cli, export_keras_prints_the_model_and_load_weights) {
     ct_backend be;
     cr_assert_eq(ct_backend_cpu_init(&be, 1), CT_OK);

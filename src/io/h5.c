@@ -3,6 +3,7 @@
  * Keras writes and reads, scalar attributes, safe opening, and atomic file creation (temporary
  * file in the same directory, flush, fsync, rename). */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* strsignal, st_mtim */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -10,9 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "cutune/model.h"
+#include "cutune/weights.h"
 #include "io.h"
 
 /* ---- checked calls ---- */
@@ -133,6 +139,81 @@ void ct__h5_close(hid_t id) {
     H5Eclear2(H5E_DEFAULT);
 }
 
+/* ---- reading untrusted files in a child process first ----
+ *
+ * libhdf5 1.10 can crash (heap overflow in H5HG_read) or loop forever (H5HG__protect) on a
+ * damaged variable-length string attribute: fuzzing found both (tests/fuzz/hdf5_bugs), and no
+ * public HDF5 call can check for it beforehand. So before this process opens a file for the
+ * first time, a forked child reads what cutune reads of its structure (ct_weights_inspect,
+ * ct_weights_read_config); a crash or a hang there becomes a clear error here, and only a file
+ * the child got through is opened by this process. The child touches nothing but HDF5 and exits
+ * with _exit. CUTUNE_H5_PROBE=0 turns this off (the fuzzer, which wants the crashes);
+ * CUTUNE_H5_PROBE_S sets the time limit (default 60 s). */
+
+static bool in_probe_child;
+static struct {
+    char path[4096];
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} probed;
+
+static bool same_file(const char *path, const struct stat *st) {
+    return strcmp(probed.path, path) == 0 && probed.dev == st->st_dev &&
+           probed.ino == st->st_ino && probed.size == st->st_size &&
+           probed.mtime.tv_sec == st->st_mtim.tv_sec &&
+           probed.mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+static ct_status probe_in_child(const char *path, const struct stat *st) {
+    const char *on = getenv("CUTUNE_H5_PROBE");
+    if (in_probe_child || (on != NULL && strcmp(on, "0") == 0) || same_file(path, st))
+        return CT_OK;
+    double limit = 60.0;
+    const char *lim = getenv("CUTUNE_H5_PROBE_S");
+    if (lim != NULL && atof(lim) > 0.0) limit = atof(lim);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) return CT_OK; /* no child to spare: read it here, as before */
+    if (pid == 0) {
+        in_probe_child = true;
+        ct_weights_file *wf = NULL;
+        if (ct_weights_inspect(path, &wf) == CT_OK) ct_weights_file_free(wf);
+        ct_model_config mc;
+        ct_saved_config sc;
+        memset(&mc, 0, sizeof mc);
+        memset(&sc, 0, sizeof sc);
+        if (ct_weights_read_config(path, &mc, &sc) == CT_OK) ct_saved_config_free(&sc);
+        _exit(0);
+    }
+    int status = 0;
+    const struct timespec tick = {0, 2 * 1000 * 1000};
+    double waited = 0.0;
+    pid_t got;
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && waited < limit) {
+        nanosleep(&tick, NULL);
+        waited += 0.002;
+    }
+    if (got == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return ct_error(CT_EFORMAT, "%s: reading it did not finish within %.0f s (libhdf5 loops "
+                        "forever on some damaged files): the file is damaged", path, limit);
+    }
+    if (got > 0 && WIFSIGNALED(status))
+        return ct_error(CT_EFORMAT, "%s: the HDF5 library crashed reading it (signal %d, %s): "
+                        "the file is damaged", path, WTERMSIG(status),
+                        strsignal(WTERMSIG(status)));
+    snprintf(probed.path, sizeof probed.path, "%s", path);
+    probed.dev = st->st_dev;
+    probed.ino = st->st_ino;
+    probed.size = st->st_size;
+    probed.mtime = st->st_mtim;
+    return CT_OK;
+}
+
 ct_status ct__h5_open_read(const char *path, hid_t *file) {
     *file = -1;
     struct stat st;
@@ -151,6 +232,8 @@ ct_status ct__h5_open_read(const char *path, hid_t *file) {
         return ct_error(CT_EFORMAT, "%s: not an HDF5 file (no HDF5 signature; %lld bytes)", path,
                         (long long)st.st_size);
     if (is < 0) return ct__h5_error(CT_EFORMAT, "%s: cannot check the HDF5 signature", path);
+    ct_status ps = probe_in_child(path, &st);
+    if (ps != CT_OK) return ps;
     hid_t fapl = CT_H5(H5Pcreate(H5P_FILE_ACCESS));
     if (fapl < 0) return ct__h5_error(CT_ENOMEM, "%s: cannot create a property list", path);
     /* Strong close: closing the file closes whatever an error path left open in it. */
