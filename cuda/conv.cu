@@ -251,131 +251,160 @@ static ct_status search_workspace(ct_cu_ctx *ctx, size_t *limit, void **ws) {
     }
 }
 
-static ct_status tune_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *x, const void *wt,
-                              void *y) {
-    /* Workspace needs depend on the math type: set the search's before asking for them. */
+/* One algorithm search, whatever the direction: the math type first (workspace needs depend
+ * on it), the most workspace any algorithm asks for (`size_of(algo, &bytes)`; algorithms that
+ * cannot do the shape answer NOT_SUPPORTED and are skipped), that much workspace within the
+ * limits, then cuDNN's heuristics (CUTUNE_DETERMINISTIC: no timing) or a timed search on the
+ * real buffers (`search(perf, &got, ws, limit)`), and the first result `pick` accepts. */
+template <typename Perf, int Count, typename SizeOf, typename Heuristic, typename Search>
+static ct_status search_algorithm(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const char *dir,
+                                  SizeOf size_of, Heuristic heuristic, Search search,
+                                  Perf *chosen) {
     CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)));
     size_t max_need = 0;
-    for (int i = 0; i < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; i++) {
+    for (int i = 0; i < Count; i++) {
         size_t sz = 0;
-        /* NOT_SUPPORTED for algorithms that cannot do this shape: those are simply skipped. */
-        if (cudnnGetConvolutionForwardWorkspaceSize(ctx->cudnn, p->x_desc, p->w_desc,
-                                                    p->conv_desc, p->y_desc,
-                                                    (cudnnConvolutionFwdAlgo_t)i,
-                                                    &sz) == CUDNN_STATUS_SUCCESS &&
-            sz > max_need) {
-            max_need = sz;
-        }
+        if (size_of(i, &sz) == CUDNN_STATUS_SUCCESS && sz > max_need) max_need = sz;
     }
     size_t limit = tune_limit(ctx, max_need);
     void *ws = NULL;
     ct_status st = search_workspace(ctx, &limit, &ws);
     if (st != CT_OK) return st;
-
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    Perf perf[Count];
     int got = 0;
     if (ctx->deterministic)
-        CT_CU_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
-            ctx->cudnn, p->x_desc, p->w_desc, p->conv_desc, p->y_desc,
-            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
+        CT_CU_CHECK(heuristic(perf, &got));
     else
-        CT_CU_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
-            ctx->cudnn, p->x_desc, x, p->w_desc, wt, p->conv_desc, p->y_desc, y,
-            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, ws, limit));
+        CT_CU_CHECK(search(perf, &got, ws, limit));
     int i = pick(ctx, perf, got, limit);
     if (i < 0) {
         (void)tune_done(ctx, 0); /* give back the search's workspace */
-        return no_algorithm(ctx, "forward", p, limit);
+        return no_algorithm(ctx, dir, p, limit);
     }
-    p->fwd_algo = perf[i].algo;
-    p->fwd_math = perf[i].mathType;
-    p->fwd_ws = perf[i].memory;
+    *chosen = perf[i];
+    return tune_done(ctx, chosen->memory);
+}
+
+static ct_status tune_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *x, const void *wt,
+                              void *y) {
+    cudnnConvolutionFwdAlgoPerf_t r = {};
+    ct_status st =
+        search_algorithm<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT>(
+        ctx, p, "forward",
+        [&](int algo, size_t *sz) {
+            return cudnnGetConvolutionForwardWorkspaceSize(ctx->cudnn, p->x_desc, p->w_desc,
+                                                           p->conv_desc, p->y_desc,
+                                                           (cudnnConvolutionFwdAlgo_t)algo, sz);
+        },
+        [&](cudnnConvolutionFwdAlgoPerf_t *perf, int *got) {
+            return cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, p->x_desc, p->w_desc,
+                                                          p->conv_desc, p->y_desc,
+                                                          CUDNN_CONVOLUTION_FWD_ALGO_COUNT, got,
+                                                          perf);
+        },
+        [&](cudnnConvolutionFwdAlgoPerf_t *perf, int *got, void *ws, size_t limit) {
+            return cudnnFindConvolutionForwardAlgorithmEx(
+                ctx->cudnn, p->x_desc, x, p->w_desc, wt, p->conv_desc, p->y_desc, y,
+                CUDNN_CONVOLUTION_FWD_ALGO_COUNT, got, perf, ws, limit);
+        },
+        &r);
+    if (st != CT_OK) return st;
+    p->fwd_algo = r.algo;
+    p->fwd_math = r.mathType;
+    p->fwd_ws = r.memory;
     p->fwd_ready = true;
-    return tune_done(ctx, p->fwd_ws);
+    return CT_OK;
 }
 
 static ct_status tune_backward_data(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *wt,
                                     const void *dy, void *dx) {
-    /* Workspace needs depend on the math type: set the search's before asking for them. */
-    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)));
-    size_t max_need = 0;
-    for (int i = 0; i < CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT; i++) {
-        size_t sz = 0;
-        if (cudnnGetConvolutionBackwardDataWorkspaceSize(ctx->cudnn, p->w_desc, p->y_desc,
-                                                         p->conv_desc, p->x_desc,
-                                                         (cudnnConvolutionBwdDataAlgo_t)i,
-                                                         &sz) == CUDNN_STATUS_SUCCESS &&
-            sz > max_need) {
-            max_need = sz;
-        }
-    }
-    size_t limit = tune_limit(ctx, max_need);
-    void *ws = NULL;
-    ct_status st = search_workspace(ctx, &limit, &ws);
+    cudnnConvolutionBwdDataAlgoPerf_t r = {};
+    ct_status st =
+        search_algorithm<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
+            ctx, p, "backward data",
+            [&](int algo, size_t *sz) {
+                return cudnnGetConvolutionBackwardDataWorkspaceSize(
+                    ctx->cudnn, p->w_desc, p->y_desc, p->conv_desc, p->x_desc,
+                    (cudnnConvolutionBwdDataAlgo_t)algo, sz);
+            },
+            [&](cudnnConvolutionBwdDataAlgoPerf_t *perf, int *got) {
+                return cudnnGetConvolutionBackwardDataAlgorithm_v7(
+                    ctx->cudnn, p->w_desc, p->y_desc, p->conv_desc, p->x_desc,
+                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, got, perf);
+            },
+            [&](cudnnConvolutionBwdDataAlgoPerf_t *perf, int *got, void *ws, size_t limit) {
+                return cudnnFindConvolutionBackwardDataAlgorithmEx(
+                    ctx->cudnn, p->w_desc, wt, p->y_desc, dy, p->conv_desc, p->x_desc, dx,
+                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, got, perf, ws, limit);
+            },
+            &r);
     if (st != CT_OK) return st;
-
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int got = 0;
-    if (ctx->deterministic)
-        CT_CU_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-            ctx->cudnn, p->w_desc, p->y_desc, p->conv_desc, p->x_desc,
-            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
-    else
-        CT_CU_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
-            ctx->cudnn, p->w_desc, wt, p->y_desc, dy, p->conv_desc, p->x_desc, dx,
-            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf, ws, limit));
-    int i = pick(ctx, perf, got, limit);
-    if (i < 0) {
-        (void)tune_done(ctx, 0); /* give back the search's workspace */
-        return no_algorithm(ctx, "backward data", p, limit);
-    }
-    p->bwd_data_algo = perf[i].algo;
-    p->bwd_data_math = perf[i].mathType;
-    p->bwd_data_ws = perf[i].memory;
+    p->bwd_data_algo = r.algo;
+    p->bwd_data_math = r.mathType;
+    p->bwd_data_ws = r.memory;
     p->bwd_data_ready = true;
-    return tune_done(ctx, p->bwd_data_ws);
+    return CT_OK;
 }
 
 static ct_status tune_backward_filter(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *x,
                                       const void *dy, void *dw) {
-    /* Workspace needs depend on the math type: set the search's before asking for them. */
-    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)));
-    size_t max_need = 0;
-    for (int i = 0; i < CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT; i++) {
-        size_t sz = 0;
-        if (cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx->cudnn, p->x_desc, p->y_desc,
-                                                           p->conv_desc, p->w_desc,
-                                                           (cudnnConvolutionBwdFilterAlgo_t)i,
-                                                           &sz) == CUDNN_STATUS_SUCCESS &&
-            sz > max_need) {
-            max_need = sz;
-        }
-    }
-    size_t limit = tune_limit(ctx, max_need);
-    void *ws = NULL;
-    ct_status st = search_workspace(ctx, &limit, &ws);
+    cudnnConvolutionBwdFilterAlgoPerf_t r = {};
+    ct_status st = search_algorithm<cudnnConvolutionBwdFilterAlgoPerf_t,
+                                    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(
+        ctx, p, "backward filter",
+        [&](int algo, size_t *sz) {
+            return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+                ctx->cudnn, p->x_desc, p->y_desc, p->conv_desc, p->w_desc,
+                (cudnnConvolutionBwdFilterAlgo_t)algo, sz);
+        },
+        [&](cudnnConvolutionBwdFilterAlgoPerf_t *perf, int *got) {
+            return cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                ctx->cudnn, p->x_desc, p->y_desc, p->conv_desc, p->w_desc,
+                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, got, perf);
+        },
+        [&](cudnnConvolutionBwdFilterAlgoPerf_t *perf, int *got, void *ws, size_t limit) {
+            return cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                ctx->cudnn, p->x_desc, x, p->y_desc, dy, p->conv_desc, p->w_desc, dw,
+                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, got, perf, ws, limit);
+        },
+        &r);
     if (st != CT_OK) return st;
-
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int got = 0;
-    if (ctx->deterministic)
-        CT_CU_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-            ctx->cudnn, p->x_desc, p->y_desc, p->conv_desc, p->w_desc,
-            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
-    else
-        CT_CU_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
-            ctx->cudnn, p->x_desc, x, p->y_desc, dy, p->conv_desc, p->w_desc, dw,
-            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf, ws, limit));
-    int i = pick(ctx, perf, got, limit);
-    if (i < 0) {
-        (void)tune_done(ctx, 0); /* give back the search's workspace */
-        return no_algorithm(ctx, "backward filter", p, limit);
-    }
-    p->bwd_filter_algo = perf[i].algo;
-    p->bwd_filter_math = perf[i].mathType;
-    p->bwd_filter_ws = perf[i].memory;
+    p->bwd_filter_algo = r.algo;
+    p->bwd_filter_math = r.mathType;
+    p->bwd_filter_ws = r.memory;
     p->bwd_filter_ready = true;
-    return tune_done(ctx, p->bwd_filter_ws);
+    return CT_OK;
+}
+
+/* Backward data and backward filter of a plan on the buffers given (float32, or the bf16
+ * copies of a bf16 plan): searched the first time, then with the chosen algorithm and math. */
+static ct_status run_backward_data(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *wt,
+                                   const void *dy, void *dx) {
+    ct_status st;
+    if (!p->bwd_data_ready && (st = tune_backward_data(ctx, p, wt, dy, dx)) != CT_OK) return st;
+    void *ws = NULL;
+    if ((st = ct_cu_workspace(ctx, p->bwd_data_ws, &ws)) != CT_OK) return st;
+    const float one = 1.0f, zero = 0.0f;
+    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->bwd_data_math));
+    CT_CU_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, p->w_desc, wt, p->y_desc, dy,
+                                             p->conv_desc, p->bwd_data_algo, ws, p->bwd_data_ws,
+                                             &zero, p->x_desc, dx));
+    return CT_OK;
+}
+
+static ct_status run_backward_filter(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *x,
+                                     const void *dy, void *dw) {
+    ct_status st;
+    if (!p->bwd_filter_ready && (st = tune_backward_filter(ctx, p, x, dy, dw)) != CT_OK)
+        return st;
+    void *ws = NULL;
+    if ((st = ct_cu_workspace(ctx, p->bwd_filter_ws, &ws)) != CT_OK) return st;
+    const float one = 1.0f, zero = 0.0f;
+    CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->bwd_filter_math));
+    CT_CU_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, p->x_desc, x, p->y_desc, dy,
+                                               p->conv_desc, p->bwd_filter_algo, ws,
+                                               p->bwd_filter_ws, &zero, p->w_desc, dw));
+    return CT_OK;
 }
 
 /* ---- forward ---------------------------------------------------------------------------- */
@@ -401,21 +430,25 @@ static ct_status forward_separate(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_c
     return ct_cu_bias_act(ctx, a->y, a->b, rows, a->k, a->relu);
 }
 
-static ct_status time_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a,
-                              void *ws, bool fused, float *ms) {
+/* Milliseconds of TUNE_REPS runs of `run` (returning ct_status) on the stream. */
+template <typename Run>
+static ct_status time_reps(ct_cu_ctx *ctx, Run run, float *ms) {
     CT_CU_CHECK(cudaEventRecord(ctx->tune_start, ctx->stream));
     for (int r = 0; r < TUNE_REPS; r++) {
-        if (fused) {
-            CT_CU_CHECK(forward_fused(ctx, p, a, ws));
-        } else {
-            ct_status st = forward_separate(ctx, p, a, ws);
-            if (st != CT_OK) return st;
-        }
+        ct_status st = run();
+        if (st != CT_OK) return st;
     }
     CT_CU_CHECK(cudaEventRecord(ctx->tune_stop, ctx->stream));
     CT_CU_CHECK(cudaEventSynchronize(ctx->tune_stop));
     CT_CU_CHECK(cudaEventElapsedTime(ms, ctx->tune_start, ctx->tune_stop));
     return CT_OK;
+}
+
+static ct_status time_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a,
+                              void *ws, bool fused, float *ms) {
+    return time_reps(ctx, [&]() {
+        return fused ? CT_CU_STATUS(forward_fused(ctx, p, a, ws)) : forward_separate(ctx, p, a, ws);
+    }, ms);
 }
 
 /* Decides once per shape whether the fused call is supported and faster; leaves y computed. */
@@ -599,15 +632,9 @@ static ct_status forward_padded(ct_cu_ctx *ctx, const ct_conv_args *a, int cp) {
 
 static ct_status time_path(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a, int cp,
                            float *ms) {
-    CT_CU_CHECK(cudaEventRecord(ctx->tune_start, ctx->stream));
-    for (int r = 0; r < TUNE_REPS; r++) {
-        ct_status st = cp > 0 ? forward_padded(ctx, a, cp) : forward_as_is(ctx, p, a);
-        if (st != CT_OK) return st;
-    }
-    CT_CU_CHECK(cudaEventRecord(ctx->tune_stop, ctx->stream));
-    CT_CU_CHECK(cudaEventSynchronize(ctx->tune_stop));
-    CT_CU_CHECK(cudaEventElapsedTime(ms, ctx->tune_start, ctx->tune_stop));
-    return CT_OK;
+    return time_reps(ctx, [&]() {
+        return cp > 0 ? forward_padded(ctx, a, cp) : forward_as_is(ctx, p, a);
+    }, ms);
 }
 
 /* Decides once per narrow shape whether padding pays; leaves y computed by the chosen way. Each
@@ -674,31 +701,14 @@ static ct_status backward_bf16(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv
     __nv_bfloat16 *h[5]; /* dy, kernel, dx, x, dkernel */
     ct_status st = cast_arrays(ctx, 5, len, h);
     if (st != CT_OK || (st = ct_cu_to_bf16(ctx, h[0], a->dy, ys)) != CT_OK) return st;
-    const float one = 1.0f, zero = 0.0f;
-    void *ws = NULL;
-    if (need_dgrad) {
-        if ((st = ct_cu_to_bf16(ctx, h[1], a->wt, ks)) != CT_OK) return st;
-        if (!p->bwd_data_ready && (st = tune_backward_data(ctx, p, h[1], h[0], h[2])) != CT_OK)
-            return st;
-        if ((st = ct_cu_workspace(ctx, p->bwd_data_ws, &ws)) != CT_OK) return st;
-        CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->bwd_data_math));
-        CT_CU_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, p->w_desc, h[1], p->y_desc,
-                                                 h[0], p->conv_desc, p->bwd_data_algo, ws,
-                                                 p->bwd_data_ws, &zero, p->x_desc, h[2]));
-        if ((st = ct_cu_from_bf16(ctx, a->dx, h[2], xs)) != CT_OK) return st;
-    }
-    if (need_wgrad) {
-        if ((st = ct_cu_to_bf16(ctx, h[3], a->x, xs)) != CT_OK) return st;
-        if (!p->bwd_filter_ready &&
-            (st = tune_backward_filter(ctx, p, h[3], h[0], h[4])) != CT_OK)
-            return st;
-        if ((st = ct_cu_workspace(ctx, p->bwd_filter_ws, &ws)) != CT_OK) return st;
-        CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->bwd_filter_math));
-        CT_CU_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, p->x_desc, h[3], p->y_desc,
-                                                   h[0], p->conv_desc, p->bwd_filter_algo, ws,
-                                                   p->bwd_filter_ws, &zero, p->w_desc, h[4]));
-        if ((st = ct_cu_from_bf16(ctx, a->dw, h[4], ks)) != CT_OK) return st;
-    }
+    if (need_dgrad && ((st = ct_cu_to_bf16(ctx, h[1], a->wt, ks)) != CT_OK ||
+                       (st = run_backward_data(ctx, p, h[1], h[0], h[2])) != CT_OK ||
+                       (st = ct_cu_from_bf16(ctx, a->dx, h[2], xs)) != CT_OK))
+        return st;
+    if (need_wgrad && ((st = ct_cu_to_bf16(ctx, h[3], a->x, xs)) != CT_OK ||
+                       (st = run_backward_filter(ctx, p, h[3], h[0], h[4])) != CT_OK ||
+                       (st = ct_cu_from_bf16(ctx, a->dw, h[4], ks)) != CT_OK))
+        return st;
     return CT_OK;
 }
 
@@ -757,26 +767,7 @@ ct_status ct_cu_conv3x3_backward(void *c, const ct_conv_args *a, bool need_dgrad
 
     if (p->bf16) return backward_bf16(ctx, p, a, need_dgrad, need_wgrad);
 
-    const float one = 1.0f, zero = 0.0f;
-    void *ws = NULL;
-    if (need_dgrad) {
-        if (!p->bwd_data_ready && (st = tune_backward_data(ctx, p, a->wt, a->dy, a->dx)) != CT_OK)
-            return st;
-        if ((st = ct_cu_workspace(ctx, p->bwd_data_ws, &ws)) != CT_OK) return st;
-        CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->bwd_data_math));
-        CT_CU_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, p->w_desc, a->wt, p->y_desc,
-                                                 a->dy, p->conv_desc, p->bwd_data_algo, ws,
-                                                 p->bwd_data_ws, &zero, p->x_desc, a->dx));
-    }
-    if (need_wgrad) {
-        if (!p->bwd_filter_ready &&
-            (st = tune_backward_filter(ctx, p, a->x, a->dy, a->dw)) != CT_OK)
-            return st;
-        if ((st = ct_cu_workspace(ctx, p->bwd_filter_ws, &ws)) != CT_OK) return st;
-        CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->bwd_filter_math));
-        CT_CU_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, p->x_desc, a->x, p->y_desc,
-                                                   a->dy, p->conv_desc, p->bwd_filter_algo, ws,
-                                                   p->bwd_filter_ws, &zero, p->w_desc, a->dw));
-    }
+    if (need_dgrad && (st = run_backward_data(ctx, p, a->wt, a->dy, a->dx)) != CT_OK) return st;
+    if (need_wgrad && (st = run_backward_filter(ctx, p, a->x, a->dy, a->dw)) != CT_OK) return st;
     return CT_OK;
 }
