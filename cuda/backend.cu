@@ -8,7 +8,8 @@
  *
  * Environment, read once at init:
  *   CUTUNE_PRECISION=tf32|fp32|bf16  tf32 (default) lets cuDNN and cuBLAS use TF32 tensor
- *                               cores on fp32 data; fp32 forbids it; bf16 runs the convolutions
+ *                               cores on fp32 data; fp32 forbids it; bf16 is mixed precision:
+ *                               models keep the backbone's activations in bf16 and convolve them
  *                               on bf16 tensor cores (bf16.cu; compute capability 8.0+).
  *   CUTUNE_DETERMINISTIC=1      only deterministic cuDNN algorithms, chosen by cuDNN's
  *                               heuristics rather than by timing, and no timed choices of
@@ -182,10 +183,16 @@ static void cuda_free(void *p) {
     free(ctx);
 }
 
+static const char *cuda_precision(void *c) {
+    ct_cu_precision p = ((const ct_cu_ctx *)c)->precision;
+    return p == CT_CU_FP32 ? "fp32" : p == CT_CU_TF32 ? "tf32" : "bf16";
+}
+
 /* In the order of ct_backend_ops; C++17 has no designated initialisers. */
 static const ct_backend_ops cuda_ops = {
     "cuda",
     cuda_free,
+    cuda_precision,
     ct_cu_alloc,
     ct_cu_release,
     ct_cu_copy_to_device,
@@ -208,6 +215,7 @@ static const ct_backend_ops cuda_ops = {
     ct_cu_adam_update,
     ct_cu_update_multi,
     ct_cu_check_finite,
+    ct_cu_cast,
     ct_cu_augment_standardize,
     ct_cu_host_alloc,
     ct_cu_host_release,

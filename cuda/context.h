@@ -25,10 +25,10 @@
 #include "cutune/cuda.h"
 #include "cutune/status.h"
 
-/* Arithmetic of convolutions and GEMMs; the op interface's tensors are float32 in all three.
- * TF32 rounds the inputs of each multiply to 10 mantissa bits on tensor cores (Ampere and
- * newer) and accumulates in fp32. BF16 runs the convolutions on bf16 copies of their inputs
- * (8 mantissa bits) with fp32 accumulation, as autocast does (bf16.cu); dense layers stay TF32. */
+/* Arithmetic of convolutions and GEMMs. TF32 rounds the inputs of each multiply to 10 mantissa
+ * bits on tensor cores (Ampere and newer) and accumulates in fp32. BF16 is mixed precision: the
+ * model stores the backbone's activations in bf16 and its convolutions take them as they are
+ * (conv.cu, bf16.cu); float32 convolutions and the dense layers run as TF32. */
 typedef enum { CT_CU_FP32, CT_CU_TF32, CT_CU_BF16 } ct_cu_precision;
 
 struct ct_cu_conv_plan; /* conv.cu */
@@ -51,8 +51,8 @@ typedef struct ct_cu_ctx {
     size_t ws_high;        /* the most any chosen convolution algorithm needs, bytes */
     size_t tune_ws_cap;    /* the most workspace an algorithm search may ask for, bytes */
 
-    /* Grow-only scratch buffers beside the workspace: the bf16 copies of BF16 convolutions, and
-     * the channel-padded copies of narrow convolution inputs (conv.cu). */
+    /* Grow-only scratch buffers beside the workspace: the bf16 kernels and kernel gradients of
+     * bf16 convolutions, and the channel-padded copies of narrow convolution inputs (conv.cu). */
     void *scratch[2];
     size_t scratch_bytes[2];
 
@@ -129,9 +129,10 @@ ct_status ct_cu_conv3x3_backward(void *ctx, const ct_conv_args *a, bool need_dgr
 void ct_cu_conv_plans_free(ct_cu_ctx *ctx);
 
 /* pool.cu */
-ct_status ct_cu_maxpool_forward(void *ctx, float *y, const float *x, int n, int h, int w, int c);
-ct_status ct_cu_maxpool_backward(void *ctx, float *dx, const float *dy, const float *x,
-                                 const float *y, int n, int h, int w, int c);
+ct_status ct_cu_maxpool_forward(void *ctx, ct_dtype dt, void *y, const void *x, int n, int h,
+                                int w, int c);
+ct_status ct_cu_maxpool_backward(void *ctx, ct_dtype dt, void *dx, const void *dy, const void *x,
+                                 const void *y, int n, int h, int w, int c);
 ct_status ct_cu_global_pool_forward(void *ctx, ct_global_pool kind, float *y, const float *x,
                                     int n, int h, int w, int c);
 ct_status ct_cu_global_pool_backward(void *ctx, ct_global_pool kind, float *dx, const float *dy,
@@ -156,24 +157,38 @@ ct_status ct_cu_check_finite(void *ctx, bool *finite, const float *x, size_t cou
 /* elementwise.cu: pieces shared by conv and dense, on row-major (rows, cols) data whose column
  * is the channel (NHWC activations, dense outputs). */
 
+/* Loads and stores of activation elements, float32 or bf16, as float32 arithmetic sees them:
+ * kernels templated on the element type use these. */
+__host__ __device__ __forceinline__ float ct_cu_ld(const float *p) { return *p; }
+__host__ __device__ __forceinline__ float ct_cu_ld(const __nv_bfloat16 *p) {
+    return __bfloat162float(*p);
+}
+__host__ __device__ __forceinline__ void ct_cu_st(float *p, float v) { *p = v; }
+__host__ __device__ __forceinline__ void ct_cu_st(__nv_bfloat16 *p, float v) {
+    *p = __float2bfloat16_rn(v);
+}
+
 /* y = y + b[col], then ReLU when `relu`. */
 ct_status ct_cu_bias_act(ct_cu_ctx *ctx, float *y, const float *b, size_t rows, int cols,
                          bool relu);
-/* dy = (y > 0 ? dy : 0), elementwise over `count` values: the ReLU's gradient mask. */
-ct_status ct_cu_relu_mask(ct_cu_ctx *ctx, float *dy, const float *y, size_t count);
+/* dy = (y > 0 ? dy : 0), elementwise over `count` values of type dt: the ReLU's gradient
+ * mask. */
+ct_status ct_cu_relu_mask(ct_cu_ctx *ctx, ct_dtype dt, void *dy, const void *y, size_t count);
 /* db[col] = sum over rows of dy[row, col]; when y is not NULL, dy is first masked in place as
  * by ct_cu_relu_mask, in the same pass. Deterministic: fixed-order partial sums, no atomics. Uses the
  * workspace for the partial sums, so call it before anything else that uses the workspace in
  * the same op. */
-ct_status ct_cu_bias_grad(ct_cu_ctx *ctx, float *db, float *dy, const float *y, size_t rows,
-                          int cols);
+ct_status ct_cu_bias_grad(ct_cu_ctx *ctx, ct_dtype dt, float *db, void *dy, const void *y,
+                          size_t rows, int cols);
 
 /* bf16.cu */
+ct_status ct_cu_cast(void *ctx, void *dst, ct_dtype dst_type, const void *src, ct_dtype src_type,
+                     size_t count);
 ct_status ct_cu_to_bf16(ct_cu_ctx *ctx, __nv_bfloat16 *dst, const float *src, size_t count);
 ct_status ct_cu_from_bf16(ct_cu_ctx *ctx, float *dst, const __nv_bfloat16 *src, size_t count);
-/* y = act(float(yh) + b[col]) over (rows, cols). */
-ct_status ct_cu_bias_act_bf16(ct_cu_ctx *ctx, float *y, const __nv_bfloat16 *yh, const float *b,
-                              size_t rows, int cols, bool relu);
+/* y = rn(act(float(y) + b[col])) in place over (rows, cols) of bf16. */
+ct_status ct_cu_bias_act_bf16(ct_cu_ctx *ctx, __nv_bfloat16 *y, const float *b, size_t rows,
+                              int cols, bool relu);
 
 /* loss.cu */
 ct_status ct_cu_loss_forward_backward(void *ctx, ct_loss_kind kind, float *loss, float *probs,

@@ -20,19 +20,21 @@
  * computing the bias gradient in the same pass, then runs backward data and backward filter,
  * each writing its output (beta = 0).
  *
- * At bf16 precision a plan whose channel counts are multiples of 8 (every VGG16 convolution but
- * the first, whose 3 input channels bf16 tensor cores cannot take; it stays TF32) describes its
- * tensors as bf16: each call rounds its float32 operands into bf16 copies in the cast buffer,
- * runs cuDNN on them with float32 accumulation, and widens the result, adding bias and ReLU in
- * the same pass on the way forward (bf16.cu).
+ * bf16 activations (a->act == CT_BF16, what models store at bf16 precision) get plans of their
+ * own whose tensors are bf16: cuDNN reads x and dy and writes y and dx as they are, on bf16
+ * tensor cores with float32 accumulation. Only the kernel is cast (to a bf16 copy in the cast
+ * buffer, each call: 1/100 of an activation's traffic), and the kernel gradient comes back as a
+ * bf16 copy widened into the float32 dw. Bias and ReLU follow the convolution in bf16.cu's
+ * epilogue, in place; the backward mask and bias sum read the bf16 y and dy directly. Float32
+ * convolutions at bf16 precision run as TF32.
  *
  * Narrow inputs: TF32 tensor-core kernels want the channel count a multiple of 4, and VGG16's
- * first convolution reads 3. For such a shape the first forward times the convolution as it is
- * against copying input and kernel into zero-padded channels (4: such a plan is TF32 at every
- * precision but fp32, so the first layer's arithmetic does not depend on the choice) and
- * convolving those, and keeps the faster; backward follows the choice, cutting the padded
- * kernel's (and input's) gradient back to the real channels. Zero channels add nothing to the
- * sums, so both ways compute the same function up to summation order.
+ * first convolution reads 3. For such a float32 shape the first forward times the convolution as
+ * it is against copying input and kernel into zero-padded channels (4) and convolving those, and
+ * keeps the faster; backward follows the choice, cutting the padded kernel's (and input's)
+ * gradient back to the real channels. Zero channels add nothing to the sums, so both ways
+ * compute the same function up to summation order. bf16 tensor cores need multiples of 8, so a
+ * bf16 shape with other channel counts is always padded to the next multiple of 8.
  *
  * With CUTUNE_DETERMINISTIC=1 nothing is chosen by timing: algorithms come from cuDNN's
  * heuristics (the first deterministic one that fits), the fused call and the padding are not
@@ -51,7 +53,7 @@
 
 typedef struct ct_cu_conv_plan {
     int n, h, w, c, k;
-    bool bf16; /* descriptors and buffers in bf16 (see above) */
+    bool bf16; /* x, y (and dx, dy) described as bf16 (see above) */
     cudnnTensorDescriptor_t x_desc; /* (n, h, w, c) NHWC */
     cudnnTensorDescriptor_t y_desc; /* (n, h, w, k) NHWC */
     cudnnTensorDescriptor_t b_desc; /* (1, k, 1, 1) */
@@ -117,7 +119,7 @@ static ct_status plan_create(ct_cu_ctx *ctx, const ct_conv_args *a, ct_cu_conv_p
     p->k = a->k;
     p->fused = -1;
     p->padded = -1;
-    p->bf16 = ctx->precision == CT_CU_BF16 && a->c % 8 == 0 && a->k % 8 == 0;
+    p->bf16 = a->act == CT_BF16;
     const cudnnDataType_t dt = p->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
 
     /* plan_destroy skips descriptors not created yet, so every failure below can use it. */
@@ -175,7 +177,8 @@ static ct_status plan_get(ct_cu_ctx *ctx, const ct_conv_args *a, ct_cu_conv_plan
      * nanoseconds beside a convolution. */
     for (int i = 0; i < ctx->n_plans; i++) {
         ct_cu_conv_plan *p = ctx->plans[i];
-        if (p->n == a->n && p->h == a->h && p->w == a->w && p->c == a->c && p->k == a->k) {
+        if (p->n == a->n && p->h == a->h && p->w == a->w && p->c == a->c && p->k == a->k &&
+            p->bf16 == (a->act == CT_BF16)) {
             *out = p;
             return CT_OK;
         }
@@ -219,13 +222,14 @@ static ct_status tune_done(ct_cu_ctx *ctx, size_t chosen_ws) {
  * respects the precision and determinism policies; -1 when none does. The three perf structs of
  * cuDNN have the same fields, hence the template. */
 template <typename Perf>
-static int pick(const ct_cu_ctx *ctx, const Perf *perf, int count, size_t limit) {
+static int pick(const ct_cu_ctx *ctx, const ct_cu_conv_plan *p, const Perf *perf, int count,
+                size_t limit) {
     for (int i = 0; i < count; i++) {
         const Perf *r = &perf[i];
         if (r->status != CUDNN_STATUS_SUCCESS || r->memory > limit) continue;
         if (ctx->deterministic && r->determinism != CUDNN_DETERMINISTIC) continue;
         if (r->mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
-        if (ctx->precision == CT_CU_FP32 && r->mathType != CUDNN_FMA_MATH) continue;
+        if (!p->bf16 && ctx->precision == CT_CU_FP32 && r->mathType != CUDNN_FMA_MATH) continue;
         return i;
     }
     return -1;
@@ -234,10 +238,11 @@ static int pick(const ct_cu_ctx *ctx, const Perf *perf, int count, size_t limit)
 static ct_status no_algorithm(const ct_cu_ctx *ctx, const char *dir, const ct_cu_conv_plan *p,
                               size_t limit) {
     return ct_error(CT_EUNSUPPORTED,
-                    "cuda conv %s: cuDNN has no usable algorithm for (%d, %d, %d, %d) -> %d "
+                    "cuda conv %s: cuDNN has no usable algorithm for %s (%d, %d, %d, %d) -> %d "
                     "channels within %zu MiB of workspace (precision %s%s); raise "
                     "CUTUNE_WORKSPACE_MB or change CUTUNE_PRECISION",
-                    dir, p->n, p->h, p->w, p->c, p->k, limit >> 20, precision_name(ctx),
+                    dir, p->bf16 ? "bf16" : "float32", p->n, p->h, p->w, p->c, p->k,
+                    limit >> 20, precision_name(ctx),
                     ctx->deterministic ? ", deterministic only" : "");
 }
 
@@ -276,7 +281,7 @@ static ct_status search_algorithm(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const char
         CT_CU_CHECK(heuristic(perf, &got));
     else
         CT_CU_CHECK(search(perf, &got, ws, limit));
-    int i = pick(ctx, perf, got, limit);
+    int i = pick(ctx, p, perf, got, limit);
     if (i < 0) {
         (void)tune_done(ctx, 0); /* give back the search's workspace */
         return no_algorithm(ctx, dir, p, limit);
@@ -427,7 +432,7 @@ static ct_status forward_separate(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_c
                                         p->conv_desc, p->fwd_algo, ws, p->fwd_ws, &zero,
                                         p->y_desc, a->y));
     size_t rows = (size_t)a->n * a->h * a->w;
-    return ct_cu_bias_act(ctx, a->y, a->b, rows, a->k, a->relu);
+    return ct_cu_bias_act(ctx, (float *)a->y, a->b, rows, a->k, a->relu);
 }
 
 /* Milliseconds of TUNE_REPS runs of `run` (returning ct_status) on the stream. */
@@ -482,7 +487,10 @@ static ct_status decide_fusion(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv
 
 /* The channel count a narrow input is padded to, or 0 when the shape needs no padding (see
  * "Narrow inputs" above). */
-static int pad_target(int c) { return c % 4 == 0 || c > 64 ? 0 : (c + 3) / 4 * 4; }
+static int pad_target(int c, ct_dtype act) {
+    if (act == CT_BF16) return c % 8 == 0 ? 0 : (c + 7) / 8 * 8;
+    return c % 4 == 0 || c > 64 ? 0 : (c + 3) / 4 * 4;
+}
 
 static ct_status conv_args_ok(const char *what, const ct_conv_args *a) {
     if (!a || a->n <= 0 || a->h <= 0 || a->w <= 0 || a->c <= 0 || a->k <= 0) {
@@ -494,7 +502,7 @@ static ct_status conv_args_ok(const char *what, const ct_conv_args *a) {
      * cannot be described (VGG16 at 224x224 reaches it at a batch of 669). */
     const size_t rows = (size_t)a->n * a->h * a->w;
     int wide = a->c > a->k ? a->c : a->k;
-    if (pad_target(a->c) > wide) wide = pad_target(a->c);
+    if (pad_target(a->c, a->act) > wide) wide = pad_target(a->c, a->act);
     const size_t widest = (size_t)wide;
     if (rows * widest >= ((size_t)1 << 31)) {
         const size_t per = (size_t)a->h * a->w * widest;
@@ -528,25 +536,23 @@ static ct_status cast_arrays(ct_cu_ctx *ctx, int count, const size_t *len, __nv_
     return st;
 }
 
-/* Forward of a bf16 plan: round x and the kernel, convolve, widen with bias and ReLU. */
+/* Forward of a bf16 plan: x and y are bf16 already; the kernel is rounded into the cast buffer,
+ * and bias + ReLU are applied in place after the convolution. */
 static ct_status forward_bf16(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a) {
     const size_t rows = (size_t)a->n * a->h * a->w;
-    const size_t len[3] = {rows * (size_t)a->c, (size_t)a->k * 9 * a->c, rows * (size_t)a->k};
-    __nv_bfloat16 *h[3]; /* x, kernel, y */
-    ct_status st = cast_arrays(ctx, 3, len, h);
-    if (st != CT_OK) return st;
-    if ((st = ct_cu_to_bf16(ctx, h[0], a->x, len[0])) != CT_OK ||
-        (st = ct_cu_to_bf16(ctx, h[1], a->wt, len[1])) != CT_OK)
-        return st;
-    if (!p->fwd_ready && (st = tune_forward(ctx, p, h[0], h[1], h[2])) != CT_OK) return st;
+    const size_t len[1] = {(size_t)a->k * 9 * a->c};
+    __nv_bfloat16 *kh[1];
+    ct_status st = cast_arrays(ctx, 1, len, kh);
+    if (st != CT_OK || (st = ct_cu_to_bf16(ctx, kh[0], a->wt, len[0])) != CT_OK) return st;
+    if (!p->fwd_ready && (st = tune_forward(ctx, p, a->x, kh[0], a->y)) != CT_OK) return st;
     void *ws = NULL;
     if ((st = ct_cu_workspace(ctx, p->fwd_ws, &ws)) != CT_OK) return st;
     const float one = 1.0f, zero = 0.0f;
     CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, p->fwd_math));
-    CT_CU_CHECK(cudnnConvolutionForward(ctx->cudnn, &one, p->x_desc, h[0], p->w_desc, h[1],
+    CT_CU_CHECK(cudnnConvolutionForward(ctx->cudnn, &one, p->x_desc, a->x, p->w_desc, kh[0],
                                         p->conv_desc, p->fwd_algo, ws, p->fwd_ws, &zero,
-                                        p->y_desc, h[2]));
-    return ct_cu_bias_act_bf16(ctx, a->y, h[2], a->b, rows, a->k, a->relu);
+                                        p->y_desc, a->y));
+    return ct_cu_bias_act_bf16(ctx, (__nv_bfloat16 *)a->y, a->b, rows, a->k, a->relu);
 }
 
 /* The forward of a plan, on the channels it has. */
@@ -569,64 +575,78 @@ static ct_status forward_as_is(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv
 
 /* ---- narrow inputs ------------------------------------------------------------------------ */
 
-/* dst (rows, cp) = src (rows, c) followed by zeros. */
-__global__ void pad_channels_kernel(float *dst, const float *src, size_t rows, int c, int cp) {
+/* dst (rows, cp) = src (rows, c) followed by zeros; Tin -> Tout converts (float32 -> bf16
+ * rounds). */
+template <typename Tout, typename Tin>
+__global__ void pad_channels_kernel(Tout *dst, const Tin *src, size_t rows, int c, int cp) {
     size_t count = rows * (size_t)cp, stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) {
         size_t r = i / (size_t)cp;
         int j = (int)(i - r * (size_t)cp);
-        dst[i] = j < c ? src[r * (size_t)c + (size_t)j] : 0.0f;
+        ct_cu_st(&dst[i], j < c ? ct_cu_ld(&src[r * (size_t)c + (size_t)j]) : 0.0f);
     }
 }
 
 /* dst (rows, c) = the first c columns of src (rows, cp). */
-__global__ void unpad_channels_kernel(float *dst, const float *src, size_t rows, int c, int cp) {
+template <typename Tout, typename Tin>
+__global__ void unpad_channels_kernel(Tout *dst, const Tin *src, size_t rows, int c, int cp) {
     size_t count = rows * (size_t)c, stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) {
         size_t r = i / (size_t)c;
-        dst[i] = src[r * (size_t)cp + (i - r * (size_t)c)];
+        ct_cu_st(&dst[i], ct_cu_ld(&src[r * (size_t)cp + (i - r * (size_t)c)]));
     }
 }
 
-static ct_status pad_channels(ct_cu_ctx *ctx, float *dst, const float *src, size_t rows, int c,
-                              int cp) {
+/* The activation-typed copies: float32 or bf16 on both sides. */
+static ct_status pad_channels(ct_cu_ctx *ctx, ct_dtype dt, void *dst, const void *src,
+                              size_t rows, int c, int cp) {
     const size_t count = rows * (size_t)cp;
-    pad_channels_kernel<<<ct_cu_grid(ctx, count, 256), 256, 0, ctx->stream>>>(dst, src, rows, c,
-                                                                             cp);
+    const unsigned grid = ct_cu_grid(ctx, count, 256);
+    if (dt == CT_BF16)
+        pad_channels_kernel<__nv_bfloat16, __nv_bfloat16><<<grid, 256, 0, ctx->stream>>>(
+            (__nv_bfloat16 *)dst, (const __nv_bfloat16 *)src, rows, c, cp);
+    else
+        pad_channels_kernel<float, float><<<grid, 256, 0, ctx->stream>>>(
+            (float *)dst, (const float *)src, rows, c, cp);
     CT_CU_CHECK_LAUNCH();
     return CT_OK;
 }
 
-static ct_status unpad_channels(ct_cu_ctx *ctx, float *dst, const float *src, size_t rows, int c,
-                                int cp) {
+static ct_status unpad_channels(ct_cu_ctx *ctx, ct_dtype dt, void *dst, const void *src,
+                                size_t rows, int c, int cp) {
     const size_t count = rows * (size_t)c;
-    unpad_channels_kernel<<<ct_cu_grid(ctx, count, 256), 256, 0, ctx->stream>>>(dst, src, rows,
-                                                                               c, cp);
+    const unsigned grid = ct_cu_grid(ctx, count, 256);
+    if (dt == CT_BF16)
+        unpad_channels_kernel<__nv_bfloat16, __nv_bfloat16><<<grid, 256, 0, ctx->stream>>>(
+            (__nv_bfloat16 *)dst, (const __nv_bfloat16 *)src, rows, c, cp);
+    else
+        unpad_channels_kernel<float, float><<<grid, 256, 0, ctx->stream>>>(
+            (float *)dst, (const float *)src, rows, c, cp);
     CT_CU_CHECK_LAUNCH();
     return CT_OK;
 }
 
-static ct_status pad_arrays(ct_cu_ctx *ctx, int count, const size_t *len, float **out) {
-    void *p[8];
-    ct_status st = scratch_arrays(ctx, CT_CU_SCRATCH_PAD, sizeof(float), count, len, p);
-    for (int i = 0; st == CT_OK && i < count; i++) out[i] = (float *)p[i];
-    return st;
+/* Scratch buffer `which` as arrays of the given byte lengths. */
+static ct_status pad_arrays(ct_cu_ctx *ctx, int count, const size_t *bytes, void **out) {
+    return scratch_arrays(ctx, CT_CU_SCRATCH_PAD, 1, count, bytes, out);
 }
 
 /* Forward through padded channels: the padded shape is a plan of its own (its channel count is
- * a multiple of 4, so this does not recurse further). */
+ * a multiple of 4, or of 8 for bf16, so this does not recurse further). The input is copied in
+ * its own type; the padded kernel stays float32. */
 static ct_status forward_padded(ct_cu_ctx *ctx, const ct_conv_args *a, int cp) {
     const size_t rows = (size_t)a->n * a->h * a->w, krows = (size_t)a->k * 9;
-    const size_t len[2] = {rows * (size_t)cp, krows * (size_t)cp};
-    float *buf[2]; /* x, kernel */
+    const size_t len[2] = {rows * (size_t)cp * ct_dtype_size(a->act),
+                           krows * (size_t)cp * sizeof(float)};
+    void *buf[2]; /* x, kernel */
     ct_status st = pad_arrays(ctx, 2, len, buf);
-    if (st != CT_OK || (st = pad_channels(ctx, buf[0], a->x, rows, a->c, cp)) != CT_OK ||
-        (st = pad_channels(ctx, buf[1], a->wt, krows, a->c, cp)) != CT_OK)
+    if (st != CT_OK || (st = pad_channels(ctx, a->act, buf[0], a->x, rows, a->c, cp)) != CT_OK ||
+        (st = pad_channels(ctx, CT_F32, buf[1], a->wt, krows, a->c, cp)) != CT_OK)
         return st;
     ct_conv_args b = *a;
     b.c = cp;
     b.x = buf[0];
-    b.wt = buf[1];
+    b.wt = (const float *)buf[1];
     return ct_cu_conv3x3_forward(ctx, &b);
 }
 
@@ -679,9 +699,10 @@ ct_status ct_cu_conv3x3_forward(void *c, const ct_conv_args *a) {
     if (!a->x || !a->wt || !a->b || !a->y)
         return ct_error(CT_EINVAL, "cuda conv3x3_forward: x, wt, b or y is NULL");
     if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
+    const int cp = pad_target(a->c, a->act);
+    if (cp > 0 && a->act == CT_BF16) return forward_padded(ctx, a, cp);
     ct_cu_conv_plan *p = NULL;
     if ((st = plan_get(ctx, a, &p)) != CT_OK) return st;
-    const int cp = pad_target(a->c);
     if (cp > 0 && p->padded < 0) return decide_padding(ctx, p, a, cp);
     if (cp > 0 && p->padded > 0) return forward_padded(ctx, a, cp);
     return forward_as_is(ctx, p, a);
@@ -689,25 +710,21 @@ ct_status ct_cu_conv3x3_forward(void *c, const ct_conv_args *a) {
 
 /* ---- backward --------------------------------------------------------------------------- */
 
-/* Backward of a bf16 plan, after dy was masked (and db summed) in float32: round dy, then
- * backward data from the rounded kernel and backward filter from the rounded input, each
- * widened into its float32 output. */
+/* Backward of a bf16 plan, after dy was masked (and db summed): backward data from a bf16
+ * copy of the kernel straight into the bf16 dx, and backward filter into a bf16 kernel
+ * gradient that is widened into the float32 dw. */
 static ct_status backward_bf16(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a,
                                bool need_dgrad, bool need_wgrad) {
-    const size_t rows = (size_t)a->n * a->h * a->w;
-    const size_t xs = rows * (size_t)a->c, ks = (size_t)a->k * 9 * a->c, ys = rows * (size_t)a->k;
-    const size_t len[5] = {ys, need_dgrad ? ks : 0, need_dgrad ? xs : 0, need_wgrad ? xs : 0,
-                           need_wgrad ? ks : 0};
-    __nv_bfloat16 *h[5]; /* dy, kernel, dx, x, dkernel */
-    ct_status st = cast_arrays(ctx, 5, len, h);
-    if (st != CT_OK || (st = ct_cu_to_bf16(ctx, h[0], a->dy, ys)) != CT_OK) return st;
-    if (need_dgrad && ((st = ct_cu_to_bf16(ctx, h[1], a->wt, ks)) != CT_OK ||
-                       (st = run_backward_data(ctx, p, h[1], h[0], h[2])) != CT_OK ||
-                       (st = ct_cu_from_bf16(ctx, a->dx, h[2], xs)) != CT_OK))
+    const size_t ks = (size_t)a->k * 9 * a->c;
+    const size_t len[2] = {need_dgrad ? ks : 0, need_wgrad ? ks : 0};
+    __nv_bfloat16 *h[2]; /* kernel, dkernel */
+    ct_status st = cast_arrays(ctx, 2, len, h);
+    if (st != CT_OK) return st;
+    if (need_dgrad && ((st = ct_cu_to_bf16(ctx, h[0], a->wt, ks)) != CT_OK ||
+                       (st = run_backward_data(ctx, p, h[0], a->dy, a->dx)) != CT_OK))
         return st;
-    if (need_wgrad && ((st = ct_cu_to_bf16(ctx, h[3], a->x, xs)) != CT_OK ||
-                       (st = run_backward_filter(ctx, p, h[3], h[0], h[4])) != CT_OK ||
-                       (st = ct_cu_from_bf16(ctx, a->dw, h[4], ks)) != CT_OK))
+    if (need_wgrad && ((st = run_backward_filter(ctx, p, a->x, a->dy, h[1])) != CT_OK ||
+                       (st = ct_cu_from_bf16(ctx, a->dw, h[1], ks)) != CT_OK))
         return st;
     return CT_OK;
 }
@@ -717,23 +734,27 @@ static ct_status backward_bf16(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv
 static ct_status backward_padded(ct_cu_ctx *ctx, const ct_conv_args *a, bool need_dgrad,
                                  bool need_wgrad, int cp) {
     const size_t rows = (size_t)a->n * a->h * a->w, krows = (size_t)a->k * 9;
-    const size_t len[4] = {need_wgrad ? rows * (size_t)cp : 0, krows * (size_t)cp,
-                           need_wgrad ? krows * (size_t)cp : 0, need_dgrad ? rows * (size_t)cp : 0};
-    float *buf[4]; /* x, kernel, dkernel, dx */
+    const size_t es = ct_dtype_size(a->act);
+    const size_t len[4] = {need_wgrad ? rows * (size_t)cp * es : 0,
+                           krows * (size_t)cp * sizeof(float),
+                           need_wgrad ? krows * (size_t)cp * sizeof(float) : 0,
+                           need_dgrad ? rows * (size_t)cp * es : 0};
+    void *buf[4]; /* x, kernel, dkernel, dx */
     ct_status st = pad_arrays(ctx, 4, len, buf);
     if (st != CT_OK) return st;
-    if (need_wgrad && (st = pad_channels(ctx, buf[0], a->x, rows, a->c, cp)) != CT_OK) return st;
-    if ((st = pad_channels(ctx, buf[1], a->wt, krows, a->c, cp)) != CT_OK) return st;
+    if (need_wgrad && (st = pad_channels(ctx, a->act, buf[0], a->x, rows, a->c, cp)) != CT_OK)
+        return st;
+    if ((st = pad_channels(ctx, CT_F32, buf[1], a->wt, krows, a->c, cp)) != CT_OK) return st;
     ct_conv_args b = *a;
     b.c = cp;
     b.x = buf[0];
-    b.wt = buf[1];
-    b.dw = need_wgrad ? buf[2] : NULL;
+    b.wt = (const float *)buf[1];
+    b.dw = need_wgrad ? (float *)buf[2] : NULL;
     b.dx = need_dgrad ? buf[3] : NULL;
     if ((st = ct_cu_conv3x3_backward(ctx, &b, need_dgrad, need_wgrad)) != CT_OK) return st;
-    if (need_wgrad && (st = unpad_channels(ctx, a->dw, buf[2], krows, a->c, cp)) != CT_OK)
+    if (need_wgrad && (st = unpad_channels(ctx, CT_F32, a->dw, buf[2], krows, a->c, cp)) != CT_OK)
         return st;
-    if (need_dgrad && (st = unpad_channels(ctx, a->dx, buf[3], rows, a->c, cp)) != CT_OK)
+    if (need_dgrad && (st = unpad_channels(ctx, a->act, a->dx, buf[3], rows, a->c, cp)) != CT_OK)
         return st;
     return CT_OK;
 }
@@ -749,9 +770,10 @@ ct_status ct_cu_conv3x3_backward(void *c, const ct_conv_args *a, bool need_dgrad
         return ct_error(CT_EINVAL, "cuda conv3x3_backward: a gradient buffer is NULL");
     }
     if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
+    const int cp = pad_target(a->c, a->act);
+    if (cp > 0 && a->act == CT_BF16) return backward_padded(ctx, a, need_dgrad, need_wgrad, cp);
     ct_cu_conv_plan *p = NULL;
     if ((st = plan_get(ctx, a, &p)) != CT_OK) return st;
-    const int cp = pad_target(a->c);
     if (cp > 0 && p->padded > 0) return backward_padded(ctx, a, need_dgrad, need_wgrad, cp);
 
     /* dy becomes dL/d(pre-activation) in place; with weight gradients wanted, the same pass
@@ -759,9 +781,9 @@ ct_status ct_cu_conv3x3_backward(void *c, const ct_conv_args *a, bool need_dgrad
      * dy, and because its partial sums use the workspace that cuDNN will use next. */
     size_t rows = (size_t)a->n * a->h * a->w;
     if (need_wgrad) {
-        st = ct_cu_bias_grad(ctx, a->db, a->dy, a->relu ? a->y : NULL, rows, a->k);
+        st = ct_cu_bias_grad(ctx, a->act, a->db, a->dy, a->relu ? a->y : NULL, rows, a->k);
     } else if (a->relu) {
-        st = ct_cu_relu_mask(ctx, a->dy, a->y, rows * (size_t)a->k);
+        st = ct_cu_relu_mask(ctx, a->act, a->dy, a->y, rows * (size_t)a->k);
     }
     if (st != CT_OK) return st;
 

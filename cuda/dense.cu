@@ -51,9 +51,9 @@ ct_status ct_cu_dense_backward(void *p, const ct_dense_args *a, bool need_dgrad,
 
     /* dz = dy masked by the ReLU, in place; the bias gradient reads dz in the same pass. */
     if (need_wgrad) {
-        st = ct_cu_bias_grad(ctx, a->db, a->dy, a->relu ? a->y : NULL, rows, a->out);
+        st = ct_cu_bias_grad(ctx, CT_F32, a->db, a->dy, a->relu ? a->y : NULL, rows, a->out);
     } else if (a->relu) {
-        st = ct_cu_relu_mask(ctx, a->dy, a->y, rows * (size_t)a->out);
+        st = ct_cu_relu_mask(ctx, CT_F32, a->dy, a->y, rows * (size_t)a->out);
     }
     if (st != CT_OK) return st;
 

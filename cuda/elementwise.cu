@@ -88,12 +88,15 @@ ct_status ct_cu_bias_act(ct_cu_ctx *ctx, float *y, const float *b, size_t rows, 
 
 /* dy *= (y > 0), written as the CPU backend writes it, a select: where the output was not
  * positive the gradient becomes exactly 0, whatever dy held there. */
-__device__ __forceinline__ float relu_grad(float g, float y) { return y > 0.0f ? g : 0.0f; }
+__host__ __device__ __forceinline__ float relu_grad(float g, float y) {
+    return y > 0.0f ? g : 0.0f;
+}
 
-__global__ void relu_mask_kernel(float *dy, const float *y, size_t count) {
+template <typename T>
+__global__ void relu_mask_kernel(T *dy, const T *y, size_t count) {
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) {
-        dy[i] = relu_grad(dy[i], y[i]);
+        if (!(ct_cu_ld(&y[i]) > 0.0f)) ct_cu_st(&dy[i], 0.0f);
     }
 }
 
@@ -109,15 +112,20 @@ __global__ void relu_mask_kernel4(float4 *dy, const float4 *y, size_t count4) {
     }
 }
 
-ct_status ct_cu_relu_mask(ct_cu_ctx *ctx, float *dy, const float *y, size_t count) {
+ct_status ct_cu_relu_mask(ct_cu_ctx *ctx, ct_dtype dt, void *dy, const void *y,
+                          size_t count) {
     if (count == 0) return CT_OK;
-    if (count % 4 == 0 && aligned16(dy) && aligned16(y)) {
+    if (dt == CT_BF16) {
+        relu_mask_kernel<__nv_bfloat16><<<ct_cu_grid(ctx, count, THREADS), THREADS, 0,
+                                          ctx->stream>>>(
+            (__nv_bfloat16 *)dy, (const __nv_bfloat16 *)y, count);
+    } else if (count % 4 == 0 && aligned16(dy) && aligned16(y)) {
         size_t count4 = count / 4;
         relu_mask_kernel4<<<ct_cu_grid(ctx, count4, THREADS), THREADS, 0, ctx->stream>>>(
             (float4 *)dy, (const float4 *)y, count4);
     } else {
-        relu_mask_kernel<<<ct_cu_grid(ctx, count, THREADS), THREADS, 0, ctx->stream>>>(dy, y,
-                                                                                      count);
+        relu_mask_kernel<float><<<ct_cu_grid(ctx, count, THREADS), THREADS, 0, ctx->stream>>>(
+            (float *)dy, (const float *)y, count);
     }
     CT_CU_CHECK_LAUNCH();
     return CT_OK;
@@ -125,12 +133,14 @@ ct_status ct_cu_relu_mask(ct_cu_ctx *ctx, float *dy, const float *y, size_t coun
 
 /* ---- bias gradient: column sums, optionally masked -------------------------------------- */
 
-#define BG_COLS 32 /* one warp across 32 consecutive channels: 128-byte coalesced rows */
+#define BG_COLS 32 /* one warp across 32 consecutive channels: coalesced rows */
 #define BG_ROWS 8  /* warps per block, each on its own rows of the chunk */
 
-/* partial[chunk, col] = sum of dy[row, col] over the rows of `chunk`; with y, dy is masked by
- * (y > 0) and written back first. Grid: (ceil(cols / 32), chunks). */
-__global__ void bias_grad_partial_kernel(float *partial, float *dy, const float *y, size_t rows,
+/* partial[chunk, col] = sum of dy[row, col] over the rows of `chunk` in float32; with y, dy is
+ * masked by (y > 0) and written back first (exact in bf16 too: kept or zeroed). Grid:
+ * (ceil(cols / 32), chunks). */
+template <typename T>
+__global__ void bias_grad_partial_kernel(float *partial, T *dy, const T *y, size_t rows,
                                          int cols, size_t rows_per_chunk) {
     __shared__ float sums[BG_ROWS][BG_COLS + 1]; /* +1: no bank conflicts on the column read */
     int col = blockIdx.x * BG_COLS + threadIdx.x;
@@ -140,10 +150,10 @@ __global__ void bias_grad_partial_kernel(float *partial, float *dy, const float 
     if (col < cols) {
         for (size_t r = r0 + threadIdx.y; r < r1; r += BG_ROWS) {
             size_t i = r * (size_t)cols + col;
-            float g = dy[i];
-            if (y) {
-                g = relu_grad(g, y[i]);
-                dy[i] = g;
+            float g = ct_cu_ld(&dy[i]);
+            if (y && !(ct_cu_ld(&y[i]) > 0.0f)) {
+                g = 0.0f;
+                ct_cu_st(&dy[i], 0.0f);
             }
             acc += g;
         }
@@ -166,8 +176,8 @@ __global__ void bias_grad_final_kernel(float *db, const float *partial, int chun
     db[col] = t;
 }
 
-ct_status ct_cu_bias_grad(ct_cu_ctx *ctx, float *db, float *dy, const float *y, size_t rows,
-                          int cols) {
+ct_status ct_cu_bias_grad(ct_cu_ctx *ctx, ct_dtype dt, float *db, void *dy, const void *y,
+                          size_t rows, int cols) {
     if (cols <= 0) return CT_OK;
     if (rows == 0) {
         CT_CU_CHECK(cudaMemsetAsync(db, 0, (size_t)cols * sizeof(float), ctx->stream));
@@ -191,8 +201,12 @@ ct_status ct_cu_bias_grad(ct_cu_ctx *ctx, float *db, float *dy, const float *y, 
 
     dim3 grid(blocks_x, (unsigned)chunks);
     dim3 block(BG_COLS, BG_ROWS);
-    bias_grad_partial_kernel<<<grid, block, 0, ctx->stream>>>(partial, dy, y, rows, cols,
-                                                              rows_per_chunk);
+    if (dt == CT_BF16)
+        bias_grad_partial_kernel<__nv_bfloat16><<<grid, block, 0, ctx->stream>>>(
+            partial, (__nv_bfloat16 *)dy, (const __nv_bfloat16 *)y, rows, cols, rows_per_chunk);
+    else
+        bias_grad_partial_kernel<float><<<grid, block, 0, ctx->stream>>>(
+            partial, (float *)dy, (const float *)y, rows, cols, rows_per_chunk);
     CT_CU_CHECK_LAUNCH();
     bias_grad_final_kernel<<<(cols + THREADS - 1) / THREADS, THREADS, 0, ctx->stream>>>(
         db, partial, (int)chunks, cols);

@@ -19,7 +19,8 @@
 
 /* Index of the first maximum of (v0, v1, v2, v3) in that order: a later value wins only when it
  * is strictly greater. */
-__device__ __forceinline__ int first_max4(float v0, float v1, float v2, float v3, float *best) {
+__host__ __device__ __forceinline__ int first_max4(float v0, float v1, float v2, float v3,
+                                                   float *best) {
     int arg = 0;
     float m = v0;
     if (v1 > m) { m = v1; arg = 1; }
@@ -29,12 +30,12 @@ __device__ __forceinline__ int first_max4(float v0, float v1, float v2, float v3
     return arg;
 }
 
-/* One thread per output element (b, oh, ow, ch). I is the index type: 32-bit when the input
+/* One thread per output element (b, oh, ow, ch). T: float or bf16 (compared as floats, stored
+ * back exactly: the maximum is one of the inputs). I is the index type: 32-bit when the input
  * has fewer than 2^31 elements, because 64-bit division and modulo (six per element here) are
  * emulated in software and would make this memory-bound kernel compute-bound. */
-template <typename I>
-__global__ void maxpool_forward_kernel(float *y, const float *x, I n, I h, I w, I c, I ho,
-                                       I wo) {
+template <typename T, typename I>
+__global__ void maxpool_forward_kernel(T *y, const T *x, I n, I h, I w, I c, I ho, I wo) {
     I total = n * ho * wo * c;
     I stride = (I)gridDim.x * blockDim.x;
     I row = w * c;
@@ -43,18 +44,19 @@ __global__ void maxpool_forward_kernel(float *y, const float *x, I n, I h, I w, 
         I ow = t % wo;
         t /= wo;
         I oh = t % ho, b = t / ho;
-        const float *p = x + ((b * h + 2 * oh) * w + 2 * ow) * c + ch;
+        const T *p = x + ((b * h + 2 * oh) * w + 2 * ow) * c + ch;
         float best;
-        first_max4(p[0], p[c], p[row], p[row + c], &best);
-        y[i] = best;
+        first_max4(ct_cu_ld(p), ct_cu_ld(p + c), ct_cu_ld(p + row), ct_cu_ld(p + row + c),
+                   &best);
+        ct_cu_st(&y[i], best);
     }
 }
 
 /* One thread per output element: it writes its whole 2x2 window of dx, and the threads of the
  * last output row / column also zero the row / column that the floor dropped. */
-template <typename I>
-__global__ void maxpool_backward_kernel(float *dx, const float *dy, const float *x, I n, I h,
-                                        I w, I c, I ho, I wo) {
+template <typename T, typename I>
+__global__ void maxpool_backward_kernel(T *dx, const T *dy, const T *x, I n, I h, I w, I c, I ho,
+                                        I wo) {
     I total = n * ho * wo * c;
     I stride = (I)gridDim.x * blockDim.x;
     I row = w * c;
@@ -65,25 +67,26 @@ __global__ void maxpool_backward_kernel(float *dx, const float *dy, const float 
         t /= wo;
         I oh = t % ho, b = t / ho;
         I base = ((b * h + 2 * oh) * w + 2 * ow) * c + ch;
-        const float *p = x + base;
+        const T *p = x + base;
         float best;
-        int arg = first_max4(p[0], p[c], p[row], p[row + c], &best);
-        float g = dy[i];
-        float *q = dx + base;
-        q[0] = arg == 0 ? g : 0.0f;
-        q[c] = arg == 1 ? g : 0.0f;
-        q[row] = arg == 2 ? g : 0.0f;
-        q[row + c] = arg == 3 ? g : 0.0f;
+        int arg = first_max4(ct_cu_ld(p), ct_cu_ld(p + c), ct_cu_ld(p + row),
+                             ct_cu_ld(p + row + c), &best);
+        float g = ct_cu_ld(&dy[i]);
+        T *q = dx + base;
+        ct_cu_st(q, arg == 0 ? g : 0.0f);
+        ct_cu_st(q + c, arg == 1 ? g : 0.0f);
+        ct_cu_st(q + row, arg == 2 ? g : 0.0f);
+        ct_cu_st(q + row + c, arg == 3 ? g : 0.0f);
         bool last_h = odd_h && oh == ho - 1, last_w = odd_w && ow == wo - 1;
         if (last_h) { /* row h - 1 under this window */
-            q[2 * row] = 0.0f;
-            q[2 * row + c] = 0.0f;
+            ct_cu_st(q + 2 * row, 0.0f);
+            ct_cu_st(q + 2 * row + c, 0.0f);
         }
         if (last_w) { /* column w - 1 beside this window */
-            q[2 * c] = 0.0f;
-            q[row + 2 * c] = 0.0f;
+            ct_cu_st(q + 2 * c, 0.0f);
+            ct_cu_st(q + row + 2 * c, 0.0f);
         }
-        if (last_h && last_w) q[2 * row + 2 * c] = 0.0f; /* the corner (h - 1, w - 1) */
+        if (last_h && last_w) ct_cu_st(q + 2 * row + 2 * c, 0.0f); /* the corner */
     }
 }
 
@@ -94,28 +97,50 @@ static ct_status pool_args(const char *what, int n, int h, int w, int c) {
     return CT_OK;
 }
 
-ct_status ct_cu_maxpool_forward(void *p, float *y, const float *x, int n, int h, int w, int c) {
+template <typename T>
+static void maxpool_forward_launch(ct_cu_ctx *ctx, void *y, const void *x, int n, int h, int w,
+                                   int c) {
+    int ho = h / 2, wo = w / 2;
+    unsigned grid = ct_cu_grid(ctx, (size_t)n * ho * wo * c, THREADS);
+    if (ct_cu_fits_32((size_t)n * h * w * c))
+        maxpool_forward_kernel<T, uint32_t><<<grid, THREADS, 0, ctx->stream>>>(
+            (T *)y, (const T *)x, n, h, w, c, ho, wo);
+    else
+        maxpool_forward_kernel<T, size_t><<<grid, THREADS, 0, ctx->stream>>>(
+            (T *)y, (const T *)x, n, h, w, c, ho, wo);
+}
+
+template <typename T>
+static void maxpool_backward_launch(ct_cu_ctx *ctx, void *dx, const void *dy, const void *x,
+                                    int n, int h, int w, int c) {
+    int ho = h / 2, wo = w / 2;
+    unsigned grid = ct_cu_grid(ctx, (size_t)n * ho * wo * c, THREADS);
+    if (ct_cu_fits_32((size_t)n * h * w * c))
+        maxpool_backward_kernel<T, uint32_t><<<grid, THREADS, 0, ctx->stream>>>(
+            (T *)dx, (const T *)dy, (const T *)x, n, h, w, c, ho, wo);
+    else
+        maxpool_backward_kernel<T, size_t><<<grid, THREADS, 0, ctx->stream>>>(
+            (T *)dx, (const T *)dy, (const T *)x, n, h, w, c, ho, wo);
+}
+
+ct_status ct_cu_maxpool_forward(void *p, ct_dtype dt, void *y, const void *x, int n, int h, int w,
+                                int c) {
     ct_cu_ctx *ctx = (ct_cu_ctx *)p;
     ct_status st = pool_args("maxpool_forward", n, h, w, c);
     if (st != CT_OK) return st;
-    int ho = h / 2, wo = w / 2;
-    size_t total = (size_t)n * ho * wo * c;
+    size_t total = (size_t)n * (h / 2) * (w / 2) * c;
     if (total == 0) return CT_OK;
     if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
-    unsigned grid = ct_cu_grid(ctx, total, THREADS);
-    if (ct_cu_fits_32((size_t)n * h * w * c)) {
-        maxpool_forward_kernel<uint32_t><<<grid, THREADS, 0, ctx->stream>>>(y, x, n, h, w, c, ho,
-                                                                           wo);
-    } else {
-        maxpool_forward_kernel<size_t><<<grid, THREADS, 0, ctx->stream>>>(y, x, n, h, w, c, ho,
-                                                                         wo);
-    }
+    if (dt == CT_BF16)
+        maxpool_forward_launch<__nv_bfloat16>(ctx, y, x, n, h, w, c);
+    else
+        maxpool_forward_launch<float>(ctx, y, x, n, h, w, c);
     CT_CU_CHECK_LAUNCH();
     return CT_OK;
 }
 
-ct_status ct_cu_maxpool_backward(void *p, float *dx, const float *dy, const float *x,
-                                 const float *y, int n, int h, int w, int c) {
+ct_status ct_cu_maxpool_backward(void *p, ct_dtype dt, void *dx, const void *dy, const void *x,
+                                 const void *y, int n, int h, int w, int c) {
     ct_cu_ctx *ctx = (ct_cu_ctx *)p;
     (void)y; /* see the file comment: the argmax is recomputed from x */
     ct_status st = pool_args("maxpool_backward", n, h, w, c);
@@ -123,21 +148,16 @@ ct_status ct_cu_maxpool_backward(void *p, float *dx, const float *dy, const floa
     size_t in_total = (size_t)n * h * w * c;
     if (in_total == 0) return CT_OK;
     if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
-    int ho = h / 2, wo = w / 2;
-    size_t total = (size_t)n * ho * wo * c;
+    size_t total = (size_t)n * (h / 2) * (w / 2) * c;
     if (total == 0) {
         /* A 1-pixel-high or -wide input has no window at all: no element gets a gradient. */
-        CT_CU_CHECK(cudaMemsetAsync(dx, 0, in_total * sizeof(float), ctx->stream));
+        CT_CU_CHECK(cudaMemsetAsync(dx, 0, in_total * ct_dtype_size(dt), ctx->stream));
         return CT_OK;
     }
-    unsigned grid = ct_cu_grid(ctx, total, THREADS);
-    if (ct_cu_fits_32(in_total)) {
-        maxpool_backward_kernel<uint32_t><<<grid, THREADS, 0, ctx->stream>>>(dx, dy, x, n, h, w,
-                                                                            c, ho, wo);
-    } else {
-        maxpool_backward_kernel<size_t><<<grid, THREADS, 0, ctx->stream>>>(dx, dy, x, n, h, w, c,
-                                                                          ho, wo);
-    }
+    if (dt == CT_BF16)
+        maxpool_backward_launch<__nv_bfloat16>(ctx, dx, dy, x, n, h, w, c);
+    else
+        maxpool_backward_launch<float>(ctx, dx, dy, x, n, h, w, c);
     CT_CU_CHECK_LAUNCH();
     return CT_OK;
 }

@@ -9,8 +9,10 @@
 #   tests      ctest -V: the CUDA tests (test_cuda_ops, test_cuda_augment, test_cuda_model,
 #              test_cuda_train) at the default TF32, test_cuda_ops and test_cuda_model again at
 #              CUTUNE_PRECISION=fp32,
+#              and at CUTUNE_PRECISION=bf16 (bf16 activations against the CPU's emulation),
 #              the augment op's host checks (test_augment_op, test_augment_emulated,
-#              test_data_augment) and test_bench_cli
+#              test_data_augment), the bf16 host checks (test_bf16, test_bf16_emulated) and
+#              test_bench_cli
 #   ctest-all  the whole ctest suite (its CPU tests also run on every CI build)
 #   sanitize   compute-sanitizer memcheck on test_cuda_augment, test_cuda_ops, test_cuda_model
 #              and one CLI training run of test_cuda_train; racecheck on test_cuda_augment,
@@ -183,7 +185,7 @@ phase_tests() {
     local rc=0
     : >"$out/tests.log"
     (cd "$build" && timeout -k 5 "$(limit)" ctest -V --timeout 900 \
-        -R 'test_cuda_|augment|bench_cli') >>"$out/tests.log" 2>&1 || rc=$?
+        -R 'test_cuda_|augment|bench_cli|bf16') >>"$out/tests.log" 2>&1 || rc=$?
     echo "===== CUTUNE_PRECISION=fp32 =====" >>"$out/tests.log"
     (cd "$build" && CUTUNE_PRECISION=fp32 timeout -k 5 "$(limit)" ctest -V --timeout 900 \
         -R 'test_cuda_(ops|model)') >>"$out/tests.log" 2>&1 || rc=$?

@@ -1,5 +1,5 @@
-/* `cutune bench`'s GPU-benchmark flags, checked on the CPU backend: --precision (tf32 and bf16
- * refused on the CPU, with the reason), the --sweep table, and --data timing through the
+/* `cutune bench`'s GPU-benchmark flags, checked on the CPU backend: --precision (tf32 refused
+ * on the CPU with the reason, bf16 emulated), the --sweep table, and --data timing through the
  * loader, where augmenting in the loader threads and with the backend's op after copying the
  * raw batch must train on the same images (the same losses, step by step). The timings
  * themselves are not checked: no test asserts a time. */
@@ -13,8 +13,9 @@
 #include "cutune/run.h"
 
 Test(bench_cli, precision_flag) {
-    TU_EXPECT_CLI("bench --device cpu --precision bf16", 2, "--precision bf16 needs the cuda "
-                                                           "backend");
+    TU_EXPECT_CLI("bench --device cpu --precision bf16 --input-size 32 --batch-size 1 --steps 1 "
+                  "--warmup 0 --freeze-to block5_pool",
+                  0, "precision bf16");
     TU_EXPECT_CLI("bench --device cpu --precision tf32", 2, "needs the cuda backend");
     TU_EXPECT_CLI("bench --precision fp16", 2, "expected fp32, tf32 or bf16");
     TU_EXPECT_CLI("bench --device cpu --precision fp32 --input-size 32 --batch-size 1 --steps 1 "

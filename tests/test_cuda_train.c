@@ -84,6 +84,21 @@ Test(cuda_train, loader_path_equals_device_path_on_cuda) {
     expect_close_logs("dev", "ldr", 5e-3, "cuda: device vs loader augmentation");
 }
 
+/* Mixed precision through the CLI: bf16 activations on the GPU against the CPU's emulation of
+ * the same rounding. The per-step bound of test_cuda_model at bf16 (6e-2 on the loss curve)
+ * applies to the epoch means as well. */
+Test(cuda_train, bf16_run_follows_the_cpu_emulation) {
+    TU_REQUIRE_GPU();
+    char flags[1024];
+    snprintf(flags, sizeof flags, RUN_FLAGS, D, D);
+    TC_MUST(NULL, "train %s --device cpu --precision bf16 --out %s", flags, tc_path("cpu16"));
+    TC_MUST(NULL, "train %s --device cuda --precision bf16 --out %s", flags, tc_path("cuda16"));
+    cr_expect(strstr(tc_out, "precision bf16") != NULL, "%s", tc_out);
+    expect_close_logs("cpu16", "cuda16", 6e-2, "bf16: cpu emulation vs cuda");
+    TC_MUST(NULL, "evaluate --model %s --data %s/d/val --device cuda --precision bf16",
+            tc_path("cuda16/final.h5"), D);
+}
+
 Test(cuda_train, iceberg_two_inputs_follow_the_cpu_run) {
     TU_REQUIRE_GPU();
     const char *f = "--data %s/d/iceberg_train.json --head iceberg --validation-split 0.25 "

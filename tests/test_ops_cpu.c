@@ -344,7 +344,8 @@ typedef struct pool_prob {
 static void pool_fwd(void *u) {
     const pool_prob *p = u;
     if (p->global < 0)
-        cr_assert_eq(be.ops->maxpool_forward(be.ctx, p->y, p->x, p->n, p->h, p->w, p->c), CT_OK);
+        cr_assert_eq(be.ops->maxpool_forward(be.ctx, CT_F32, p->y, p->x, p->n, p->h, p->w, p->c),
+                     CT_OK);
     else
         cr_assert_eq(be.ops->global_pool_forward(be.ctx, (ct_global_pool)p->global, p->y, p->x,
                                                  p->n, p->h, p->w, p->c),
@@ -364,7 +365,7 @@ Test(ops_cpu, maxpool) {
         fill_distinct(x, nx, 600 + (uint32_t)s);
         tu_fill(r, ny, 610 + (uint32_t)s, -1.0f, 1.0f);
         fset(y, ny + 8, SENTINEL); /* floor: nothing is written past (n, h/2, w/2, c) */
-        cr_assert_eq(be.ops->maxpool_forward(be.ctx, y, x, n, h, w, c), CT_OK);
+        cr_assert_eq(be.ops->maxpool_forward(be.ctx, CT_F32, y, x, n, h, w, c), CT_OK);
         expect_all(y + ny, 8, SENTINEL, "maxpool output past its end");
         for (int i = 0; i < n; i++)
             for (int oy = 0; oy < oh; oy++)
@@ -379,7 +380,7 @@ Test(ops_cpu, maxpool) {
                         cr_assert_eq(y[o], m, "maxpool %dx%dx%dx%d y[%zu]", n, h, w, c, o);
                     }
         fset(dx, nx, SENTINEL); /* every element is written, the unused ones with 0 */
-        cr_assert_eq(be.ops->maxpool_backward(be.ctx, dx, r, x, y, n, h, w, c), CT_OK);
+        cr_assert_eq(be.ops->maxpool_backward(be.ctx, CT_F32, dx, r, x, y, n, h, w, c), CT_OK);
         pool_prob p = {.y = y, .x = x, .n = n, .h = h, .w = w, .c = c, .global = -1};
         fd_fn f = {.forward = pool_fwd, .u = &p, .z = y, .r = r, .nz = ny};
         char what[64];
@@ -405,8 +406,8 @@ Test(ops_cpu, maxpool_ties_go_to_the_first_in_window_order) {
     float x[16], y[4], dy[4] = {0.25f, -1.0f, 3.0f, 2.0f}, dx[16];
     for (int q = 0; q < 4; q++)
         for (int ch = 0; ch < 4; ch++) x[q * 4 + ch] = win[ch][q];
-    cr_assert_eq(be.ops->maxpool_forward(be.ctx, y, x, 1, 2, 2, 4), CT_OK);
-    cr_assert_eq(be.ops->maxpool_backward(be.ctx, dx, dy, x, y, 1, 2, 2, 4), CT_OK);
+    cr_assert_eq(be.ops->maxpool_forward(be.ctx, CT_F32, y, x, 1, 2, 2, 4), CT_OK);
+    cr_assert_eq(be.ops->maxpool_backward(be.ctx, CT_F32, dx, dy, x, y, 1, 2, 2, 4), CT_OK);
     for (int ch = 0; ch < 4; ch++)
         for (int q = 0; q < 4; q++)
             cr_expect_eq(dx[q * 4 + ch], q == first[ch] ? dy[ch] : 0.0f,

@@ -15,24 +15,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cutune/dtype.h"
 #include "cutune/status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* 3x3, stride 1, 'same' (zero padding 1) cross-correlation + bias, then ReLU when `relu`. */
+/* 3x3, stride 1, 'same' (zero padding 1) cross-correlation + bias, then ReLU when `relu`.
+ *
+ * The activations x, y and their gradients dy, dx are of type `act`; the kernel, the bias and
+ * their gradients are float32 whatever `act` is. With CT_BF16 the backend multiplies bf16 values
+ * (x and the kernel rounded to bf16) with float32 accumulation and rounds twice, as cuDNN's bf16
+ * convolutions do: the convolution's sum to bf16, then bias + ReLU to bf16. Backward computes
+ * dx in bf16 and dw as a bf16-rounded value stored in float32; db is summed in float32. */
 typedef struct ct_conv_args {
     int n, h, w, c, k;
-    const float *x;  /* (n, h, w, c) input */
-    const float *wt; /* (k, 3, 3, c) kernel */
-    const float *b;  /* (k) bias */
-    float *y;        /* (n, h, w, k) output after the activation */
+    ct_dtype act;     /* element type of x, y, dy, dx (CT_F32 unless set) */
+    const void *x;    /* (n, h, w, c) input */
+    const float *wt;  /* (k, 3, 3, c) kernel */
+    const float *b;   /* (k) bias */
+    void *y;          /* (n, h, w, k) output after the activation */
     /* backward only: */
-    float *dy;       /* (n, h, w, k) dL/dy; overwritten with dL/d(pre-activation) */
-    float *dx;       /* (n, h, w, c) dL/dx, written when need_dgrad */
-    float *dw;       /* (k, 3, 3, c) dL/dw, written (not accumulated) when need_wgrad */
-    float *db;       /* (k) dL/db, written when need_wgrad */
+    void *dy;         /* (n, h, w, k) dL/dy; overwritten with dL/d(pre-activation) */
+    void *dx;         /* (n, h, w, c) dL/dx, written when need_dgrad */
+    float *dw;        /* (k, 3, 3, c) dL/dw, written (not accumulated) when need_wgrad */
+    float *db;        /* (k) dL/db, written when need_wgrad */
     bool relu;
 } ct_conv_args;
 
@@ -91,6 +99,8 @@ typedef struct ct_update_tensor {
 typedef struct ct_backend_ops {
     const char *name; /* "cpu", "cuda" */
     void (*free)(void *ctx);
+    /* The arithmetic of convolutions and GEMMs: "fp32", "tf32" or "bf16" (ct_backend_open). */
+    const char *(*precision)(void *ctx);
 
     /* memory */
     ct_status (*alloc)(void *ctx, void **out, size_t bytes); /* zero-filled */
@@ -104,10 +114,12 @@ typedef struct ct_backend_ops {
     ct_status (*conv3x3_backward)(void *ctx, const ct_conv_args *a, bool need_dgrad,
                                   bool need_wgrad);
 
-    /* 2x2 stride-2 max pool, 'valid': (n, h, w, c) -> (n, h/2, w/2, c), odd sizes floor */
-    ct_status (*maxpool_forward)(void *ctx, float *y, const float *x, int n, int h, int w, int c);
-    ct_status (*maxpool_backward)(void *ctx, float *dx, const float *dy, const float *x,
-                                  const float *y, int n, int h, int w, int c);
+    /* 2x2 stride-2 max pool, 'valid': (n, h, w, c) -> (n, h/2, w/2, c), odd sizes floor; all
+     * four tensors of type `dt` (exact in either: outputs are copies of inputs) */
+    ct_status (*maxpool_forward)(void *ctx, ct_dtype dt, void *y, const void *x, int n, int h,
+                                 int w, int c);
+    ct_status (*maxpool_backward)(void *ctx, ct_dtype dt, void *dx, const void *dy,
+                                  const void *x, const void *y, int n, int h, int w, int c);
 
     /* global average / max pool: (n, h, w, c) -> (n, c) */
     ct_status (*global_pool_forward)(void *ctx, ct_global_pool kind, float *y, const float *x,
@@ -156,6 +168,11 @@ typedef struct ct_backend_ops {
     /* Whether all `count` floats are finite, to host memory: detects NaN/Inf in losses and
      * gradients within one step. */
     ct_status (*check_finite)(void *ctx, bool *finite, const float *x, size_t count);
+
+    /* dst (count of dst_type) = src (count of src_type): float32 <-> bf16 (round to nearest
+     * even), or a copy when the types are equal. */
+    ct_status (*cast)(void *ctx, void *dst, ct_dtype dst_type, const void *src, ct_dtype src_type,
+                      size_t count);
 
     /* The training stream's per-sample work on raw batches (the loader's CT_OUTPUT_RAW): pixels
      * to float, ImageDataGenerator augmentation when `aug` is not NULL and enabled (parameters
@@ -214,6 +231,11 @@ typedef struct ct_backend {
 
 /* The CPU backend (OpenBLAS + OpenMP). `threads` <= 0 keeps the libraries' defaults. */
 ct_status ct_backend_cpu_init(ct_backend *be, int threads);
+/* The CPU backend at precision "fp32" (as ct_backend_cpu_init) or "bf16": bf16 emulated, for
+ * checking. Models then store backbone activations in bf16 and conv ops round exactly where the
+ * CUDA backend's bf16 convolutions round, with float32 arithmetic between: the numbers a bf16
+ * run on a GPU gets, up to summation order, more slowly than fp32. */
+ct_status ct_backend_cpu_open(ct_backend *be, int threads, const char *precision);
 
 /* The CUDA backend on device `device` (cuDNN + cuBLAS). CT_ENODEV with a message saying why
  * when no usable device is present or cutune was built without CUDA. */
@@ -224,10 +246,12 @@ ct_status ct_backend_cuda_init(ct_backend *be, int device);
 ct_status ct_backend_init_by_name(ct_backend *be, const char *name, char *note, size_t note_len);
 
 /* ct_backend_init_by_name with a precision policy: NULL (the backend's default: tf32 on CUDA,
- * fp32 on the CPU), "fp32", "tf32" or "bf16" (convolutions on bf16 tensor cores with float32
- * accumulation, weights and activations; CUDA on compute capability 8.0+). fp32 is the only
- * precision of the CPU backend: asking for another with "cpu" is CT_EINVAL; when "auto" falls
- * back to the CPU, `note` says the request does not apply. */
+ * fp32 on the CPU), "fp32", "tf32" or "bf16". bf16 is mixed precision: the backbone's
+ * activations and their gradients are stored in bf16 and its convolutions run on bf16 tensor
+ * cores with float32 accumulation, while weights, weight gradients, optimizer state and the head
+ * stay float32 (CUDA on compute capability 8.0+). The CPU computes in fp32, or emulates bf16
+ * when asked by name ("cpu", "bf16"); tf32 with "cpu" is CT_EINVAL; when "auto" falls back to
+ * the CPU, it computes in fp32 and `note` says the request does not apply. */
 ct_status ct_backend_open(ct_backend *be, const char *name, const char *precision, char *note,
                           size_t note_len);
 

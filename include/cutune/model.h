@@ -74,8 +74,12 @@ typedef struct ct_layer {
     ct_tensor dkernel, dbias;    /* gradients; data NULL while frozen */
     ct_tensor opt_kernel[2], opt_bias[2]; /* optimizer slots; data NULL while unused */
 
-    float *out;                  /* (N, out_h, out_w, out_c) activation, backend memory */
-    float *dout;                 /* (N, out_h, out_w, out_c) dL/dout during backward */
+    /* (N, out_h, out_w, out_c) activation and dL/dout during backward, backend memory, of
+     * type `dtype`: bf16 in the backbone when the backend's precision is bf16, else float32.
+     * ct_model_layer_output and ct_model_layer_finite read them whatever the type. */
+    ct_dtype dtype;
+    void *out;
+    void *dout;
 
     /* How often backward computed each kind of gradient: tests use these to show that no work
      * is done below the lowest trainable layer. */
@@ -187,6 +191,15 @@ void ct_model_set_backward_hook(ct_model *m, ct_backward_hook hook, void *user);
  * backward pass (-1 where the layer did not run). */
 ct_status ct_model_set_profile(ct_model *m, bool on);
 ct_status ct_model_profile(ct_model *m, double *fwd_ms, double *bwd_ms);
+
+/* The output of layer i in the last forward pass, (n, out_h, out_w, out_c), widened to float32
+ * in host memory; and whether it is all finite (for diagnosing a NaN step). */
+ct_status ct_model_layer_output(ct_model *m, int i, int n, float *host);
+ct_status ct_model_layer_finite(ct_model *m, int i, int n, bool *finite);
+
+/* The element type of the backbone's activations: CT_BF16 when the backend's precision is bf16
+ * (the head, the inputs and every parameter stay float32), else CT_F32. */
+ct_dtype ct_model_activation_dtype(const ct_model *m);
 
 /* Copies a backend tensor to or from host memory (t->size floats). */
 ct_status ct_model_tensor_get(ct_model *m, const ct_tensor *t, float *host);

@@ -50,8 +50,10 @@ ct_status bench_backend(const char *cmd, const bench_opts *o, ct_backend *be,
     if (s != CT_OK) return s;
     if (note[0] != '\0') fprintf(stderr, "cutune %s: %s\n", cmd, note);
     if (strcmp(be->ops->name, "cpu") == 0 && o->threads > 0) {
+        const bool bf16 = strcmp(ct_backend_precision(be), "bf16") == 0;
         ct_backend_free(be);
-        if ((s = ct_backend_cpu_init(be, (int)o->threads)) != CT_OK) return s;
+        if ((s = ct_backend_cpu_open(be, (int)o->threads, bf16 ? "bf16" : "fp32")) != CT_OK)
+            return s;
     }
     *precision = ct_backend_precision(be);
     return CT_OK;
@@ -378,9 +380,10 @@ static const char bench_usage[] =
     "img/s of each step, then the median. Defaults: --device auto --input-size 64\n"
     "--batch-size 8 --steps 5 --warmup 1 --head mri --seed 1.\n"
     "\n"
-    "--precision  the CUDA backend's arithmetic: tf32 (its default), fp32, or bf16 (the\n"
-    "             convolutions on bf16 tensor cores, float32 weights and activations, as\n"
-    "             autocast). The CPU backend computes in fp32.\n"
+    "--precision  the CUDA backend's arithmetic: tf32 (its default), fp32, or bf16 (mixed\n"
+    "             precision: the backbone's activations in bf16 on bf16 tensor cores,\n"
+    "             float32 weights, gradients and head). The CPU backend computes in fp32\n"
+    "             and emulates bf16 (slowly) when asked.\n"
     "--sweep      every freeze depth of --sweep-freeze (default none,1-2,1-3,1-4,all; also 1,\n"
     "             or a layer name) times every batch size of --sweep-batch (default\n"
     "             32,64,128,256), each on a fresh backend, then one markdown table: img/s,\n"

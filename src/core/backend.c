@@ -30,9 +30,16 @@ ct_status ct_backend_open(ct_backend *be, const char *name, const char *precisio
             strcmp(precision, "bf16") != 0)
             return ct_error(CT_EINVAL, "--precision '%s': expected fp32, tf32 or bf16",
                             precision);
-        if (name != NULL && strcmp(name, "cpu") == 0 && strcmp(precision, "fp32") != 0)
-            return ct_error(CT_EINVAL, "--precision %s needs the cuda backend (--device cuda); "
-                            "the CPU backend computes in fp32", precision);
+        if (name != NULL && strcmp(name, "cpu") == 0) {
+            if (strcmp(precision, "tf32") == 0)
+                return ct_error(CT_EINVAL, "--precision tf32 needs the cuda backend (--device "
+                                "cuda); the CPU backend computes in fp32 (or emulates bf16)");
+            if (strcmp(precision, "bf16") == 0 && note != NULL && note_len > 0)
+                snprintf(note, note_len, "--precision bf16 on the CPU is emulated: bf16 "
+                         "activations rounded as on a GPU, float32 arithmetic, slower than "
+                         "fp32");
+            return ct_backend_cpu_open(be, 0, precision);
+        }
         /* The CUDA backend reads its policy from the environment when it starts. */
         if (setenv("CUTUNE_PRECISION", precision, 1) != 0)
             return ct_error(CT_EINVAL, "--precision: cannot set CUTUNE_PRECISION");
@@ -49,10 +56,8 @@ ct_status ct_backend_open(ct_backend *be, const char *name, const char *precisio
 }
 
 const char *ct_backend_precision(const ct_backend *be) {
-    if (be == NULL || be->ops == NULL || strcmp(be->ops->name, "cpu") == 0) return "fp32";
-    const char *env = getenv("CUTUNE_PRECISION");
-    if (env != NULL && strcmp(env, "fp32") == 0) return "fp32";
-    return env != NULL && strcmp(env, "bf16") == 0 ? "bf16" : "tf32";
+    if (be == NULL || be->ops == NULL) return "fp32";
+    return be->ops->precision(be->ctx);
 }
 
 void ct_backend_free(ct_backend *be) {

@@ -3,6 +3,7 @@
 #include "cutune/tensor.h"
 
 #include "cutune/backend.h"
+#include "cutune/dtype.h"
 
 void ct_tensor_set_shape(ct_tensor *t, int ndim, const int *shape) {
     t->ndim = ndim;
@@ -46,4 +47,26 @@ void ct_arena_free(ct_arena *a) {
     if (a->base != NULL) a->backend->ops->release(a->backend->ctx, a->base);
     a->base = NULL;
     a->bytes = 0;
+}
+
+void ct_f32_to_bf16(ct_bf16 *dst, const float *src, size_t count) {
+#pragma omp parallel for schedule(static) if (count > 65536)
+    for (size_t i = 0; i < count; i++) dst[i] = ct_bf16_from_float(src[i]);
+}
+
+void ct_bf16_to_f32(float *dst, const ct_bf16 *src, size_t count) {
+#pragma omp parallel for schedule(static) if (count > 65536)
+    for (size_t i = 0; i < count; i++) dst[i] = ct_bf16_to_float(src[i]);
+}
+
+void ct_bf16_widen_inplace(float *buf, size_t count) {
+    /* From the end: float i (bytes 4i..4i+3) only overwrites bf16 values 2i and 2i+1, which
+     * are at or after value i and so already read. Sequential on purpose. */
+    unsigned char *bytes = (unsigned char *)buf; /* memcpy: the two types alias */
+    for (size_t i = count; i-- > 0;) {
+        ct_bf16 h;
+        memcpy(&h, bytes + 2 * i, sizeof h);
+        float f = ct_bf16_to_float(h);
+        memcpy(bytes + 4 * i, &f, sizeof f);
+    }
 }

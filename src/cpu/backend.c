@@ -146,8 +146,28 @@ ct_status ct_cpu_workspace(ct_cpu_ctx *c, size_t floats, float **out) {
     return CT_OK;
 }
 
+static const char *cpu_precision(void *ctx) {
+    return ((const ct_cpu_ctx *)ctx)->bf16 ? "bf16" : "fp32";
+}
+
+ct_status ct_cpu_temp(int arrays, const size_t *counts, float **out) {
+    for (int i = 0; i < arrays; i++) out[i] = NULL;
+    for (int i = 0; i < arrays; i++) {
+        out[i] = malloc((counts[i] > 0 ? counts[i] : 1) * sizeof(float));
+        if (out[i] == NULL) {
+            for (int j = 0; j < i; j++) {
+                free(out[j]);
+                out[j] = NULL;
+            }
+            return ct_error(CT_ENOMEM, "cannot allocate %zu floats for a bf16 op", counts[i]);
+        }
+    }
+    return CT_OK;
+}
+
 static const ct_backend_ops cpu_ops = {
     .name = "cpu",
+    .precision = cpu_precision,
     .free = cpu_free,
     .alloc = cpu_alloc,
     .release = cpu_release,
@@ -171,6 +191,7 @@ static const ct_backend_ops cpu_ops = {
     .adam_update = ct_cpu_adam_update,
     .update_multi = ct_cpu_update_multi,
     .check_finite = ct_cpu_check_finite,
+    .cast = ct_cpu_cast,
     .augment_standardize = ct_cpu_augment_standardize,
     .host_alloc = cpu_host_alloc,
     .host_release = cpu_release,
@@ -197,4 +218,16 @@ ct_status ct_backend_cpu_init(ct_backend *be, int threads) {
     be->ops = &cpu_ops;
     be->ctx = c;
     return CT_OK;
+}
+
+ct_status ct_backend_cpu_open(ct_backend *be, int threads, const char *precision) {
+    bool bf16 = false;
+    if (precision != NULL && strcmp(precision, "bf16") == 0)
+        bf16 = true;
+    else if (precision != NULL && strcmp(precision, "fp32") != 0)
+        return ct_error(CT_EINVAL, "the CPU backend computes in fp32 or emulates bf16, not '%s'",
+                        precision);
+    ct_status s = ct_backend_cpu_init(be, threads);
+    if (s == CT_OK) ((ct_cpu_ctx *)be->ctx)->bf16 = bf16;
+    return s;
 }

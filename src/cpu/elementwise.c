@@ -69,3 +69,15 @@ ct_status ct_cpu_check_finite(void *ctx, bool *finite, const float *x, size_t co
     *finite = ok != 0;
     return CT_OK;
 }
+
+ct_status ct_cpu_cast(void *ctx, void *dst, ct_dtype dst_type, const void *src, ct_dtype src_type,
+                      size_t count) {
+    (void)ctx;
+    if (dst_type == src_type)
+        memmove(dst, src, count * ct_dtype_size(dst_type));
+    else if (dst_type == CT_BF16)
+        ct_f32_to_bf16(dst, src, count);
+    else
+        ct_bf16_to_f32(dst, src, count);
+    return CT_OK;
+}

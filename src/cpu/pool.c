@@ -4,12 +4,12 @@
  * argmax indices: the comparison is exact because the output is a copy of one input value, and
  * ties go to the first maximum in row-major window order, as in Keras and PyTorch. */
 #include <float.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu.h"
 
-ct_status ct_cpu_maxpool_forward(void *ctx, float *y, const float *x, int n, int h, int w, int c) {
-    (void)ctx;
+static void maxpool_forward_f32(float *y, const float *x, int n, int h, int w, int c) {
     const int oh = h / 2, ow = w / 2;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int i = 0; i < n; i++) {
@@ -30,12 +30,10 @@ ct_status ct_cpu_maxpool_forward(void *ctx, float *y, const float *x, int n, int
             }
         }
     }
-    return CT_OK;
 }
 
-ct_status ct_cpu_maxpool_backward(void *ctx, float *dx, const float *dy, const float *x,
-                                  const float *y, int n, int h, int w, int c) {
-    (void)ctx;
+static void maxpool_backward_f32(float *dx, const float *dy, const float *x, const float *y,
+                                 int n, int h, int w, int c) {
     const int oh = h / 2, ow = w / 2;
     memset(dx, 0, (size_t)n * h * w * c * sizeof(float));
 #pragma omp parallel for collapse(2) schedule(static)
@@ -56,6 +54,52 @@ ct_status ct_cpu_maxpool_backward(void *ctx, float *dx, const float *dy, const f
             }
         }
     }
+}
+
+/* bf16: one image at a time through float32 copies. Every output is a copy of an input value,
+ * so narrowing the results back is exact. */
+ct_status ct_cpu_maxpool_forward(void *ctx, ct_dtype dt, void *y, const void *x, int n, int h,
+                                 int w, int c) {
+    (void)ctx;
+    if (dt == CT_F32) {
+        maxpool_forward_f32(y, x, n, h, w, c);
+        return CT_OK;
+    }
+    const size_t xs = (size_t)h * w * c, ys = (size_t)(h / 2) * (w / 2) * c;
+    const size_t counts[2] = {xs, ys};
+    float *t[2];
+    ct_status s = ct_cpu_temp(2, counts, t);
+    if (s != CT_OK) return s;
+    for (int i = 0; i < n; i++) {
+        ct_bf16_to_f32(t[0], (const ct_bf16 *)x + i * xs, xs);
+        maxpool_forward_f32(t[1], t[0], 1, h, w, c);
+        ct_f32_to_bf16((ct_bf16 *)y + i * ys, t[1], ys);
+    }
+    free(t[0]);
+    free(t[1]);
+    return CT_OK;
+}
+
+ct_status ct_cpu_maxpool_backward(void *ctx, ct_dtype dt, void *dx, const void *dy, const void *x,
+                                  const void *y, int n, int h, int w, int c) {
+    (void)ctx;
+    if (dt == CT_F32) {
+        maxpool_backward_f32(dx, dy, x, y, n, h, w, c);
+        return CT_OK;
+    }
+    const size_t xs = (size_t)h * w * c, ys = (size_t)(h / 2) * (w / 2) * c;
+    const size_t counts[4] = {xs, ys, ys, xs};
+    float *t[4]; /* x, y, dy, dx */
+    ct_status s = ct_cpu_temp(4, counts, t);
+    if (s != CT_OK) return s;
+    for (int i = 0; i < n; i++) {
+        ct_bf16_to_f32(t[0], (const ct_bf16 *)x + i * xs, xs);
+        ct_bf16_to_f32(t[1], (const ct_bf16 *)y + i * ys, ys);
+        ct_bf16_to_f32(t[2], (const ct_bf16 *)dy + i * ys, ys);
+        maxpool_backward_f32(t[3], t[2], t[0], t[1], 1, h, w, c);
+        ct_f32_to_bf16((ct_bf16 *)dx + i * xs, t[3], xs);
+    }
+    for (int j = 0; j < 4; j++) free(t[j]);
     return CT_OK;
 }
 

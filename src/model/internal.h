@@ -26,11 +26,19 @@ struct ct_model {
 
     ct_arena params, grads, opt, acts;
 
+    /* bf16 precision stores the backbone's activations and their gradients in bf16 (act_dtype);
+     * the image input arrives as float32 and is rounded into input16 by forward, and the one
+     * head layer reading the backbone's last output reads a float32 copy of it (bridge), its
+     * input gradient going to dbridge and from there, rounded, into the backbone. */
+    ct_dtype act_dtype;
+    void *input16;                 /* (N, H, W, C) bf16, or NULL */
+    float *bridge, *dbridge;       /* (N, last backbone output) float32, or NULL */
+
     /* In the activation arena, all sized for max_batch: */
     float *input;                  /* (N, H, W, C) */
     float *aux;                    /* (N, aux_dim) or NULL */
-    float *scratch[2];             /* outputs of the frozen prefix, ping-pong */
-    float *dscratch[2];            /* output gradients, ping-pong */
+    void *scratch[2];              /* outputs of the frozen prefix, ping-pong */
+    void *dscratch[2];             /* output gradients, ping-pong */
     float *labels;                 /* (N, n_out) */
     float *weights;                /* (N) */
     float *probs;                  /* (N, n_out) */
@@ -65,6 +73,11 @@ ct_status ct_model_replan(ct_model *m);
 
 static inline size_t ct_layer_out_size(const ct_layer *l) {
     return (size_t)l->out_h * l->out_w * l->out_c;
+}
+
+/* Whether layer i is the head layer that reads the backbone's output through the bridge. */
+static inline bool ct_layer_reads_bridge(const ct_model *m, int i) {
+    return m->bridge != NULL && i >= m->n_backbone && m->layers[i].src == m->n_backbone - 1;
 }
 
 static inline bool ct_layer_has_params(const ct_layer *l) {

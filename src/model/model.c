@@ -170,6 +170,7 @@ ct_status ct_model_init(ct_model **out, const ct_model_config *cfg, ct_backend *
     m->cfg = *cfg;
     m->cfg.head = NULL;
     m->be = be;
+    m->act_dtype = strcmp(ct_backend_precision(be), "bf16") == 0 ? CT_BF16 : CT_F32;
     ct_arena_init(&m->grads, "grads", be);
     ct_arena_init(&m->opt, "optimizer", be);
     ct_arena_init(&m->acts, "activations", be);
@@ -282,15 +283,22 @@ ct_status ct_model_replan(ct_model *m) {
     }
     plan_grads_and_state(m, off);
 
-    /* Activations. */
-    size_t in_off = ct_arena_reserve(&m->acts, nb * m->cfg.input_h * m->cfg.input_w *
-                                                   m->cfg.input_c);
+    /* Activations. Sizes are counted in floats; a bf16 tensor takes half as many. */
+    const bool bf = m->act_dtype == CT_BF16;
+    const size_t in_count = nb * m->cfg.input_h * m->cfg.input_w * m->cfg.input_c;
+    size_t in_off = ct_arena_reserve(&m->acts, in_count);
+    size_t in16_off = bf ? ct_arena_reserve(&m->acts, (in_count + 1) / 2) : 0;
+    const size_t bridge_count = nb * ct_layer_out_size(&m->layers[m->n_backbone - 1]);
+    size_t bridge_off = bf ? ct_arena_reserve(&m->acts, bridge_count) : 0;
+    size_t dbridge_off = bf ? ct_arena_reserve(&m->acts, bridge_count) : 0;
     size_t aux_off = ct_arena_reserve(&m->acts, nb * (size_t)(m->cfg.aux_dim > 0 ? m->cfg.aux_dim
                                                                                 : 1));
     size_t scratch_floats = 0, dscratch_floats = 0;
     for (int i = 0; i < m->n_layers; i++) {
         ct_layer *l = &m->layers[i];
+        l->dtype = bf && i < m->n_backbone ? CT_BF16 : CT_F32;
         size_t sz = nb * ct_layer_out_size(l);
+        if (l->dtype == CT_BF16) sz = (sz + 1) / 2;
         bool keep = i >= ft - 1 || l->src == CT_SRC_AUX || i == m->n_layers - 1;
         int src_kind = l->src >= 0 ? kind[l->src] : PLAN_OWN;
         if (l->kind == CT_LAYER_FLATTEN) {
@@ -333,6 +341,9 @@ ct_status ct_model_replan(ct_model *m) {
     bind_grads_and_state(m, off);
 
     m->input = ct_arena_ptr(&m->acts, in_off);
+    m->input16 = bf ? (void *)ct_arena_ptr(&m->acts, in16_off) : NULL;
+    m->bridge = bf ? ct_arena_ptr(&m->acts, bridge_off) : NULL;
+    m->dbridge = bf ? ct_arena_ptr(&m->acts, dbridge_off) : NULL;
     m->aux = m->cfg.aux_dim > 0 ? ct_arena_ptr(&m->acts, aux_off) : NULL;
     for (int k = 0; k < 2; k++) {
         m->scratch[k] = ct_arena_ptr(&m->acts, sc_off[k]);
@@ -345,8 +356,10 @@ ct_status ct_model_replan(ct_model *m) {
 
     for (int i = 0; i < m->n_layers; i++) {
         ct_layer *l = &m->layers[i];
-        float *in = l->src == CT_SRC_IMAGE ? m->input : l->src == CT_SRC_AUX ? m->aux
-                                                                              : m->layers[l->src].out;
+        void *in = l->src == CT_SRC_IMAGE   ? (bf ? m->input16 : (void *)m->input)
+                   : l->src == CT_SRC_AUX   ? (void *)m->aux
+                   : ct_layer_reads_bridge(m, i) ? (void *)m->bridge
+                                                 : m->layers[l->src].out;
         switch (kind[i]) {
         case PLAN_OWN: l->out = ct_arena_ptr(&m->acts, off[i][PLAN_ACT]); break;
         case PLAN_ALIAS: l->out = in; break;
@@ -367,7 +380,9 @@ ct_status ct_model_replan(ct_model *m) {
         ct_layer *src = &m->layers[l->src];
         if (src->dout != NULL) continue;
         if (l->src < ft) continue; /* no gradient is needed below the lowest trainable layer */
-        if (l->kind == CT_LAYER_FLATTEN)
+        if (m->bridge != NULL && src->out == m->bridge)
+            src->dout = m->dbridge; /* a flatten of the bridge */
+        else if (l->kind == CT_LAYER_FLATTEN && !ct_layer_reads_bridge(m, i))
             src->dout = l->dout;
         else
             src->dout = m->dscratch[l->dout == m->dscratch[0] ? 1 : 0];
@@ -450,6 +465,44 @@ ct_status ct_model_freeze_to(ct_model *m, const char *name) {
 ct_status ct_model_set_trainable_mask(ct_model *m, const bool *trainable) {
     for (int i = 0; i < m->n_layers; i++) m->layers[i].trainable = trainable[i];
     return ct_model_replan(m);
+}
+
+ct_dtype ct_model_activation_dtype(const ct_model *m) { return m->act_dtype; }
+
+ct_status ct_model_layer_output(ct_model *m, int i, int n, float *host) {
+    if (i < 0 || i >= m->n_layers || n <= 0 || n > m->cfg.max_batch)
+        return ct_error(CT_EINVAL, "layer output: layer %d or batch %d out of range", i, n);
+    const ct_layer *l = &m->layers[i];
+    if (l->out == NULL) return ct_error(CT_EINVAL, "layer %s has no output buffer", l->name);
+    size_t count = (size_t)n * ct_layer_out_size(l);
+    ct_status s = m->be->ops->copy_to_host(m->be->ctx, host, l->out,
+                                           count * ct_dtype_size(l->dtype));
+    if (s == CT_OK && l->dtype == CT_BF16) ct_bf16_widen_inplace(host, count);
+    return s;
+}
+
+ct_status ct_model_layer_finite(ct_model *m, int i, int n, bool *finite) {
+    *finite = true;
+    if (i < 0 || i >= m->n_layers || n <= 0 || n > m->cfg.max_batch)
+        return ct_error(CT_EINVAL, "layer output: layer %d or batch %d out of range", i, n);
+    const ct_layer *l = &m->layers[i];
+    if (l->out == NULL) return CT_OK;
+    size_t count = (size_t)n * ct_layer_out_size(l);
+    if (l->dtype == CT_F32) return m->be->ops->check_finite(m->be->ctx, finite, l->out, count);
+    /* bf16: through the host in pieces (this runs once, after a step went wrong). */
+    enum { PIECE = 1 << 20 };
+    ct_bf16 *buf = malloc(PIECE * sizeof *buf);
+    if (buf == NULL) return ct_error(CT_ENOMEM, "cannot allocate a buffer to check %s", l->name);
+    ct_status s = CT_OK;
+    for (size_t at = 0; at < count && *finite && s == CT_OK; at += PIECE) {
+        size_t len = count - at < PIECE ? count - at : PIECE;
+        s = m->be->ops->copy_to_host(m->be->ctx, buf, (const ct_bf16 *)l->out + at,
+                                     len * sizeof *buf);
+        for (size_t j = 0; s == CT_OK && j < len; j++)
+            if ((buf[j] & 0x7f80u) == 0x7f80u) *finite = false;
+    }
+    free(buf);
+    return s;
 }
 
 ct_status ct_model_tensor_get(ct_model *m, const ct_tensor *t, float *host) {

@@ -10,10 +10,27 @@
 
 #include "internal.h"
 
-static const float *layer_input(const ct_model *m, const ct_layer *l) {
-    if (l->src == CT_SRC_IMAGE) return m->input;
+/* What layer i reads: the image (its bf16 copy at bf16 precision), the auxiliary values, the
+ * bridge (the backbone's output as float32), or its source layer's output. */
+static const void *layer_input(const ct_model *m, int i) {
+    const ct_layer *l = &m->layers[i];
+    if (l->src == CT_SRC_IMAGE) return m->input16 != NULL ? m->input16 : (const void *)m->input;
     if (l->src == CT_SRC_AUX) return m->aux;
+    if (ct_layer_reads_bridge(m, i)) return m->bridge;
     return m->layers[l->src].out;
+}
+
+/* Where layer i's input gradient goes (NULL when none is kept). */
+static void *layer_input_grad(const ct_model *m, int i) {
+    const ct_layer *l = &m->layers[i];
+    if (l->src < 0) return NULL;
+    if (ct_layer_reads_bridge(m, i)) return m->dbridge;
+    return m->layers[l->src].dout;
+}
+
+static ct_status cast(ct_model *m, void *dst, ct_dtype dt, const void *src, ct_dtype st,
+                      size_t count) {
+    return m->be->ops->cast(m->be->ctx, dst, dt, src, st, count);
 }
 
 static ct_dropout_key dropout_key(const ct_model *m, int layer) {
@@ -25,16 +42,16 @@ static ct_status layer_forward(ct_model *m, int i, int n, bool training) {
     ct_layer *l = &m->layers[i];
     const ct_backend_ops *ops = m->be->ops;
     void *ctx = m->be->ctx;
-    const float *x = layer_input(m, l);
+    const void *x = layer_input(m, i);
     switch (l->kind) {
     case CT_LAYER_CONV: {
         ct_conv_args a = {.n = n, .h = l->in_h, .w = l->in_w, .c = l->in_c, .k = l->units,
-                          .x = x, .wt = l->kernel.data, .b = l->bias.data, .y = l->out,
-                          .relu = true};
+                          .act = l->dtype, .x = x, .wt = l->kernel.data, .b = l->bias.data,
+                          .y = l->out, .relu = true};
         return ops->conv3x3_forward(ctx, &a);
     }
     case CT_LAYER_MAXPOOL:
-        return ops->maxpool_forward(ctx, l->out, x, n, l->in_h, l->in_w, l->in_c);
+        return ops->maxpool_forward(ctx, l->dtype, l->out, x, n, l->in_h, l->in_w, l->in_c);
     case CT_LAYER_FLATTEN:
         return CT_OK;
     case CT_LAYER_GAP:
@@ -72,10 +89,20 @@ static ct_status forward_range(ct_model *m, int from, int to, int n, bool traini
     if (m->profile)
         for (int i = 0; i < m->n_layers; i++) m->fwd_marked[i] = m->bwd_marked[i] = false;
     const ct_backend_ops *ops = m->be->ops;
+    const ct_model_config *c = &m->cfg;
+    if (from == 0 && m->input16 != NULL) {
+        ct_status s = cast(m, m->input16, CT_BF16, m->input, CT_F32,
+                           (size_t)n * c->input_h * c->input_w * c->input_c);
+        if (s != CT_OK) return ct_error(s, "forward: rounding the input to bf16: %s",
+                                        ct_last_error());
+    }
     for (int i = from; i < to; i++) {
         ct_status s = m->profile ? ops->mark(m->be->ctx, 2 * i) : CT_OK;
         if (s == CT_OK) s = layer_forward(m, i, n, training);
         if (s == CT_OK && m->profile) s = ops->mark(m->be->ctx, 2 * i + 1);
+        if (s == CT_OK && m->bridge != NULL && i == m->n_backbone - 1)
+            s = cast(m, m->bridge, CT_F32, m->layers[i].out, CT_BF16,
+                     (size_t)n * ct_layer_out_size(&m->layers[i]));
         if (s != CT_OK)
             return ct_error(s, "forward of %s: %s", m->layers[i].name, ct_last_error());
         if (m->profile) m->fwd_marked[i] = true;
@@ -115,10 +142,7 @@ ct_status ct_model_features(ct_model *m, int layer, const float *x, const float 
         return ct_error(CT_EINVAL, "features: layer %d is not on the image path", layer);
     ct_status s = copy_inputs(m, x, aux, n);
     if (s == CT_OK) s = forward_range(m, 0, layer + 1, n, false, 0);
-    if (s == CT_OK)
-        s = m->be->ops->copy_to_host(m->be->ctx, out, m->layers[layer].out,
-                                     (size_t)n * ct_layer_out_size(&m->layers[layer]) *
-                                         sizeof(float));
+    if (s == CT_OK) s = ct_model_layer_output(m, layer, n, out);
     return s;
 }
 
@@ -132,8 +156,21 @@ ct_status ct_model_forward_from_host(ct_model *m, int layer, const float *act, c
         return ct_error(CT_EINVAL, "batch of %d samples: expected 1 to %d (the model's batch "
                         "size)", n, m->cfg.max_batch);
     const ct_layer *in = &m->layers[layer - 1];
-    ct_status s = m->be->ops->copy_to_device(m->be->ctx, in->out, act,
-                                             (size_t)n * ct_layer_out_size(in) * sizeof(float));
+    const size_t count = (size_t)n * ct_layer_out_size(in);
+    ct_status s;
+    if (in->dtype == CT_BF16) {
+        /* Exact for what ct_model_features gave: those values came from bf16. */
+        ct_bf16 *h = malloc(count * sizeof *h);
+        if (h == NULL)
+            return ct_error(CT_ENOMEM, "cannot allocate %zu bf16 values for %s", count, in->name);
+        ct_f32_to_bf16(h, act, count);
+        s = m->be->ops->copy_to_device(m->be->ctx, in->out, h, count * sizeof *h);
+        free(h);
+        if (s == CT_OK && ct_layer_reads_bridge(m, layer))
+            s = cast(m, m->bridge, CT_F32, in->out, CT_BF16, count);
+    } else {
+        s = m->be->ops->copy_to_device(m->be->ctx, in->out, act, count * sizeof(float));
+    }
     if (s == CT_OK && m->cfg.aux_dim > 0) {
         if (aux == NULL)
             return ct_error(CT_EINVAL, "the model takes %d auxiliary value(s) per sample, but "
@@ -228,16 +265,16 @@ static ct_status layer_backward(ct_model *m, int i) {
     const int n = m->last_n, ft = m->first_trainable;
     const bool wgrad = ct_layer_has_params(l) && l->trainable;
     const bool dgrad = l->src >= ft;
-    float *dx = dgrad ? m->layers[l->src].dout : NULL;
-    const float *x = layer_input(m, l);
+    void *dx = dgrad ? layer_input_grad(m, i) : NULL;
+    const void *x = layer_input(m, i);
     ct_status s = CT_OK;
 
     switch (l->kind) {
     case CT_LAYER_CONV: {
         ct_conv_args a = {.n = n, .h = l->in_h, .w = l->in_w, .c = l->in_c, .k = l->units,
-                          .x = x, .wt = l->kernel.data, .b = l->bias.data, .y = l->out,
-                          .dy = l->dout, .dx = dx, .dw = l->dkernel.data, .db = l->dbias.data,
-                          .relu = true};
+                          .act = l->dtype, .x = x, .wt = l->kernel.data, .b = l->bias.data,
+                          .y = l->out, .dy = l->dout, .dx = dx, .dw = l->dkernel.data,
+                          .db = l->dbias.data, .relu = true};
         s = ops->conv3x3_backward(ctx, &a, dgrad, wgrad);
         break;
     }
@@ -251,8 +288,8 @@ static ct_status layer_backward(ct_model *m, int i) {
         break;
     }
     case CT_LAYER_MAXPOOL:
-        if (dgrad) s = ops->maxpool_backward(ctx, dx, l->dout, x, l->out, n, l->in_h, l->in_w,
-                                             l->in_c);
+        if (dgrad) s = ops->maxpool_backward(ctx, l->dtype, dx, l->dout, x, l->out, n, l->in_h,
+                                             l->in_w, l->in_c);
         break;
     case CT_LAYER_FLATTEN:
         break; /* its gradient buffer is its input's */
@@ -289,7 +326,11 @@ ct_status ct_model_backward(ct_model *m) {
     const int base = 2 * m->n_layers; /* backward marks follow the forward ones */
     for (int i = m->n_layers - 1; i >= m->first_trainable; i--) {
         ct_status s = CT_OK;
-        if (m->hook != NULL && m->layers[i].dout != NULL) s = m->hook(m->hook_user, m, i);
+        if (m->bridge != NULL && i == m->n_backbone - 1 && m->layers[i].dout != NULL)
+            s = cast(m, m->layers[i].dout, CT_BF16, m->dbridge, CT_F32,
+                     (size_t)m->last_n * ct_layer_out_size(&m->layers[i]));
+        if (s == CT_OK && m->hook != NULL && m->layers[i].dout != NULL)
+            s = m->hook(m->hook_user, m, i);
         if (s == CT_OK && m->profile) s = m->be->ops->mark(m->be->ctx, base + 2 * i);
         if (s == CT_OK) s = layer_backward(m, i);
         if (s == CT_OK && m->profile) s = m->be->ops->mark(m->be->ctx, base + 2 * i + 1);

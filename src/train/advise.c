@@ -778,7 +778,6 @@ static ct_status probe(const ct_dataset *ds, const ct_advise_config *c, const ch
         s = ct_error(CT_ENOMEM, "cannot allocate the probe's features");
         goto done;
     }
-    ct_backend *be = ct_model_backend(p.m);
     if ((s = ct_loader_begin_epoch(p.loader, 0)) != CT_OK) {
         free(ok);
         goto done;
@@ -795,10 +794,7 @@ static ct_status probe(const ct_dataset *ds, const ct_advise_config *c, const ch
         /* p.act holds block5_pool's output; the lower depths are still in their buffers. */
         for (int d = CT_ADVISE_DEPTHS - 1; s == CT_OK && d >= 0; d--) {
             const ct_layer *l = ct_model_layer(p.m, idx[d]);
-            if (d < CT_ADVISE_DEPTHS - 1)
-                s = be->ops->copy_to_host(be->ctx, p.act, l->out,
-                                          (size_t)b->n * l->out_h * l->out_w * l->out_c *
-                                              sizeof(float));
+            if (d < CT_ADVISE_DEPTHS - 1) s = ct_model_layer_output(p.m, idx[d], b->n, p.act);
             if (s == CT_OK)
                 gap_rows(p.act, b->n, l->out_h, l->out_w, l->out_c, p.feats[d], row_pos);
         }

@@ -582,9 +582,7 @@ static void nonfinite_culprit(fit_run *r, int n, char *buf, size_t len) {
                 return;
             }
         }
-        if (l->out == NULL) continue;
-        size_t size = (size_t)n * l->out_h * l->out_w * l->out_c;
-        if (be->ops->check_finite(be->ctx, &finite, l->out, size) == CT_OK && !finite) {
+        if (ct_model_layer_finite(r->m, i, n, &finite) == CT_OK && !finite) {
             snprintf(buf, len, "the output of layer %s is the first to hold NaN or Inf", l->name);
             return;
         }
@@ -1199,11 +1197,13 @@ static void fit_free(fit_run *r) {
 
 /* Bytes the model's arenas (parameters, gradients, optimizer slots, activations) and the
  * streaming buffers need at batch `n`, with the trainable flags the run ends with. The plan
- * depends only on the layers and the flags, not on the backend, so it is read off a model built
- * on the CPU backend. */
+ * depends only on the layers, the flags and the activations' type (bf16 at bf16 precision), not
+ * on the backend, so it is read off a model built on the CPU backend at that precision. */
 static ct_status planned_bytes(const fit_run *r, int n, size_t *bytes) {
     ct_backend cpu;
-    ct_status s = ct_backend_cpu_init(&cpu, 0); /* 0: leaves the thread settings alone */
+    const bool bf16 = strcmp(ct_backend_precision(&r->be), "bf16") == 0;
+    /* 0 threads: leaves the thread settings alone */
+    ct_status s = ct_backend_cpu_open(&cpu, 0, bf16 ? "bf16" : "fp32");
     if (s != CT_OK) return s;
     ct_model_config mc = {.input_h = r->input, .input_w = r->input, .input_c = 3,
                           .aux_dim = ct_dataset_aux_dim(r->train), .max_batch = n,
