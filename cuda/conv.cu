@@ -37,8 +37,9 @@
  * bf16 shape with other channel counts is always padded to the next multiple of 8.
  *
  * With CUTUNE_DETERMINISTIC=1 nothing is chosen by timing: algorithms come from cuDNN's
- * heuristics (the first deterministic one that fits), the fused call and the padding are not
- * used, so the same GPU, cuDNN and settings give the same bits on every run. */
+ * heuristics (the first deterministic one that fits), the fused call and the timed padding of
+ * float32 inputs are not used (bf16 inputs are padded always, timing nothing), so the same GPU,
+ * cuDNN and settings give the same bits on every run. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -575,8 +576,8 @@ static ct_status forward_as_is(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv
 
 /* ---- narrow inputs ------------------------------------------------------------------------ */
 
-/* dst (rows, cp) = src (rows, c) followed by zeros; Tin -> Tout converts (float32 -> bf16
- * rounds). */
+/* dst (rows, cp) = src (rows, c) followed by zeros (the element types of both sides: float32
+ * or bf16). */
 template <typename Tout, typename Tin>
 __global__ void pad_channels_kernel(Tout *dst, const Tin *src, size_t rows, int c, int cp) {
     size_t count = rows * (size_t)cp, stride = (size_t)gridDim.x * blockDim.x;
@@ -736,7 +737,7 @@ static ct_status backward_padded(ct_cu_ctx *ctx, const ct_conv_args *a, bool nee
     const size_t rows = (size_t)a->n * a->h * a->w, krows = (size_t)a->k * 9;
     const size_t es = ct_dtype_size(a->act);
     const size_t len[4] = {need_wgrad ? rows * (size_t)cp * es : 0,
-                           krows * (size_t)cp * sizeof(float),
+                           need_dgrad ? krows * (size_t)cp * sizeof(float) : 0,
                            need_wgrad ? krows * (size_t)cp * sizeof(float) : 0,
                            need_dgrad ? rows * (size_t)cp * es : 0};
     void *buf[4]; /* x, kernel, dkernel, dx */
@@ -744,11 +745,13 @@ static ct_status backward_padded(ct_cu_ctx *ctx, const ct_conv_args *a, bool nee
     if (st != CT_OK) return st;
     if (need_wgrad && (st = pad_channels(ctx, a->act, buf[0], a->x, rows, a->c, cp)) != CT_OK)
         return st;
-    if ((st = pad_channels(ctx, CT_F32, buf[1], a->wt, krows, a->c, cp)) != CT_OK) return st;
+    /* The kernel is read by the data gradient only (the first layer's has none). */
+    if (need_dgrad && (st = pad_channels(ctx, CT_F32, buf[1], a->wt, krows, a->c, cp)) != CT_OK)
+        return st;
     ct_conv_args b = *a;
     b.c = cp;
     b.x = buf[0];
-    b.wt = (const float *)buf[1];
+    b.wt = need_dgrad ? (const float *)buf[1] : NULL;
     b.dw = need_wgrad ? (float *)buf[2] : NULL;
     b.dx = need_dgrad ? buf[3] : NULL;
     if ((st = ct_cu_conv3x3_backward(ctx, &b, need_dgrad, need_wgrad)) != CT_OK) return st;

@@ -308,8 +308,19 @@ static run run_model(ct_backend *b, const char *head, int hw, int aux_dim, const
         float *feat = malloc((size_t)BATCH * l->out_h * l->out_w * l->out_c * sizeof *feat);
         cr_assert_not_null(feat);
         OK(ct_model_features(r.m, cache_layer, x, aux_dim ? aux : NULL, BATCH, feat));
+        /* As the training loop's cache does: the features of other batches are computed before
+         * this batch is fed back, so no buffer may still hold this batch's values by chance. */
+        const ct_model_config *mc = ct_model_get_config(r.m);
+        size_t nx = (size_t)BATCH * mc->input_h * mc->input_w * 3;
+        float *other = malloc(nx * sizeof *other);
+        float *junk = malloc((size_t)BATCH * l->out_h * l->out_w * l->out_c * sizeof *junk);
+        cr_assert(other && junk);
+        tu_fill(other, nx, 99, -60.0f, 60.0f);
+        OK(ct_model_features(r.m, cache_layer, other, aux_dim ? aux : NULL, BATCH, junk));
         OK(ct_model_forward_from_host(r.m, cache_layer + 1, feat, aux_dim ? aux : NULL, BATCH,
                                       true, 3));
+        free(other);
+        free(junk);
         free(feat);
     } else {
         OK(ct_model_forward_host(r.m, x, aux_dim ? aux : NULL, BATCH, true, 3));
@@ -421,6 +432,8 @@ Test(bf16, frozen_prefix_cache_is_exact) {
     expect_cache_exact("mri", 64, 0, "block5_pool");
     expect_cache_exact("iceberg", 48, 1, "block5_pool");
     expect_cache_exact("iceberg", 48, 1, "block4_pool");
+    /* The aux branch first: the layer after the cache is not the one reading the bridge. */
+    expect_cache_exact("aux:4,gmp,concat,dense:1:sigmoid", 48, 1, "block5_pool");
 }
 
 /* The CPU emulates bf16 only when asked by name; tf32 is the GPU's alone. */

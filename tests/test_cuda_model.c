@@ -66,7 +66,9 @@ static const tolerances TOL_FP32 = {"fp32", 1e-3, 2e-3, 5e-2, 1e-1, 2e-3};
  * order before each rounding, which moves a small fraction of values by one bf16 step (2^-8 to
  * 2^-7 relative). Those perturbations are smaller than TF32's per-layer error, but each is four
  * times larger where it happens, so these bounds are set from TF32's with the values' rounding
- * scaled by four and the gradients (ReLU and max-pool flips) held to 0.8. */
+ * scaled by four and the gradients (ReLU and max-pool flips) held to 0.8. They are estimates,
+ * not measured on a GPU, and loose: they catch a wrong buffer, type or gradient path (errors of
+ * order 1), while rounding at the wrong points is test_cuda_ops's to catch, in bf16 steps. */
 static const tolerances TOL_BF16 = {"bf16", 4e-2, 8e-2, 8e-1, 9e-1, 6e-2};
 
 static ct_backend cpu, gpu;
@@ -215,6 +217,66 @@ static void compare_pass(twin *t, const char *what, uint32_t step) {
 }
 
 /* ---- tests ------------------------------------------------------------------------------- */
+
+/* The frozen-prefix cache on the GPU: the output of the frozen backbone (block5_pool), or of
+ * blocks 1-4, is copied to the host with ct_model_features (widened to float32 at bf16) while
+ * other batches pass through the model, then fed back with ct_model_forward_from_host; the loss
+ * and the gradients must equal those of a plain pass over the same batch. Same shapes, same
+ * cached cuDNN plans: only algorithms with atomics could make them differ, by float32
+ * rounding, hence 1e-5 rather than bit equality. The aux-first head puts the layer after the
+ * cache apart from the one that reads the backbone. */
+static void cache_case(const char *head, int aux_dim, const char *freeze) {
+    twin t = twin_make(head, 48, aux_dim, 21);
+    OK(ct_model_freeze_to(t.g, freeze));
+    const int layer = (int)(ct_model_find(t.g, freeze) - ct_model_layer(t.g, 0));
+    const float *aux = aux_dim > 0 ? t.aux_in : NULL;
+    float plain = pass(t.g, &t, 7);
+    const int nl = ct_model_num_layers(t.g);
+    float *want[MAX_LAYERS] = {0};
+    for (int i = 0; i < nl; i++) {
+        ct_layer *l = ct_model_layer(t.g, i);
+        if (l->dkernel.data != NULL) want[i] = fetch_tensor(t.g, &l->dkernel);
+    }
+    const ct_layer *fl = ct_model_layer(t.g, layer);
+    const size_t nf = (size_t)BATCH * fl->out_h * fl->out_w * fl->out_c;
+    const size_t nx = (size_t)BATCH * t.hw * t.hw * 3;
+    float *feat = malloc(nf * sizeof *feat), *junk = malloc(nf * sizeof *junk);
+    float *other = malloc(nx * sizeof *other);
+    cr_assert(feat && junk && other);
+    tu_fill(other, nx, 977, -60.0f, 60.0f);
+    OK(ct_model_features(t.g, layer, t.x, aux, BATCH, feat));
+    OK(ct_model_features(t.g, layer, other, aux, BATCH, junk)); /* another batch in between */
+    OK(ct_model_forward_from_host(t.g, layer + 1, feat, aux, BATCH, true, 7));
+    float cached = NAN;
+    OK(ct_model_loss(t.g, t.labels, NULL, &cached));
+    OK(ct_model_backward(t.g));
+    char name[160];
+    snprintf(name, sizeof name, "%s cached from %s: loss (%.9g vs %.9g)", head, freeze,
+             (double)cached, (double)plain);
+    expect_rel(name, &cached, &plain, 1, 1e-5);
+    for (int i = 0; i < nl; i++) {
+        if (want[i] == NULL) continue;
+        ct_layer *l = ct_model_layer(t.g, i);
+        float *got = fetch_tensor(t.g, &l->dkernel);
+        snprintf(name, sizeof name, "%s cached from %s: %s kernel gradient", head, freeze,
+                 l->name);
+        expect_rel(name, got, want[i], l->dkernel.size, 1e-5);
+        free(got);
+        free(want[i]);
+    }
+    free(feat);
+    free(junk);
+    free(other);
+    twin_free(&t);
+}
+
+Test(cuda_model, frozen_prefix_cache_equals_the_plain_pass) {
+    TU_REQUIRE_GPU();
+    cache_case("iceberg", 1, "block5_pool");
+    cache_case("iceberg", 1, "block4_pool");
+    cache_case("aux:4,gmp,concat,dense:1:sigmoid", 1, "block5_pool");
+    cache_case("mri", 0, "block5_pool");
+}
 
 Test(cuda_model, iceberg_head_forward_backward_matches_cpu) {
     TU_REQUIRE_GPU();

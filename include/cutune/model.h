@@ -181,7 +181,8 @@ ct_status ct_model_backward(ct_model *m);
 
 /* Called by backward just before each layer's own backward step, while `layer->dout` holds the
  * gradient of the loss with respect to that layer's output (after the step, ReLU layers have
- * masked it in place). For inspection: gradient checks, debugging, finite checks. */
+ * masked it in place), of the layer's `dtype` (bf16 in the backbone at bf16 precision). For
+ * inspection: gradient checks, debugging, finite checks. */
 typedef ct_status (*ct_backward_hook)(void *user, ct_model *m, int layer);
 void ct_model_set_backward_hook(ct_model *m, ct_backward_hook hook, void *user);
 

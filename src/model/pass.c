@@ -90,19 +90,18 @@ static ct_status forward_range(ct_model *m, int from, int to, int n, bool traini
         for (int i = 0; i < m->n_layers; i++) m->fwd_marked[i] = m->bwd_marked[i] = false;
     const ct_backend_ops *ops = m->be->ops;
     const ct_model_config *c = &m->cfg;
-    if (from == 0 && m->input16 != NULL) {
-        ct_status s = cast(m, m->input16, CT_BF16, m->input, CT_F32,
-                           (size_t)n * c->input_h * c->input_w * c->input_c);
-        if (s != CT_OK) return ct_error(s, "forward: rounding the input to bf16: %s",
-                                        ct_last_error());
-    }
     for (int i = from; i < to; i++) {
         ct_status s = m->profile ? ops->mark(m->be->ctx, 2 * i) : CT_OK;
+        /* bf16: the first layer's input rounded, the last backbone layer's output widened into
+         * the bridge; each counted in its layer's time. */
+        if (s == CT_OK && i == 0 && m->input16 != NULL)
+            s = cast(m, m->input16, CT_BF16, m->input, CT_F32,
+                     (size_t)n * c->input_h * c->input_w * c->input_c);
         if (s == CT_OK) s = layer_forward(m, i, n, training);
-        if (s == CT_OK && m->profile) s = ops->mark(m->be->ctx, 2 * i + 1);
         if (s == CT_OK && m->bridge != NULL && i == m->n_backbone - 1)
             s = cast(m, m->bridge, CT_F32, m->layers[i].out, CT_BF16,
                      (size_t)n * ct_layer_out_size(&m->layers[i]));
+        if (s == CT_OK && m->profile) s = ops->mark(m->be->ctx, 2 * i + 1);
         if (s != CT_OK)
             return ct_error(s, "forward of %s: %s", m->layers[i].name, ct_last_error());
         if (m->profile) m->fwd_marked[i] = true;
@@ -166,7 +165,9 @@ ct_status ct_model_forward_from_host(ct_model *m, int layer, const float *act, c
         ct_f32_to_bf16(h, act, count);
         s = m->be->ops->copy_to_device(m->be->ctx, in->out, h, count * sizeof *h);
         free(h);
-        if (s == CT_OK && ct_layer_reads_bridge(m, layer))
+        /* The head reads block5_pool through the bridge, whichever head layer that is (an aux
+         * branch may come first). */
+        if (s == CT_OK && m->bridge != NULL && layer - 1 == m->n_backbone - 1)
             s = cast(m, m->bridge, CT_F32, in->out, CT_BF16, count);
     } else {
         s = m->be->ops->copy_to_device(m->be->ctx, in->out, act, count * sizeof(float));
@@ -325,13 +326,14 @@ ct_status ct_model_backward(ct_model *m) {
     if (!m->have_loss) return ct_error(CT_EINVAL, "backward needs a forward pass and a loss first");
     const int base = 2 * m->n_layers; /* backward marks follow the forward ones */
     for (int i = m->n_layers - 1; i >= m->first_trainable; i--) {
-        ct_status s = CT_OK;
-        if (m->bridge != NULL && i == m->n_backbone - 1 && m->layers[i].dout != NULL)
+        ct_status s = m->profile ? m->be->ops->mark(m->be->ctx, base + 2 * i) : CT_OK;
+        /* bf16: the head's gradient for block5_pool, rounded into the backbone. */
+        if (s == CT_OK && m->bridge != NULL && i == m->n_backbone - 1 &&
+            m->layers[i].dout != NULL)
             s = cast(m, m->layers[i].dout, CT_BF16, m->dbridge, CT_F32,
                      (size_t)m->last_n * ct_layer_out_size(&m->layers[i]));
         if (s == CT_OK && m->hook != NULL && m->layers[i].dout != NULL)
             s = m->hook(m->hook_user, m, i);
-        if (s == CT_OK && m->profile) s = m->be->ops->mark(m->be->ctx, base + 2 * i);
         if (s == CT_OK) s = layer_backward(m, i);
         if (s == CT_OK && m->profile) s = m->be->ops->mark(m->be->ctx, base + 2 * i + 1);
         if (s != CT_OK)
