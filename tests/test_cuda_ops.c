@@ -44,7 +44,7 @@
  * different orders and round the sum to bf16 where the other does. The orders differ by fp32
  * rounding only (about 1e-7 relative, more in Winograd-type transforms), so a rounding to bf16
  * lands on the other side of a midpoint for a small fraction of the values, each then one bf16
- * step (2^-8 to 2^-7 relative) off. So the comparison counts steps (bexpect_steps): every value
+ * step (2^-8 to 2^-7 relative) off. So the comparison counts steps (steps_compare): every value
  * within one step of the CPU's (plus one step at the tensor's RMS, for sums that cancel near
  * zero), at most BF16_DIFFER of the values different at all, and the norm-wise error under
  * TOL_BF16. Rounding at other points than the CPU (skipping one of the two roundings of the
@@ -109,32 +109,54 @@ static int rand_int(int lo, int hi) {
     return v > hi ? hi : v; /* the float product can round up to hi - lo + 1 */
 }
 
-/* The same tensor on both backends. */
+/* The same tensor on both backends: float32, or bf16 (dt; the pointers then hold bf16 data,
+ * filled from and read back as floats). */
 typedef struct pair {
     float *c, *g;
     size_t n;
+    ct_dtype dt;
 } pair;
 
-static float *dev_alloc(ct_backend *be, size_t n) {
+static float *dev_alloc(ct_backend *be, size_t bytes) {
     void *p = NULL;
-    OK(be->ops->alloc(be->ctx, &p, n * sizeof(float)));
+    OK(be->ops->alloc(be->ctx, &p, bytes));
     return p;
 }
 
-static pair pair_from(const float *host, size_t n) {
-    pair p = {dev_alloc(&cpu, n), dev_alloc(&gpu, n), n};
+/* host (n floats) into backend memory of type dt (rounded to bf16 for CT_BF16). */
+static void put(ct_backend *be, void *dst, const float *host, size_t n, ct_dtype dt) {
+    if (dt == CT_F32) {
+        OK(be->ops->copy_to_device(be->ctx, dst, host, n * sizeof(float)));
+        return;
+    }
+    ct_bf16 *h = malloc(n * sizeof *h);
+    cr_assert_not_null(h);
+    ct_f32_to_bf16(h, host, n);
+    OK(be->ops->copy_to_device(be->ctx, dst, h, n * sizeof *h));
+    free(h);
+}
+
+static pair pair_typed(const float *host, size_t n, ct_dtype dt) {
+    const size_t bytes = n * ct_dtype_size(dt);
+    pair p = {dev_alloc(&cpu, bytes), dev_alloc(&gpu, bytes), n, dt};
     if (host) {
-        OK(cpu.ops->copy_to_device(cpu.ctx, p.c, host, n * sizeof(float)));
-        OK(gpu.ops->copy_to_device(gpu.ctx, p.g, host, n * sizeof(float)));
+        put(&cpu, p.c, host, n, dt);
+        put(&gpu, p.g, host, n, dt);
     }
     return p;
 }
 
-static pair pair_random(size_t n, float lo, float hi) {
-    float *h = host_random(n, lo, hi, 0);
-    pair p = pair_from(h, n);
+static pair pair_from(const float *host, size_t n) { return pair_typed(host, n, CT_F32); }
+
+static pair pair_random_typed(size_t n, float lo, float hi, int steps, ct_dtype dt) {
+    float *h = host_random(n, lo, hi, steps);
+    pair p = pair_typed(h, n, dt);
     free(h);
     return p;
+}
+
+static pair pair_random(size_t n, float lo, float hi) {
+    return pair_random_typed(n, lo, hi, 0, CT_F32);
 }
 
 /* Zeros, as both backends' alloc promises. */
@@ -143,15 +165,17 @@ static pair pair_zeros(size_t n) { return pair_from(NULL, n); }
 /* Junk in an output buffer, different on the two sides: large numbers on the CPU, NaN on the
  * GPU. An element either backend fails to write then differs, and a GPU op that reads its
  * output where it should not (a scale of zero that is not honoured) turns it into NaN. */
-static pair pair_junk(size_t n) {
-    pair p = pair_random(n, -1000.0f, 1000.0f);
+static pair pair_junk_typed(size_t n, ct_dtype dt) {
+    pair p = pair_random_typed(n, -1000.0f, 1000.0f, 0, dt);
     float *h = malloc(n * sizeof *h);
     cr_assert_not_null(h);
     for (size_t i = 0; i < n; i++) h[i] = NAN;
-    OK(gpu.ops->copy_to_device(gpu.ctx, p.g, h, n * sizeof(float)));
+    put(&gpu, p.g, h, n, dt);
     free(h);
     return p;
 }
+
+static pair pair_junk(size_t n) { return pair_junk_typed(n, CT_F32); }
 
 static void pair_free(pair *p) {
     cpu.ops->release(cpu.ctx, p->c);
@@ -159,20 +183,26 @@ static void pair_free(pair *p) {
     p->c = p->g = NULL;
 }
 
+/* Both sides as floats on the host (bf16 widened). */
 static void pair_get(const pair *p, float **hc, float **hg) {
     *hc = malloc(p->n * sizeof(float));
     *hg = malloc(p->n * sizeof(float));
     cr_assert(*hc && *hg);
-    OK(cpu.ops->copy_to_host(cpu.ctx, *hc, p->c, p->n * sizeof(float)));
-    OK(gpu.ops->copy_to_host(gpu.ctx, *hg, p->g, p->n * sizeof(float)));
+    OK(cpu.ops->copy_to_host(cpu.ctx, *hc, p->c, p->n * ct_dtype_size(p->dt)));
+    OK(gpu.ops->copy_to_host(gpu.ctx, *hg, p->g, p->n * ct_dtype_size(p->dt)));
+    if (p->dt == CT_BF16) {
+        ct_bf16_widen_inplace(*hc, p->n);
+        ct_bf16_widen_inplace(*hg, p->n);
+    }
 }
 
 /* Makes the GPU copy equal to the CPU one (e.g. a forward output both backwards must read). */
 static void pair_sync_from_cpu(pair *p) {
-    float *h = malloc(p->n * sizeof(float));
+    const size_t bytes = p->n * ct_dtype_size(p->dt);
+    void *h = malloc(bytes);
     cr_assert_not_null(h);
-    OK(cpu.ops->copy_to_host(cpu.ctx, h, p->c, p->n * sizeof(float)));
-    OK(gpu.ops->copy_to_device(gpu.ctx, p->g, h, p->n * sizeof(float)));
+    OK(cpu.ops->copy_to_host(cpu.ctx, h, p->c, bytes));
+    OK(gpu.ops->copy_to_device(gpu.ctx, p->g, h, bytes));
     free(h);
 }
 
@@ -518,70 +548,6 @@ Test(cuda_ops, conv3x3_padded_channels) {
 
 /* ---- bf16 tensors ------------------------------------------------------------------------- */
 
-/* A bf16 tensor on both backends, from host floats rounded to bf16. */
-typedef struct bpair {
-    void *c, *g;
-    size_t n;
-} bpair;
-
-static bpair bpair_from(const float *host, size_t n) {
-    bpair p = {NULL, NULL, n};
-    OK(cpu.ops->alloc(cpu.ctx, &p.c, n * sizeof(ct_bf16)));
-    OK(gpu.ops->alloc(gpu.ctx, &p.g, n * sizeof(ct_bf16)));
-    if (host) {
-        ct_bf16 *h = malloc(n * sizeof *h);
-        cr_assert_not_null(h);
-        ct_f32_to_bf16(h, host, n);
-        OK(cpu.ops->copy_to_device(cpu.ctx, p.c, h, n * sizeof *h));
-        OK(gpu.ops->copy_to_device(gpu.ctx, p.g, h, n * sizeof *h));
-        free(h);
-    }
-    return p;
-}
-
-static bpair bpair_random(size_t n, float lo, float hi, int steps) {
-    float *h = host_random(n, lo, hi, steps);
-    bpair p = bpair_from(h, n);
-    free(h);
-    return p;
-}
-
-/* Junk as pair_junk: numbers on the CPU, NaN on the GPU. */
-static bpair bpair_junk(size_t n) {
-    bpair p = bpair_random(n, -1000.0f, 1000.0f, 0);
-    ct_bf16 *h = malloc(n * sizeof *h);
-    cr_assert_not_null(h);
-    for (size_t i = 0; i < n; i++) h[i] = 0x7fc0u;
-    OK(gpu.ops->copy_to_device(gpu.ctx, p.g, h, n * sizeof *h));
-    free(h);
-    return p;
-}
-
-static void bpair_free(bpair *p) {
-    cpu.ops->release(cpu.ctx, p->c);
-    gpu.ops->release(gpu.ctx, p->g);
-    p->c = p->g = NULL;
-}
-
-/* Both sides widened to float32 on the host. */
-static void bpair_get(const bpair *p, float **hc, float **hg) {
-    *hc = malloc(p->n * sizeof(float));
-    *hg = malloc(p->n * sizeof(float));
-    cr_assert(*hc && *hg);
-    OK(cpu.ops->copy_to_host(cpu.ctx, *hc, p->c, p->n * sizeof(ct_bf16)));
-    OK(gpu.ops->copy_to_host(gpu.ctx, *hg, p->g, p->n * sizeof(ct_bf16)));
-    ct_bf16_widen_inplace(*hc, p->n);
-    ct_bf16_widen_inplace(*hg, p->n);
-}
-
-static void bpair_sync_from_cpu(bpair *p) {
-    ct_bf16 *h = malloc(p->n * sizeof *h);
-    cr_assert_not_null(h);
-    OK(cpu.ops->copy_to_host(cpu.ctx, h, p->c, p->n * sizeof *h));
-    OK(gpu.ops->copy_to_device(gpu.ctx, p->g, h, p->n * sizeof *h));
-    free(h);
-}
-
 /* One bf16 step (unit in the last place) at |v|. */
 static double bf16_step(double v) {
     int e = 0;
@@ -590,7 +556,7 @@ static double bf16_step(double v) {
 }
 
 /* The comparison in bf16 steps of the file comment, on float values (bf16 ones widened). */
-static void bexpect_steps(const float *hc, const float *hg, size_t n, const char *what) {
+static void steps_compare(const float *hc, const float *hg, size_t n, const char *what) {
     double sq = 0.0;
     for (size_t i = 0; i < n; i++) sq += (double)hc[i] * hc[i];
     const double rms_step = bf16_step(sqrt(sq / (double)(n > 0 ? n : 1)));
@@ -612,34 +578,11 @@ static void bexpect_steps(const float *hc, const float *hg, size_t n, const char
     cr_expect_leq(e, TOL_BF16, "%s: |gpu - cpu| / |cpu| = %.3g > %.3g", what, e, TOL_BF16);
 }
 
-static void bexpect_close(const bpair *p, const char *what) {
-    float *hc, *hg;
-    bpair_get(p, &hc, &hg);
-    bexpect_steps(hc, hg, p->n, what);
-    free(hc);
-    free(hg);
-}
-
-/* The same for a float32 tensor holding bf16 values (the kernel gradient). */
+/* steps_compare on a pair: bf16 values, or float32 ones holding bf16 values (dw). */
 static void expect_steps(const pair *p, const char *what) {
     float *hc, *hg;
     pair_get(p, &hc, &hg);
-    bexpect_steps(hc, hg, p->n, what);
-    free(hc);
-    free(hg);
-}
-
-static void bexpect_same(const bpair *p, const char *what) {
-    float *hc, *hg;
-    bpair_get(p, &hc, &hg);
-    for (size_t i = 0; i < p->n; i++) {
-        bool same = hc[i] == hg[i] || (hc[i] != hc[i] && hg[i] != hg[i]);
-        if (!same) {
-            cr_expect(same, "%s: element %zu differs: gpu %.9g, cpu %.9g", what, i,
-                      (double)hg[i], (double)hc[i]);
-            break;
-        }
-    }
+    steps_compare(hc, hg, p->n, what);
     free(hc);
     free(hg);
 }
@@ -656,22 +599,23 @@ static conv_shape conv_shape_bf16(int trial) {
 static void conv_bf16_case(conv_shape s) {
     size_t nx = (size_t)s.n * s.h * s.w * s.c, ny = (size_t)s.n * s.h * s.w * s.k;
     size_t nw = (size_t)s.k * 9 * s.c;
-    bpair x = bpair_random(nx, -1.0f, 1.0f, 0);
+    pair x = pair_random_typed(nx, -1.0f, 1.0f, 0, CT_BF16);
     pair wt = pair_random(nw, -1.0f, 1.0f), b = pair_random((size_t)s.k, -0.5f, 0.5f);
     char what[160];
     snprintf(what, sizeof what, "bf16 conv forward (%d,%d,%d,%d)->%d", s.n, s.h, s.w, s.c, s.k);
-    bpair y = bpair_junk(ny);
+    pair y = pair_junk_typed(ny, CT_BF16);
     ct_conv_args ac = {.n = s.n, .h = s.h, .w = s.w, .c = s.c, .k = s.k, .act = CT_BF16,
                        .x = x.c, .wt = wt.c, .b = b.c, .y = y.c, .relu = true};
     ct_conv_args ag = ac;
     ag.x = x.g, ag.wt = wt.g, ag.b = b.g, ag.y = y.g;
     OK(cpu.ops->conv3x3_forward(cpu.ctx, &ac));
     OK(gpu.ops->conv3x3_forward(gpu.ctx, &ag));
-    bexpect_close(&y, what);
-    bpair_sync_from_cpu(&y); /* both backwards from the same ReLU mask */
+    expect_steps(&y, what);
+    pair_sync_from_cpu(&y); /* both backwards from the same ReLU mask */
     for (int v = 0; v < 3; v++) {
         bool dg = conv_needs[v][0], wg = conv_needs[v][1];
-        bpair dy = bpair_random(ny, -1.0f, 1.0f, 0), dx = bpair_junk(nx);
+        pair dy = pair_random_typed(ny, -1.0f, 1.0f, 0, CT_BF16);
+        pair dx = pair_junk_typed(nx, CT_BF16);
         pair dw = pair_junk(nw), db = pair_junk((size_t)s.k);
         ac.dy = dy.c, ac.dx = dx.c, ac.dw = dw.c, ac.db = db.c;
         ag.dy = dy.g, ag.dx = dx.g, ag.dw = dw.g, ag.db = db.g;
@@ -679,19 +623,19 @@ static void conv_bf16_case(conv_shape s) {
         OK(gpu.ops->conv3x3_backward(gpu.ctx, &ag, dg, wg));
         snprintf(what, sizeof what, "bf16 conv backward (%d,%d,%d,%d)->%d dgrad %d wgrad %d",
                  s.n, s.h, s.w, s.c, s.k, dg, wg);
-        bexpect_same(&dy, what); /* the mask keeps or zeroes */
-        if (dg) bexpect_close(&dx, what);
+        expect_same(&dy, what); /* the mask keeps or zeroes */
+        if (dg) expect_steps(&dx, what);
         if (wg) {
             expect_steps(&dw, what);
             expect_close(&db, TOL_SUM, what);
         }
-        bpair_free(&dy);
-        bpair_free(&dx);
+        pair_free(&dy);
+        pair_free(&dx);
         pair_free(&dw);
         pair_free(&db);
     }
-    bpair_free(&x);
-    bpair_free(&y);
+    pair_free(&x);
+    pair_free(&y);
     pair_free(&wt);
     pair_free(&b);
 }
@@ -710,18 +654,20 @@ Test(cuda_ops, maxpool_bf16) {
         size_t nx = (size_t)n * h * w * c, ny = (size_t)n * (h / 2) * (w / 2) * c;
         char what[96];
         snprintf(what, sizeof what, "bf16 maxpool (%d,%d,%d,%d)", n, h, w, c);
-        bpair x = bpair_random(nx, -1.0f, 1.0f, 4), y = bpair_junk(ny);
+        pair x = pair_random_typed(nx, -1.0f, 1.0f, 4, CT_BF16);
+        pair y = pair_junk_typed(ny, CT_BF16);
         OK(cpu.ops->maxpool_forward(cpu.ctx, CT_BF16, y.c, x.c, n, h, w, c));
         OK(gpu.ops->maxpool_forward(gpu.ctx, CT_BF16, y.g, x.g, n, h, w, c));
-        bexpect_same(&y, what);
-        bpair dy = bpair_random(ny, -1.0f, 1.0f, 0), dx = bpair_junk(nx);
+        expect_same(&y, what);
+        pair dy = pair_random_typed(ny, -1.0f, 1.0f, 0, CT_BF16);
+        pair dx = pair_junk_typed(nx, CT_BF16);
         OK(cpu.ops->maxpool_backward(cpu.ctx, CT_BF16, dx.c, dy.c, x.c, y.c, n, h, w, c));
         OK(gpu.ops->maxpool_backward(gpu.ctx, CT_BF16, dx.g, dy.g, x.g, y.g, n, h, w, c));
-        bexpect_same(&dx, what);
-        bpair_free(&x);
-        bpair_free(&y);
-        bpair_free(&dy);
-        bpair_free(&dx);
+        expect_same(&dx, what);
+        pair_free(&x);
+        pair_free(&y);
+        pair_free(&dy);
+        pair_free(&dx);
     }
 }
 
@@ -736,17 +682,17 @@ Test(cuda_ops, cast_bf16) {
     for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
         memcpy(&h[i], &special[i], sizeof(float));
     pair f = pair_from(h, n), back = pair_junk(n);
-    bpair b = bpair_junk(n);
+    pair b = pair_junk_typed(n, CT_BF16);
     OK(cpu.ops->cast(cpu.ctx, b.c, CT_BF16, f.c, CT_F32, n));
     OK(gpu.ops->cast(gpu.ctx, b.g, CT_BF16, f.g, CT_F32, n));
-    bexpect_same(&b, "cast to bf16");
+    expect_same(&b, "cast to bf16");
     OK(cpu.ops->cast(cpu.ctx, back.c, CT_F32, b.c, CT_BF16, n));
     OK(gpu.ops->cast(gpu.ctx, back.g, CT_F32, b.g, CT_BF16, n));
     expect_same(&back, "cast back to float32");
     free(h);
     pair_free(&f);
     pair_free(&back);
-    bpair_free(&b);
+    pair_free(&b);
 }
 
 /* ---- pooling ------------------------------------------------------------------------------ */
