@@ -1,4 +1,5 @@
-/* Streaming training batches from a loader into a model's input, double buffered.
+/* Streaming batches from a loader into a model's input, double buffered: `cutune train` runs
+ * its training batches and its validation batches (without augmentation) this way.
  *
  * The loader fills batch buffers in the backend's host memory (pinned on CUDA, so copies are
  * real asynchronous DMA). Each batch is copied into one of CT_STAGE_SLOTS backend buffers on the

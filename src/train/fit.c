@@ -484,7 +484,10 @@ static ct_status open_loaders(fit_run *r) {
     s = ct_loader_init_training(&r->tl, r->train, &tlc, &c->augment);
     if (s != CT_OK) return s;
     if (r->val != NULL) {
+        /* Validation streams as training does (pinned buffers, the copy of the next batch
+         * overlapping the current one's forward), standardising on the same side. */
         lc.shuffle = false;
+        if ((s = ct_stream_init(&r->vstream, r->m, r->val, on_device, &lc)) != CT_OK) return s;
         s = ct_loader_init(&r->vl, r->val, &lc);
         if (s != CT_OK) return s;
     }
@@ -687,13 +690,70 @@ static void release_batch(fit_run *r, ct_loader *l, const ct_batch *b) {
     if (!r->cache.active) ct_loader_release(l, b);
 }
 
+/* The next validation batch from the loader, copied into a staging slot (*b NULL at the end). */
+static ct_status fetch_val(fit_run *r, const ct_batch **b, int *slot) {
+    *slot = -1;
+    ct_status s = ct_loader_next(r->vl, b);
+    if (s != CT_OK || *b == NULL) return s;
+    if ((s = ct_stream_put(r->vstream, *b, slot)) != CT_OK) {
+        ct_loader_release(r->vl, *b);
+        *b = NULL;
+    }
+    return s;
+}
+
+/* Validation from the loader through the stream: each batch's forward and loss are queued, the
+ * next batch's copy is queued behind them, and only then does the host wait for the loss. */
+static ct_status validate_streamed(fit_run *r, double *loss_sum, double *correct, long *seen) {
+    ct_status s = ct_loader_begin_epoch(r->vl, 0);
+    const ct_batch *b = NULL;
+    int slot = -1;
+    if (s == CT_OK) s = fetch_val(r, &b, &slot);
+    while (s == CT_OK && b != NULL) {
+        const ct_batch *nb = NULL;
+        int nslot = -1;
+        batch_targets(r, b);
+        float loss = 0.0f;
+        s = ct_stream_input(r->vstream, slot, NULL);
+        if (s == CT_OK) s = ct_model_forward(r->m, b->n, false, 0);
+        /* Keras's val_loss has no class weights: the mean loss over the validation samples. */
+        if (s == CT_OK) s = ct_model_loss_start(r->m, r->labels, NULL);
+        if (s == CT_OK) s = fetch_val(r, &nb, &nslot);
+        if (s == CT_OK) s = ct_model_loss_value(r->m, &loss);
+        if (s == CT_OK) s = ct_model_probs(r->m, r->probs);
+        if (s == CT_OK) {
+            *loss_sum += (double)loss * b->n;
+            *correct += batch_correct(r, b->n);
+            *seen += b->n;
+        }
+        /* Giving the batches back must not replace the step's own error message. */
+        char msg[4096] = "";
+        if (s != CT_OK) snprintf(msg, sizeof msg, "%s", ct_last_error());
+        ct_status rs = ct_stream_done(r->vstream, r->vl, slot);
+        if (s != CT_OK) {
+            (void)ct_stream_done(r->vstream, r->vl, nslot);
+            return ct_error(s, "%s", msg);
+        }
+        s = rs;
+        b = nb;
+        slot = nslot;
+    }
+    if (s != CT_OK) (void)ct_stream_done(r->vstream, r->vl, slot);
+    return s;
+}
+
 static ct_status validate(fit_run *r, double *val_loss, double *val_acc) {
-    ct_status s = CT_OK;
-    if (r->cache.active) fit_cache_begin_epoch(r, 0, 0, false);
-    else s = ct_loader_begin_epoch(r->vl, 0);
-    if (s != CT_OK) return s;
     double loss_sum = 0.0, correct = 0.0;
     long seen = 0;
+    ct_status s = CT_OK;
+    if (!r->cache.active) {
+        if ((s = validate_streamed(r, &loss_sum, &correct, &seen)) != CT_OK) return s;
+        *val_loss = seen > 0 ? loss_sum / seen : NAN;
+        *val_acc = seen > 0 ? correct / seen : NAN;
+        return CT_OK;
+    }
+    /* Cached frozen-prefix outputs, from host memory. */
+    fit_cache_begin_epoch(r, 0, 0, false);
     for (;;) {
         const ct_batch *b = NULL;
         if ((s = next_batch(r, r->vl, &b)) != CT_OK) return s;
@@ -1178,6 +1238,7 @@ static void fit_free(fit_run *r) {
     fit_cache_free(&r->cache);
     ct_loader_free(r->tl); /* before the buffers its workers fill */
     ct_loader_free(r->vl);
+    ct_stream_free(r->vstream);
     ct_stream_free(r->stream);
     r->stream = NULL;
     ct_model_free(r->m);
@@ -1217,9 +1278,11 @@ static ct_status planned_bytes(const fit_run *r, int n, size_t *bytes) {
         int h, w, ch;
         const bool f32 = ct_dataset_in_memory(r->train, &h, &w, &ch);
         const size_t px = (size_t)r->input * r->input * 3 * (f32 ? sizeof(float) : 1);
+        /* The staging slots of the training stream, and of the validation stream. */
+        const size_t streams = r->val != NULL ? 2 : 1;
         *bytes = mem.params + mem.grads + mem.optimizer + mem.activations +
-                 (size_t)CT_STAGE_SLOTS * n * (px + sizeof(uint32_t) +
-                                              (size_t)mc.aux_dim * sizeof(float));
+                 streams * CT_STAGE_SLOTS * n *
+                     (px + sizeof(uint32_t) + (size_t)mc.aux_dim * sizeof(float));
     }
     ct_model_free(m);
     ct_backend_free(&cpu);
@@ -1257,6 +1320,10 @@ static void oom_hint(fit_run *r) {
     r->tl = NULL;
     ct_stream_free(r->stream);
     r->stream = NULL;
+    ct_loader_free(r->vl);
+    r->vl = NULL;
+    ct_stream_free(r->vstream);
+    r->vstream = NULL;
     ct_model_free(r->m);
     r->m = NULL;
     size_t b1 = 0, b2 = 0, used = 0, total = 0;

@@ -57,6 +57,7 @@ typedef struct fit_run {
     ct_loader_config loader_cfg;  /* as the evaluation loader uses it */
     fit_cache cache;
     ct_stream *stream;           /* training batches through the staging slots */
+    ct_stream *vstream;          /* validation batches, the same way (no augmentation) */
 } fit_run;
 
 /* Builds (or keeps) the cache for the current lowest trainable layer, when it applies. */
