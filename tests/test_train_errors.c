@@ -187,6 +187,8 @@ Test(train_errors, existing_run_and_resume_settings) {
         {"--horizontal-flip", "it has 'horizontal_flip = 0', now 'horizontal_flip = 1'"},
         {"--patience 3", "it has 'patience = -1', now 'patience = 3'"},
         {"--seed 2", "it has 'seed = 1', now 'seed = 2'"},
+        {"--precision bf16", "it has '(not set)', now 'precision = bf16'"},
+        {"--augment-on device", "it has '(not set)', now 'augment_on = device'"},
     };
     for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++) {
         TC_EXPECT(NULL, 2, changed[i].text, "train %s --resume %s", f, changed[i].flag);

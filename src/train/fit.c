@@ -828,6 +828,16 @@ static char *settings_text(const fit_run *r) {
              (int)c->monitor_mode, c->early_stopping_patience, c->min_delta,
              c->restore_best_weights, c->reduce_lr_patience, c->reduce_lr_factor, c->min_lr,
              c->reduce_lr_cooldown);
+    /* How the arithmetic runs, when asked for explicitly (a run resumed on another machine
+     * with the defaults may get another backend's default). */
+    if (c->precision != NULL) {
+        used = strlen(t);
+        snprintf(t + used, cap - used, "precision = %s\n", c->precision);
+    }
+    if (c->augment_on != NULL && strcmp(c->augment_on, "auto") != 0) {
+        used = strlen(t);
+        snprintf(t + used, cap - used, "augment_on = %s\n", c->augment_on);
+    }
     if (c->data_subset != NULL) {
         /* A k-fold run trains on part of `data`: resuming it on other data is refused. */
         used = strlen(t);
@@ -851,7 +861,9 @@ static ct_status check_resume_settings(const fit_run *r, const char *saved) {
         size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
         if (la != lb || strncmp(a, b, la) != 0)
             return ct_error(CT_EINVAL, "--resume: the flags differ from the run's: it has '%.*s', "
-                            "now '%.*s' (only --epochs may change)", (int)la, a, (int)lb, b);
+                            "now '%.*s' (only --epochs may change)", la > 0 ? (int)la : 9,
+                            la > 0 ? a : "(not set)", lb > 0 ? (int)lb : 9,
+                            lb > 0 ? b : "(not set)");
         a += la + (a[la] == '\n');
         b += lb + (b[lb] == '\n');
     }
