@@ -194,6 +194,16 @@ Test(train_errors, existing_run_and_resume_settings) {
         TC_EXPECT(NULL, 2, changed[i].text, "train %s --resume %s", f, changed[i].flag);
         expect_unchanged(&before, tc_path("run"), changed[i].flag);
     }
+    /* A setting recorded only when given, missing on the resuming side: named, not mistaken for
+     * the next line. */
+    {
+        char f16[1024];
+        snprintf(f16, sizeof f16, "--data %s/d/train --out %s/run16 " TC_SMALL " --head mri "
+                 "--strategy head --epochs 1 --steps-per-epoch 1 --verbose 0", D, D);
+        TC_MUST(NULL, "train %s --precision bf16 --augment-on loader", f16);
+        TC_EXPECT(NULL, 2, "it has 'precision = bf16', now '(not set)'",
+                  "train %s --resume --augment-on loader", f16);
+    }
     /* --strategy all: the frozen layers differ. */
     snprintf(f, sizeof f, "--data %s/d/train --out %s/run " TC_SMALL " --head mri --strategy all "
              "--epochs 1 --steps-per-epoch 1 --verbose 0", D, D);

@@ -738,8 +738,13 @@ static ct_status validate_streamed(fit_run *r, double *loss_sum, double *correct
         b = nb;
         slot = nslot;
     }
-    if (s != CT_OK) (void)ct_stream_done(r->vstream, r->vl, slot);
-    return s;
+    if (s != CT_OK) {
+        char msg[4096];
+        snprintf(msg, sizeof msg, "%s", ct_last_error());
+        (void)ct_stream_done(r->vstream, r->vl, slot);
+        return ct_error(s, "%s", msg);
+    }
+    return CT_OK;
 }
 
 static ct_status validate(fit_run *r, double *val_loss, double *val_acc) {
@@ -855,15 +860,39 @@ static ct_status write_text(const char *path, const char *text) {
 }
 
 /* On --resume, every setting but the epoch count must be what the run started with. */
+/* Whether the lines from `text` on hold a line starting with `key` (len bytes) and " = ". */
+static bool has_key(const char *text, const char *key, size_t len) {
+    for (const char *p = text; *p != '\0'; p += strcspn(p, "\n"), p += *p == '\n') {
+        if (strncmp(p, key, len) == 0 && strncmp(p + len, " = ", 3) == 0) return true;
+    }
+    return false;
+}
+
+static size_t key_len(const char *line, size_t len) {
+    const char *eq = strstr(line, " = ");
+    return eq != NULL && (size_t)(eq - line) < len ? (size_t)(eq - line) : len;
+}
+
 static ct_status check_resume_settings(const fit_run *r, const char *saved) {
     const char *a = saved, *b = r->config_text;
     while (*a != '\0' || *b != '\0') {
         size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
-        if (la != lb || strncmp(a, b, la) != 0)
+        if (la != lb || strncmp(a, b, la) != 0) {
+            /* Settings recorded only when given (precision, augment_on) may be missing on one
+             * side: then that side's line is "(not set)". */
+            size_t ka = key_len(a, la), kb = key_len(b, lb);
+            bool same_key = la > 0 && lb > 0 && ka == kb && strncmp(a, b, ka) == 0;
+            if (!same_key && la > 0 && lb > 0) {
+                if (has_key(b, a, ka))
+                    la = 0; /* the run lacks b's line */
+                else
+                    lb = 0; /* the new flags lack a's line */
+            }
             return ct_error(CT_EINVAL, "--resume: the flags differ from the run's: it has '%.*s', "
                             "now '%.*s' (only --epochs may change)", la > 0 ? (int)la : 9,
                             la > 0 ? a : "(not set)", lb > 0 ? (int)lb : 9,
                             lb > 0 ? b : "(not set)");
+        }
         a += la + (a[la] == '\n');
         b += lb + (b[lb] == '\n');
     }
@@ -1272,7 +1301,7 @@ static void fit_free(fit_run *r) {
  * streaming buffers need at batch `n`, with the trainable flags the run ends with. The plan
  * depends only on the layers, the flags and the activations' type (bf16 at bf16 precision), not
  * on the backend, so it is read off a model built on the CPU backend at that precision. */
-static ct_status planned_bytes(const fit_run *r, int n, size_t *bytes) {
+static ct_status planned_bytes(const fit_run *r, int n, bool on_device, size_t *bytes) {
     ct_backend cpu;
     const bool bf16 = strcmp(ct_backend_precision(&r->be), "bf16") == 0;
     /* 0 threads: leaves the thread settings alone */
@@ -1287,14 +1316,18 @@ static ct_status planned_bytes(const fit_run *r, int n, size_t *bytes) {
     if (s == CT_OK) {
         ct_model_memory mem;
         ct_model_memory_get(m, &mem);
+        /* The staging slots of the training stream and of the validation stream, as
+         * stream.c allocates them: raw uint8 pixels and the sample indices on the device path
+         * (floats for in-memory data), finished floats on the loader path. */
         int h, w, ch;
         const bool f32 = ct_dataset_in_memory(r->train, &h, &w, &ch);
-        const size_t px = (size_t)r->input * r->input * 3 * (f32 ? sizeof(float) : 1);
-        /* The staging slots of the training stream, and of the validation stream. */
+        const size_t px = (size_t)r->input * r->input * 3 *
+                          (on_device && !f32 ? 1 : sizeof(float));
+        const size_t per = px + (on_device ? sizeof(uint32_t) : 0) +
+                           (size_t)mc.aux_dim * sizeof(float);
         const size_t streams = r->val != NULL ? 2 : 1;
         *bytes = mem.params + mem.grads + mem.optimizer + mem.activations +
-                 streams * CT_STAGE_SLOTS * n *
-                     (px + sizeof(uint32_t) + (size_t)mc.aux_dim * sizeof(float));
+                 streams * CT_STAGE_SLOTS * n * per;
     }
     ct_model_free(m);
     ct_backend_free(&cpu);
@@ -1326,6 +1359,7 @@ static void oom_hint(fit_run *r) {
     if ((strstr(msg, "cuda") == NULL && strstr(msg, "device memory") == NULL) ||
         strstr(msg, "host memory") != NULL)
         return;
+    const bool on_device = r->stream != NULL && ct_stream_on_device(r->stream);
     /* What this run holds is released first, so the device's free memory is what a new run with
      * a smaller batch would start from. */
     ct_loader_free(r->tl);
@@ -1339,7 +1373,8 @@ static void oom_hint(fit_run *r) {
     ct_model_free(r->m);
     r->m = NULL;
     size_t b1 = 0, b2 = 0, used = 0, total = 0;
-    if (planned_bytes(r, 1, &b1) != CT_OK || planned_bytes(r, 2, &b2) != CT_OK || b2 <= b1 ||
+    if (planned_bytes(r, 1, on_device, &b1) != CT_OK ||
+        planned_bytes(r, 2, on_device, &b2) != CT_OK || b2 <= b1 ||
         ct_cuda_memory_used(0, &used, &total) != CT_OK) {
         ct_error(CT_ENOMEM, "%s", msg);
         return;

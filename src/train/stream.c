@@ -1,7 +1,8 @@
-/* How training batches reach the model: streamed through staging slots, double buffered
- * (include/cutune/stream.h).
+/* How batches reach the model: streamed through staging slots, double buffered
+ * (include/cutune/stream.h). `cutune train` streams its training batches and, in a second
+ * stream without augmentation, its validation batches.
  *
- * The training loader fills batch buffers in the backend's host memory (pinned on CUDA). Each
+ * The loader fills batch buffers in the backend's host memory (pinned on CUDA). Each
  * batch is copied into one of CT_STAGE_SLOTS backend buffers on the backend's copy stream while
  * the previous batch is computed; the step then turns the slot into the model's input:
  *
