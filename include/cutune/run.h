@@ -56,7 +56,7 @@ typedef struct ct_train_config {
     bool preprocess_set;           /* standardize.preprocess was given explicitly */
     ct_augment_config augment;
     bool skip_bad;
-    int threads;                   /* loader workers; 0: 2 */
+    int threads;                   /* loader workers; 0: ct_default_loader_threads */
     size_t cache_bytes;            /* decoded images and the frozen-prefix cache */
     bool no_feature_cache;         /* recompute the frozen layers every step */
 
@@ -121,6 +121,11 @@ typedef struct ct_train_result {
     char best_path[4200], final_path[4200];
 } ct_train_result;
 
+/* Loader threads when --threads is not given: 2 on the CPU backend, whose own threads need the
+ * cores; on a GPU, where the cores would otherwise idle while the device computes, one per core
+ * but one, from 2 to 8. */
+int ct_default_loader_threads(const ct_backend *be);
+
 /* The largest batch whose memory fits in `available` bytes, for a model that needs `fixed`
  * bytes plus `per_sample` bytes per sample of the batch, keeping a tenth of the rest for the
  * libraries' workspaces. ct_train's out-of-device-memory errors name it. */
@@ -155,7 +160,7 @@ typedef struct ct_predict_config {
     const char *out;               /* predictions CSV (predict) */
     bool tta_hflip, tta_vflip;     /* average over flipped copies */
     int batch_size;
-    int threads;
+    int threads;                   /* loader workers; 0: ct_default_loader_threads */
     const char *device;
     const char *precision;         /* NULL (backend default), fp32, tf32, bf16 */
     bool skip_bad;

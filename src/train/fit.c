@@ -442,7 +442,7 @@ static void loader_config(const fit_run *r, ct_loader_config *lc) {
     ct_loader_config_defaults(lc);
     lc->batch_size = c->batch_size;
     lc->seed = c->seed;
-    lc->threads = c->threads > 0 ? c->threads : 2;
+    lc->threads = c->threads > 0 ? c->threads : ct_default_loader_threads(&r->be);
     lc->class_mode = r->class_mode == CT_CLASS_SPARSE ? CT_CLASS_CATEGORICAL : r->class_mode;
     lc->output = CT_OUTPUT_FLOAT;
     lc->image.target_h = lc->image.target_w = r->input;
@@ -1332,6 +1332,13 @@ static ct_status planned_bytes(const fit_run *r, int n, bool on_device, size_t *
     ct_model_free(m);
     ct_backend_free(&cpu);
     return s;
+}
+
+int ct_default_loader_threads(const ct_backend *be) {
+    if (be == NULL || be->ops == NULL || strcmp(be->ops->name, "cpu") == 0) return 2;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long t = cores - 1;
+    return (int)(t < 2 ? 2 : t > 8 ? 8 : t);
 }
 
 long ct_train_cudnn_batch_cap(int input) {

@@ -507,7 +507,7 @@ ct_status ct_train_folds(const ct_train_config *c, int folds, const char *test,
             pc.data = test;
             pc.out = paths[k];
             pc.batch_size = c->batch_size;
-            pc.threads = c->threads > 0 ? c->threads : 2;
+            pc.threads = c->threads; /* 0: predict's default for its backend */
             pc.device = c->device;
             pc.skip_bad = c->skip_bad;
             size_t rows = 0;

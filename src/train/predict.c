@@ -16,7 +16,7 @@
 void ct_predict_config_defaults(ct_predict_config *c) {
     memset(c, 0, sizeof *c);
     c->batch_size = 32;
-    c->threads = 2;
+    c->threads = 0; /* ct_default_loader_threads of the backend */
     c->device = "auto";
     c->na_policy = CT_NA_MEAN;
 }
@@ -104,7 +104,7 @@ static ct_status run_inference(infer *r, bool need_labels) {
     ct_loader_config_defaults(&lc);
     lc.batch_size = c->batch_size;
     lc.shuffle = false;
-    lc.threads = c->threads > 0 ? c->threads : 2;
+    lc.threads = c->threads > 0 ? c->threads : ct_default_loader_threads(&r->be);
     lc.class_mode = !ct_dataset_labelled(r->ds) ? CT_CLASS_NONE
                     : r->n_out == 1           ? CT_CLASS_BINARY
                                               : CT_CLASS_CATEGORICAL;
