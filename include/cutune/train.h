@@ -123,6 +123,10 @@ ct_status ct_csv_log_row(ct_csv_log *log, int epoch, const double *values);
 ct_status ct_csv_log_read(const char *path, const char *const *keys, int n_keys, double *values,
                           int max_rows, int *rows);
 
+/* Writes a CSV text field: as it is, or quoted (quotes doubled) when it holds a comma, a quote
+ * or a line break. */
+void ct_csv_field(FILE *f, const char *s);
+
 /* Shortest decimal that reads back as the same double, as Python's repr writes it. */
 void ct_format_double(char *buf, size_t len, double v);
 

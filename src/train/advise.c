@@ -403,40 +403,31 @@ void ct_advise_decide(ct_advice *a, const ct_advise_config *c) {
                 "assumes the common case of a domain like ImageNet's.\n", a->weights_note);
     }
 
-    /* The seed table. */
-    if (!a->large && a->similar) {
-        a->strategy = CT_STRATEGY_HEAD;
-        a->optimizer = CT_OPT_ADAM;
-        a->lr = 1e-3f;
-        a->momentum = 0.0f;
-        a->nesterov = false;
-        a->body_lr_mult = 1.0f;
-        a->warmup_epochs = 0;
-    } else if (!a->large) {
-        a->strategy = CT_STRATEGY_DEEP;
-        a->optimizer = CT_OPT_SGD;
-        a->lr = 1e-3f;
-        a->momentum = 0.9f;
-        a->nesterov = true;
-        a->body_lr_mult = 0.1f;
-        a->warmup_epochs = 2;
-    } else if (a->similar) {
-        a->strategy = CT_STRATEGY_TOP;
-        a->optimizer = CT_OPT_SGD;
-        a->lr = 1e-3f;
-        a->momentum = 0.9f;
-        a->nesterov = true;
-        a->body_lr_mult = 0.1f;
-        a->warmup_epochs = 1;
-    } else {
-        a->strategy = CT_STRATEGY_ALL;
-        a->optimizer = CT_OPT_SGD;
-        a->lr = 1e-3f;
-        a->momentum = 0.9f;
-        a->nesterov = true;
-        a->body_lr_mult = 0.3f;
-        a->warmup_epochs = 1;
-    }
+    /* The seed table: one cell per (size, similarity). */
+    typedef struct {
+        ct_strategy strategy;
+        ct_optimizer_kind optimizer;
+        float momentum;
+        bool nesterov;
+        float body_lr_mult;
+        int warmup_epochs;
+    } cell_t;
+    static const cell_t cells[2][2] = {
+        /* small: different domain, similar domain */
+        {{CT_STRATEGY_DEEP, CT_OPT_SGD, 0.9f, true, 0.1f, 2},
+         {CT_STRATEGY_HEAD, CT_OPT_ADAM, 0.0f, false, 1.0f, 0}},
+        /* large: different domain, similar domain */
+        {{CT_STRATEGY_ALL, CT_OPT_SGD, 0.9f, true, 0.3f, 1},
+         {CT_STRATEGY_TOP, CT_OPT_SGD, 0.9f, true, 0.1f, 1}},
+    };
+    const cell_t *cell = &cells[a->large][a->similar];
+    a->strategy = cell->strategy;
+    a->optimizer = cell->optimizer;
+    a->lr = 1e-3f;
+    a->momentum = cell->momentum;
+    a->nesterov = cell->nesterov;
+    a->body_lr_mult = cell->body_lr_mult;
+    a->warmup_epochs = cell->warmup_epochs;
     a->freeze_to = ct_strategy_freeze_to(a->strategy);
     a->epochs = a->large ? 20 : 30;
     a->patience = a->large ? 3 : 5;

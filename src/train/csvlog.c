@@ -153,3 +153,16 @@ ct_status ct_csv_log_read(const char *path, const char *const *keys, int n_keys,
     free(text);
     return CT_OK;
 }
+
+void ct_csv_field(FILE *f, const char *s) {
+    if (strpbrk(s, ",\"\n\r") == NULL) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}

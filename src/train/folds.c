@@ -156,19 +156,6 @@ done:
     return s;
 }
 
-static void csv_field(FILE *f, const char *s) {
-    if (strpbrk(s, ",\"\n\r") == NULL) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 /* Averages the per-fold prediction files (same header, same names in the same order) into
  * `out`. */
 static ct_status average_predictions(char (*paths)[4200], int k, const char *out, size_t *rows) {
@@ -197,11 +184,11 @@ static ct_status average_predictions(char (*paths)[4200], int k, const char *out
         const int cols = t[0].cols;
         for (int c = 0; c < cols; c++) {
             if (c > 0) fputc(',', a.f);
-            csv_field(a.f, t[0].cell[c]);
+            ct_csv_field(a.f, t[0].cell[c]);
         }
         fputc('\n', a.f);
         for (int r = 1; r < t[0].rows && s == CT_OK; r++) {
-            csv_field(a.f, t[0].cell[r * cols]);
+            ct_csv_field(a.f, t[0].cell[r * cols]);
             for (int c = 1; c < cols; c++) {
                 double sum = 0.0;
                 for (int f = 0; f < k; f++) {

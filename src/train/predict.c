@@ -194,20 +194,6 @@ ct_status ct_evaluate(const ct_predict_config *c, ct_metrics *m) {
     return s;
 }
 
-/* CSV text field: quoted when it holds a comma, quote or newline. */
-static void csv_field(FILE *f, const char *s) {
-    if (strpbrk(s, ",\"\n\r") == NULL) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 ct_status ct_predict(const ct_predict_config *c, size_t *rows) {
     *rows = 0;
     if (c->out == NULL) return ct_error(CT_EINVAL, "--out preds.csv is required");
@@ -227,13 +213,13 @@ ct_status ct_predict(const ct_predict_config *c, size_t *rows) {
             for (int j = 0; j < r.n_out; j++) {
                 fputc(',', a.f);
                 int cls = r.n_out == 1 ? 1 : j;
-                csv_field(a.f, cls < r.saved.n_classes ? r.saved.class_names[cls] : "p");
+                ct_csv_field(a.f, cls < r.saved.n_classes ? r.saved.class_names[cls] : "p");
             }
             fputc('\n', a.f);
         }
         for (size_t i = 0; i < ct_dataset_count(r.ds); i++) {
             if (skipped(&r, i)) continue;
-            csv_field(a.f, ct_dataset_name(r.ds, i));
+            ct_csv_field(a.f, ct_dataset_name(r.ds, i));
             /* %.9g: every float32 exactly, so a confident 0.99999994 is not written as
              * 1.000000 (whose log loss, when wrong, is then infinite). */
             for (int j = 0; j < r.n_out; j++) fprintf(a.f, ",%.9g", r.probs[i * r.n_out + j]);
