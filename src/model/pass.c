@@ -157,18 +157,20 @@ ct_status ct_model_forward_from_host(ct_model *m, int layer, const float *act, c
     const ct_layer *in = &m->layers[layer - 1];
     const size_t count = (size_t)n * ct_layer_out_size(in);
     ct_status s;
-    if (in->dtype == CT_BF16) {
-        /* Exact for what ct_model_features gave: those values came from bf16. */
+    if (in->dtype == CT_BF16 && m->bridge != NULL && layer - 1 == m->n_backbone - 1) {
+        /* block5_pool's output (the head-only cache, every training step): straight into the
+         * float32 bridge the head reads, whichever head layer that is (an aux branch may come
+         * first), and rounded on the device into the layer's own buffer. Exact: the values came
+         * from bf16 through ct_model_features. */
+        s = m->be->ops->copy_to_device(m->be->ctx, m->bridge, act, count * sizeof(float));
+        if (s == CT_OK) s = cast(m, in->out, CT_BF16, m->bridge, CT_F32, count);
+    } else if (in->dtype == CT_BF16) {
         ct_bf16 *h = malloc(count * sizeof *h);
         if (h == NULL)
             return ct_error(CT_ENOMEM, "cannot allocate %zu bf16 values for %s", count, in->name);
-        ct_f32_to_bf16(h, act, count);
+        ct_f32_to_bf16(h, act, count); /* exact, as above */
         s = m->be->ops->copy_to_device(m->be->ctx, in->out, h, count * sizeof *h);
         free(h);
-        /* The head reads block5_pool through the bridge, whichever head layer that is (an aux
-         * branch may come first). */
-        if (s == CT_OK && m->bridge != NULL && layer - 1 == m->n_backbone - 1)
-            s = cast(m, m->bridge, CT_F32, in->out, CT_BF16, count);
     } else {
         s = m->be->ops->copy_to_device(m->be->ctx, in->out, act, count * sizeof(float));
     }
