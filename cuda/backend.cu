@@ -254,6 +254,8 @@ extern "C" ct_status ct_backend_cuda_init(ct_backend *be, int device) {
     ctx->precision = precision;
     const char *det = getenv("CUTUNE_DETERMINISTIC");
     ctx->deterministic = det && strcmp(det, "1") == 0;
+    const char *log_conv = getenv("CUTUNE_CONV_LOG");
+    ctx->log_conv = log_conv && strcmp(log_conv, "1") == 0;
     ctx->tune_ws_cap = tune_cap;
 
     /* Each label below is named after the step that failed and undoes the steps before it. */

@@ -39,6 +39,7 @@ typedef struct ct_cu_ctx {
     int sm_count;          /* sizes grids of the reduction kernels */
     ct_cu_precision precision;
     bool deterministic;    /* CUTUNE_DETERMINISTIC=1: only deterministic cuDNN algorithms */
+    bool log_conv;         /* CUTUNE_CONV_LOG=1: each convolution plan's choices on stderr */
 
     cudaStream_t stream;   /* every op runs here */
     cudnnHandle_t cudnn;   /* bound to stream */

@@ -28,6 +28,14 @@
  * epilogue, in place; the backward mask and bias sum read the bf16 y and dy directly. Float32
  * convolutions at bf16 precision run as TF32.
  *
+ * A bf16 plan's backward filter takes the fastest deterministic algorithm (any other only when
+ * none runs). The non-deterministic ones cuDNN offers lost precision there: on an H100 (cuDNN
+ * 9.14) the kernel gradients they gave were up to 7 bf16 steps from one rounding of the
+ * float32 sum, a quarter of the values of a (2, 28, 28, 128) -> 256 gradient differed from it,
+ * and two identical passes gave different gradients, as if partial sums were added in bf16 in
+ * no fixed order. The deterministic choice (algorithm 1 for every VGG16 layer there) rounds
+ * once, as the CPU's emulation does, and the bf16 sweep measured no slower with it.
+ *
  * Narrow inputs: TF32 tensor-core kernels want the channel count a multiple of 4, and VGG16's
  * first convolution reads 3. For such a float32 shape the first forward times the convolution as
  * it is against copying input and kernel into zero-padded channels (4) and convolving those, and
@@ -36,10 +44,14 @@
  * compute the same function up to summation order. bf16 tensor cores need multiples of 8, so a
  * bf16 shape with other channel counts is always padded to the next multiple of 8.
  *
+ * CUTUNE_CONV_LOG=1 prints each plan's choices (algorithm, math type, determinism, time,
+ * workspace) to stderr as they are made.
+ *
  * With CUTUNE_DETERMINISTIC=1 nothing is chosen by timing: algorithms come from cuDNN's
  * heuristics (the first deterministic one that fits), the fused call and the timed padding of
  * float32 inputs are not used (bf16 inputs are padded always, timing nothing), so the same GPU,
  * cuDNN and settings give the same bits on every run. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +120,15 @@ static cudnnMathType_t base_math(const ct_cu_ctx *ctx, const ct_cu_conv_plan *p)
 
 static const char *precision_name(const ct_cu_ctx *ctx) {
     return ctx->precision == CT_CU_FP32 ? "fp32" : ctx->precision == CT_CU_TF32 ? "tf32" : "bf16";
+}
+
+static const char *math_name(cudnnMathType_t m) {
+    switch (m) {
+    case CUDNN_FMA_MATH: return "fma math";
+    case CUDNN_TENSOR_OP_MATH: return "tensor-op math";
+    case CUDNN_DEFAULT_MATH: return "default math";
+    default: return "other math";
+    }
 }
 
 static ct_status plan_create(ct_cu_ctx *ctx, const ct_conv_args *a, ct_cu_conv_plan **out) {
@@ -224,11 +245,11 @@ static ct_status tune_done(ct_cu_ctx *ctx, size_t chosen_ws) {
  * cuDNN have the same fields, hence the template. */
 template <typename Perf>
 static int pick(const ct_cu_ctx *ctx, const ct_cu_conv_plan *p, const Perf *perf, int count,
-                size_t limit) {
+                size_t limit, bool deterministic) {
     for (int i = 0; i < count; i++) {
         const Perf *r = &perf[i];
         if (r->status != CUDNN_STATUS_SUCCESS || r->memory > limit) continue;
-        if (ctx->deterministic && r->determinism != CUDNN_DETERMINISTIC) continue;
+        if (deterministic && r->determinism != CUDNN_DETERMINISTIC) continue;
         if (r->mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
         if (!p->bf16 && ctx->precision == CT_CU_FP32 && r->mathType != CUDNN_FMA_MATH) continue;
         return i;
@@ -264,8 +285,8 @@ static ct_status search_workspace(ct_cu_ctx *ctx, size_t *limit, void **ws) {
  * real buffers (`search(perf, &got, ws, limit)`), and the first result `pick` accepts. */
 template <typename Perf, int Count, typename SizeOf, typename Heuristic, typename Search>
 static ct_status search_algorithm(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const char *dir,
-                                  SizeOf size_of, Heuristic heuristic, Search search,
-                                  Perf *chosen) {
+                                  bool prefer_deterministic, SizeOf size_of, Heuristic heuristic,
+                                  Search search, Perf *chosen) {
     CT_CU_CHECK(cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)));
     size_t max_need = 0;
     for (int i = 0; i < Count; i++) {
@@ -282,12 +303,20 @@ static ct_status search_algorithm(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const char
         CT_CU_CHECK(heuristic(perf, &got));
     else
         CT_CU_CHECK(search(perf, &got, ws, limit));
-    int i = pick(ctx, p, perf, got, limit);
+    int i = pick(ctx, p, perf, got, limit, ctx->deterministic || prefer_deterministic);
+    if (i < 0 && !ctx->deterministic) i = pick(ctx, p, perf, got, limit, false);
     if (i < 0) {
         (void)tune_done(ctx, 0); /* give back the search's workspace */
         return no_algorithm(ctx, dir, p, limit);
     }
     *chosen = perf[i];
+    if (ctx->log_conv)
+        fprintf(stderr, "cutune: conv %s %s (%d, %d, %d, %d) -> %d: algorithm %d, %s, %s, "
+                "%.1f ms, %zu KiB workspace\n", dir, p->bf16 ? "bf16" : "float32", p->n, p->h,
+                p->w, p->c, p->k, (int)chosen->algo, math_name(chosen->mathType),
+                chosen->determinism == CUDNN_DETERMINISTIC ? "deterministic"
+                                                           : "non-deterministic",
+                (double)chosen->time, chosen->memory >> 10);
     return tune_done(ctx, chosen->memory);
 }
 
@@ -296,7 +325,7 @@ static ct_status tune_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *x,
     cudnnConvolutionFwdAlgoPerf_t r = {};
     ct_status st =
         search_algorithm<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT>(
-        ctx, p, "forward",
+        ctx, p, "forward", false,
         [&](int algo, size_t *sz) {
             return cudnnGetConvolutionForwardWorkspaceSize(ctx->cudnn, p->x_desc, p->w_desc,
                                                            p->conv_desc, p->y_desc,
@@ -327,7 +356,7 @@ static ct_status tune_backward_data(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const vo
     cudnnConvolutionBwdDataAlgoPerf_t r = {};
     ct_status st =
         search_algorithm<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
-            ctx, p, "backward data",
+            ctx, p, "backward data", false,
             [&](int algo, size_t *sz) {
                 return cudnnGetConvolutionBackwardDataWorkspaceSize(
                     ctx->cudnn, p->w_desc, p->y_desc, p->conv_desc, p->x_desc,
@@ -357,7 +386,7 @@ static ct_status tune_backward_filter(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const 
     cudnnConvolutionBwdFilterAlgoPerf_t r = {};
     ct_status st = search_algorithm<cudnnConvolutionBwdFilterAlgoPerf_t,
                                     CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(
-        ctx, p, "backward filter",
+        ctx, p, "backward filter", p->bf16,
         [&](int algo, size_t *sz) {
             return cudnnGetConvolutionBackwardFilterWorkspaceSize(
                 ctx->cudnn, p->x_desc, p->y_desc, p->conv_desc, p->w_desc,

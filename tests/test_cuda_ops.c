@@ -624,10 +624,14 @@ static void conv_bf16_case(conv_shape s) {
         snprintf(what, sizeof what, "bf16 conv backward (%d,%d,%d,%d)->%d dgrad %d wgrad %d",
                  s.n, s.h, s.w, s.c, s.k, dg, wg);
         expect_same(&dy, what); /* the mask keeps or zeroes */
-        if (dg) expect_steps(&dx, what);
+        char part[176];
+        snprintf(part, sizeof part, "%s: dx", what);
+        if (dg) expect_steps(&dx, part);
         if (wg) {
-            expect_steps(&dw, what);
-            expect_close(&db, TOL_SUM, what);
+            snprintf(part, sizeof part, "%s: dw", what);
+            expect_steps(&dw, part);
+            snprintf(part, sizeof part, "%s: db", what);
+            expect_close(&db, TOL_SUM, part);
         }
         pair_free(&dy);
         pair_free(&dx);
