@@ -15,7 +15,8 @@
  *                               heuristics rather than by timing, and no timed choices of
  *                               fusion or padding: bitwise repeatable runs on the same GPU,
  *                               cuDNN and settings (sometimes slower weight gradients).
- *   CUTUNE_WORKSPACE_MB=N       the most workspace an algorithm search may use (default 1024).
+ *   CUTUNE_WORKSPACE_MB=N       the most workspace a chosen algorithm may need (default 1024;
+ *                               fp32 plans may exceed it for a 2x faster one, conv.cu).
  *   CUTUNE_CONV_PAD=always|never  narrow convolution inputs (VGG16's 3 channels) through
  *                               zero-padded channels, or never; by default the faster way,
  *                               timed once per shape (conv.cu). Read when a shape is decided. */

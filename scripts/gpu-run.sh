@@ -37,7 +37,8 @@
 # the call) and are unpacked into a private prefix, never into /.
 #
 # PRECISIONS (default "bf16 tf32") limits the bench and pytorch phases to some precisions;
-# BENCH_DATA=0 skips the data-pipeline timing.
+# BENCH_DATA=0 skips the data-pipeline timing, PROFILE=0 the per-layer profiles; SWEEP_BATCH
+# (e.g. 64,128) narrows both sweeps' batch sizes.
 #
 # Files in $OUT (default ./gpu-out; the device tool brings back at most 8): summary.md,
 # build.log, tests.log, sanitize.log, bench.log, pytorch.log, tables.md.
@@ -273,7 +274,8 @@ phase_bench() {
             continue
         fi
         CUTUNE_CONV_LOG=1 timeout -k 5 "$(limit)" "$build/cutune" bench --sweep --device cuda --head mri \
-            --precision "$prec" >"$table" 2>>"$out/bench.log" || rc=$?
+            --precision "$prec" ${SWEEP_BATCH:+--sweep-batch "$SWEEP_BATCH"} \
+            >"$table" 2>>"$out/bench.log" || rc=$?
         cat "$table" >>"$out/bench.log"
         grep -q '^| cutune' "$table" && cat "$table" >>"$out/tables.md"
         [ $rc -ne 0 ] && summary_notes+=("bench --sweep --precision $prec: exit $rc: $(grep 'cutune bench' "$out/bench.log" | tail -1)")
@@ -281,7 +283,7 @@ phase_bench() {
     done
     # Where the time goes, layer by layer: full fine-tuning at batch 64.
     for prec in $precisions; do
-        [ "$(left)" -lt 150 ] && break
+        [ "$(left)" -lt 150 ] || [ "${PROFILE:-1}" = 0 ] && break
         echo "===== bench --profile --precision $prec =====" >>"$out/bench.log"
         timeout -k 5 "$(limit)" "$build/cutune" bench --device cuda --input-size 224 \
             --batch-size 64 --steps 10 --warmup 3 --head mri --precision "$prec" --profile \
@@ -314,6 +316,7 @@ phase_pytorch() {
     rm -f "$t"
     PYTHONUNBUFFERED=1 timeout -k 5 "$(limit)" python3 bench/pytorch_vgg16.py \
         --precision "$(echo $precisions | tr ' ' ,)" \
+        ${SWEEP_BATCH:+--sweep-batch "$SWEEP_BATCH"} \
         --head mri --out "$t" >>"$out/pytorch.log" 2>&1 || rc=$?
     # torch.compile recompiles per configuration (tens of seconds each): a subset, if time allows.
     if [ $rc -eq 0 ] && [ "$(left)" -gt 240 ]; then
