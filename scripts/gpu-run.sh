@@ -22,6 +22,8 @@
 #              generated PNGs with the augmentation in the loader threads and on the device
 #   pytorch    bench/pytorch_vgg16.py: the same sweep in bf16 (AMP) and TF32, then a
 #              torch.compile subset while time is left; the side-by-side table
+#   compile    bench/pytorch_vgg16.py with torch.compile, bf16, no freezing and blocks 1-4
+#              frozen, batch 128 (pytorch runs it too when time is left)
 #   all        build tests sanitize bench pytorch, in that order
 #
 # The device tool allows 600 s per command. BUDGET_S (default 560) is shared by the phases of
@@ -60,8 +62,8 @@ expanded=()
 for p in "${phases[@]}"; do
     case $p in
     all) expanded+=(build tests sanitize bench pytorch) ;;
-    build | tests | ctest-all | sanitize | bench | pytorch) expanded+=("$p") ;;
-    *) echo "gpu-run: unknown phase '$p' (build tests ctest-all sanitize bench pytorch all)" >&2
+    build | tests | ctest-all | sanitize | bench | pytorch | compile) expanded+=("$p") ;;
+    *) echo "gpu-run: unknown phase '$p' (build tests ctest-all sanitize bench pytorch compile all)" >&2
        exit 2 ;;
     esac
 done
@@ -310,6 +312,21 @@ phase_bench() {
     return $rc
 }
 
+pytorch_compile() {
+    PYTHONUNBUFFERED=1 timeout -k 5 "$(limit)" python3 bench/pytorch_vgg16.py --precision bf16 \
+        --compile --sweep-freeze none,1-4 --sweep-batch 128 --head mri --out "$1" \
+        >>"$out/pytorch.log" 2>&1 || summary_notes+=("torch.compile subset: exit $?")
+}
+
+phase_compile() {
+    local t=/tmp/pytorch-compile.md
+    rm -f "$t"
+    pytorch_compile "$t"
+    [ -f "$t" ] && cat "$t" >>"$out/tables.md"
+    grep -E '^\| pytorch' "$t" 2>/dev/null | sed 's/^/    /'
+    [ -f "$t" ]
+}
+
 phase_pytorch() {
     local rc=0 t=/tmp/pytorch-sweep.md
     : >"$out/pytorch.log"
@@ -318,11 +335,10 @@ phase_pytorch() {
         --precision "$(echo $precisions | tr ' ' ,)" \
         ${SWEEP_BATCH:+--sweep-batch "$SWEEP_BATCH"} \
         --head mri --out "$t" >>"$out/pytorch.log" 2>&1 || rc=$?
-    # torch.compile recompiles per configuration (tens of seconds each): a subset, if time allows.
+    # torch.compile recompiles per configuration (tens of seconds each): a subset, if time allows
+    # (the compile phase runs it on its own).
     if [ $rc -eq 0 ] && [ "$(left)" -gt 240 ]; then
-        PYTHONUNBUFFERED=1 timeout -k 5 "$(limit)" python3 bench/pytorch_vgg16.py --precision bf16 \
-            --compile --sweep-freeze none,1-4 --sweep-batch 128 --head mri --out "$t" \
-            >>"$out/pytorch.log" 2>&1 || summary_notes+=("torch.compile subset: exit $?")
+        pytorch_compile "$t"
     fi
     [ $rc -ne 0 ] && summary_notes+=("pytorch: exit $rc: $(tail -1 "$out/pytorch.log")")
     [ -f "$t" ] && cat "$t" >>"$out/tables.md"
@@ -334,14 +350,14 @@ for p in "${expanded[@]}"; do
     # The least time a phase needs to be worth starting.
     case $p in
     build) need=60 ;; tests) need=120 ;; ctest-all) need=240 ;; sanitize) need=120 ;;
-    bench) need=180 ;; pytorch) need=150 ;;
+    bench) need=180 ;; pytorch) need=150 ;; compile) need=120 ;;
     esac
     if [ "$(left)" -lt "$need" ]; then
         summary_rows+=("| $p | skipped: $(left) s left, needs about $need s | 0 |")
         note "$p skipped ($(left) s left)"
         continue
     fi
-    if [ "$p" != build ] && [ ! -x "$build/cutune" ]; then
+    if [ "$p" != build ] && [ "$p" != compile ] && [ ! -x "$build/cutune" ]; then
         summary_rows+=("| $p | skipped: no build (run the build phase) | 0 |")
         continue
     fi
