@@ -11,8 +11,10 @@ done as a fine-tuner does it: requires_grad=False for the frozen layers, whose f
 torch.no_grad() so that nothing below the lowest trainable layer keeps activations or computes a
 gradient - the same work cutune's backward skips.
 
-The table has cutune's columns. A step is timed as cutune times it: from copying a float32 NHWC
-host batch to the device to the end of the optimizer step, synchronised. img/s is the batch over
+The table has cutune's columns. A step is timed as cutune times it, synchronised at both ends:
+with --input device (the default) the float32 NHWC batch is on the device before the timing and a
+step is forward, backward and the optimizer step; with --input host each step first copies the
+batch from pageable host memory. img/s is the batch over
 the median step; TFLOP/s counts the same FLOPs as ct_model_flops (2 per multiply-add; the
 forward of every conv and dense layer, the weight gradient of each trainable one, and the data
 gradient of each layer whose input comes from a trainable part); device GiB is
@@ -126,6 +128,11 @@ def set_precision(precision):
     torch.backends.cudnn.allow_tf32 = tf32
 
 
+# --input in the table's heading, as cutune's sweep says it.
+INPUT_WORDS = {"device": "on the device (one batch)",
+               "host": "copied from pageable host memory each step"}
+
+
 def run_config(args, device, precision, depth, batch):
     """Median step time (s) and peak device memory (bytes) of one configuration."""
     set_precision(precision)
@@ -147,6 +154,8 @@ def run_config(args, device, precision, depth, batch):
     gen = torch.Generator().manual_seed(1)
     # A float32 NHWC host batch, as cutune's bench copies one each step.
     x_host = (torch.rand(batch, args.input_size, args.input_size, 3, generator=gen) * 120 - 60)
+    # NHWC memory viewed as NCHW: channels_last
+    x_dev = x_host.to(device).permute(0, 3, 1, 2) if args.input == "device" else None
     aux = torch.rand(batch, 1, generator=gen).to(device)
     if args.head == "mri":
         y = torch.randint(0, 2, (batch,), generator=gen).to(device)
@@ -158,7 +167,7 @@ def run_config(args, device, precision, depth, batch):
                               enabled=precision == "bf16")
 
     def step():
-        x = x_host.to(device).permute(0, 3, 1, 2)  # NHWC memory viewed as NCHW: channels_last
+        x = x_dev if x_dev is not None else x_host.to(device).permute(0, 3, 1, 2)
         with autocast:
             out = step_model(x, aux)
             loss = loss_fn(out.float(), y)
@@ -193,6 +202,9 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="torch.compile each configuration")
+    ap.add_argument("--input", default="device", choices=["device", "host"],
+                    help="the batch on the device before timing (default), or copied from "
+                         "pageable host memory each step")
     ap.add_argument("--out", help="also append the markdown table to this file")
     args = ap.parse_args()
     if args.input_size < 32 or args.input_size % 32:
@@ -245,7 +257,8 @@ def main():
                 log(f"pytorch: {precision} frozen {depth}, batch {batch}: {ips:.1f} img/s")
     title = (f"### bench/pytorch_vgg16.py: {name}, torch {torch.__version__}, torchvision "
              f"{torchvision.__version__}, VGG16 {args.input_size}x{args.input_size}, head "
-             f"'{args.head}', {args.steps} timed steps after {args.warmup} warm-up"
+             f"'{args.head}', {args.steps} timed steps after {args.warmup} warm-up, input "
+             f"{INPUT_WORDS[args.input]}"
              f"{', torch.compile' if args.compile else ''}")
     table = "\n".join([title, "",
                        "| impl | precision | frozen | batch | img/s | TFLOP/s | ms/step | "

@@ -51,7 +51,7 @@ Test(bench_cli, sweep_prints_one_markdown_table, .timeout = 300) {
                   2, "no layer named 'block9_pool'");
 }
 
-/* The losses printed by `bench --data`, in order. */
+/* The losses printed by `bench --data` (or any bench run), in order. */
 static int losses(const char *out, float *v, int cap) {
     int n = 0;
     for (const char *p = strstr(out, "loss "); p != NULL && n < cap; p = strstr(p + 5, "loss "))
@@ -120,4 +120,26 @@ Test(bench_cli, profile_times_every_layer) {
     cr_expect(layers_ms > 0.0 && layers_ms <= step_ms * 1.5, "layers %.3f ms, step %.3f ms",
               layers_ms, step_ms);
     TU_EXPECT_CLI("bench --sweep --profile", 2, "--profile times the layers of one configuration");
+}
+
+/* --input device trains every step on one batch uploaded before the timing, --input host on a
+ * new batch each step: the first steps see the same batch and weights (the same loss, which
+ * also checks the upload), the second ones different batches. */
+Test(bench_cli, input_device_uploads_one_batch_input_host_copies_each_step) {
+    const char *base = "bench --device cpu --input-size 32 --batch-size 2 --steps 2 --warmup 0 "
+                       "--freeze-to block5_pool --input";
+    float dev[4], host[4];
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "%s device", base);
+    TU_EXPECT_CLI(cmd, 0, "input on the device (one batch)");
+    cr_assert_eq(losses(tu_out, dev, 4), 2, "%s", tu_out);
+    snprintf(cmd, sizeof cmd, "%s host", base);
+    TU_EXPECT_CLI(cmd, 0, "input copied from pageable host memory each step");
+    cr_assert_eq(losses(tu_out, host, 4), 2, "%s", tu_out);
+    cr_expect_eq(dev[0], host[0], "first step: %.6f on the device, %.6f from the host", dev[0],
+                 host[0]);
+    cr_expect_neq(dev[1], host[1], "second step: the same loss %.6f with one batch and two",
+                  dev[1]);
+    TU_EXPECT_CLI("bench --input gpu", 2, "expected device or host");
+    TU_EXPECT_CLI("bench --data x --input host", 2, "--data streams its own");
 }

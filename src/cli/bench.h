@@ -18,6 +18,7 @@ typedef struct bench_opts {
     const char *data;         /* --data DIR: time from a dataset */
     const char *augment_on;   /* --augment-on loader|device (NULL: device on cuda) */
     const char *augment;      /* --augment keras|none */
+    const char *input;        /* --input device|host: where generated batches come from */
     long size, batch, steps, warmup, seed, threads, workers;
     bool sweep, no_cache, profile;
 } bench_opts;

@@ -88,6 +88,12 @@ static void fill_batch(float *x, float *aux, float *labels, const ct_model *m, i
     }
 }
 
+/* --input in the headers' words. */
+static const char *input_words(const bench_opts *o) {
+    return strcmp(o->input, "device") == 0 ? "on the device (one batch)"
+                                           : "copied from pageable host memory each step";
+}
+
 /* What one configuration measured. */
 typedef struct bench_result {
     double median_s;   /* median step time over the timed steps */
@@ -199,8 +205,9 @@ static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *p
         ct_model_memory mem;
         ct_model_memory_get(m, &mem);
         const ct_layer *ft = ct_model_layer(m, ct_model_first_trainable(m));
-        printf("cutune bench: VGG16 %ldx%ld, head '%s', batch %d, backend %s, precision %s\n",
-               o->size, o->size, ct_model_head_spec(m), n, be->ops->name, precision);
+        printf("cutune bench: VGG16 %ldx%ld, head '%s', batch %d, backend %s, precision %s, "
+               "input %s\n", o->size, o->size, ct_model_head_spec(m), n, be->ops->name, precision,
+               input_words(o));
         printf("parameters %zu (trainable %zu), lowest trainable layer %s\n", n_params, n_train,
                ft != NULL ? ft->name : "(none)");
         printf("memory: params %.1f MiB, grads %.1f MiB, optimizer %.1f MiB, activations %.1f "
@@ -210,12 +217,26 @@ static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *p
         printf("work: %.2f GFLOP/img forward, %.2f GFLOP/img per training step\n", f_fwd * 1e-9,
                f_train * 1e-9);
     }
+    /* --input device: one batch, copied into the model's input before the timing; each step
+     * trains on it. --input host: each step copies a new batch from pageable host memory. */
+    const bool resident = strcmp(o->input, "device") == 0;
+    if (resident) {
+        fill_batch(x, aux, labels, m, n, 0, (uint64_t)o->seed);
+        if ((s = be->ops->copy_to_device(be->ctx, ct_model_input(m), x,
+                                         (size_t)n * per * sizeof *x)) != CT_OK ||
+            (iceberg && (s = be->ops->copy_to_device(be->ctx, ct_model_aux_input(m), aux,
+                                                     (size_t)n * cfg.aux_dim * sizeof *aux)) !=
+                            CT_OK) ||
+            (s = be->ops->synchronize(be->ctx)) != CT_OK)
+            goto done;
+    }
     for (long step = 0; step < total; step++) {
-        fill_batch(x, aux, labels, m, n, (uint32_t)step, (uint64_t)o->seed);
+        if (!resident) fill_batch(x, aux, labels, m, n, (uint32_t)step, (uint64_t)o->seed);
         float loss = 0.0f;
         double t0 = bench_now();
-        if ((s = ct_model_forward_host(m, x, iceberg ? aux : NULL, n, true, (uint32_t)step)) !=
-                CT_OK ||
+        if ((s = resident ? ct_model_forward(m, n, true, (uint32_t)step)
+                          : ct_model_forward_host(m, x, iceberg ? aux : NULL, n, true,
+                                                  (uint32_t)step)) != CT_OK ||
             (s = ct_model_loss(m, labels, NULL, &loss)) != CT_OK ||
             (s = ct_model_backward(m)) != CT_OK ||
             (s = ct_model_apply_gradients(m, 1.0f)) != CT_OK ||
@@ -357,8 +378,9 @@ static int run_sweep(const char *cmd, const bench_opts *o) {
                     batches[b], ips);
         }
     printf("\n### cutune bench --sweep: %s (%s), VGG16 %ldx%ld, head '%s', %ld timed steps after "
-           "%ld warm-up\n\n",
-           device_name, backend_name, o->size, o->size, o->head, o->steps, o->warmup);
+           "%ld warm-up, input %s\n\n",
+           device_name, backend_name, o->size, o->size, o->head, o->steps, o->warmup,
+           input_words(o));
     printf("| impl | precision | frozen | batch | img/s | TFLOP/s | ms/step | device GiB |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < rows; i++) printf("%s\n", table[i]);
@@ -375,6 +397,7 @@ static const char bench_usage[] =
     "                    [--sweep [--sweep-freeze LIST] [--sweep-batch LIST]]\n"
     "                    [--data DIR [--augment-on loader|device] [--augment keras|none]\n"
     "                     [--workers N] [--no-cache]] [--profile]\n"
+    "                    [--input device|host]\n"
     "\n"
     "Times VGG16 forward + backward + SGD update on generated data and prints the loss and\n"
     "img/s of each step, then the median. Defaults: --device auto --input-size 64\n"
@@ -398,7 +421,11 @@ static const char bench_usage[] =
     "             cuda). Reports step time, fetch time and img/s.\n"
     "--profile    also times every layer's forward and backward (CUDA events, or the clock\n"
     "             on the CPU) and prints a table per layer: median ms over the timed steps,\n"
-    "             GFLOP per batch, achieved TFLOP/s and the share of the step.\n";
+    "             GFLOP per batch, achieved TFLOP/s and the share of the step.\n"
+    "--input      where generated batches come from: device (default; one batch is copied\n"
+    "             into the model's input before timing, as synthetic benchmarks do, so steps\n"
+    "             time the training work; --data times the input pipeline) or host (each step\n"
+    "             copies a new batch from pageable host memory first).\n";
 
 static int parse_bench(const char *cmd, int argc, char **argv, bench_opts *o) {
     const char *size = NULL, *batch = NULL, *steps = NULL, *warmup = NULL, *seed = NULL,
@@ -424,6 +451,7 @@ static int parse_bench(const char *cmd, int argc, char **argv, bench_opts *o) {
         {"workers", true, &workers},
         {"no-cache", false, &no_cache},
         {"profile", false, &profile},
+        {"input", true, &o->input},
     };
     if (!cli_parse(cmd, argc, argv, flags, (int)(sizeof flags / sizeof flags[0]))) return 0;
     o->sweep = sweep != NULL;
@@ -467,6 +495,17 @@ static int parse_bench(const char *cmd, int argc, char **argv, bench_opts *o) {
         strcmp(o->augment, "none") != 0) {
         fprintf(stderr, "cutune %s: --augment: expected keras or none, not '%s'\n", cmd,
                 o->augment);
+        return 0;
+    }
+    if (o->input != NULL && o->data != NULL) {
+        fprintf(stderr, "cutune %s: --input is for generated batches; --data streams its own\n",
+                cmd);
+        return 0;
+    }
+    if (o->input == NULL) o->input = "device";
+    if (strcmp(o->input, "device") != 0 && strcmp(o->input, "host") != 0) {
+        fprintf(stderr, "cutune %s: --input: expected device or host, not '%s'\n", cmd,
+                o->input);
         return 0;
     }
     if (o->data == NULL && (o->augment_on != NULL || o->augment != NULL || workers != NULL ||
