@@ -56,7 +56,9 @@
  * faster than the best within it.
  *
  * CUTUNE_CONV_LOG=1 prints each plan's choices (algorithm, math type, determinism, time,
- * workspace) to stderr as they are made.
+ * workspace) to stderr as they are made. Its searches also time the algorithms past the cap
+ * and name the fastest of them when the cap ruled it out (the choice stays the same), which
+ * is how the fp32 case was found.
  *
  * With CUTUNE_DETERMINISTIC=1 nothing is chosen by timing: algorithms come from cuDNN's
  * heuristics (the first deterministic one that fits), the fused call and the timed padding of
@@ -311,11 +313,13 @@ static ct_status search_algorithm(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const char
         size_t sz = 0;
         if (size_of(i, &sz) == CUDNN_STATUS_SUCCESS && sz > max_need) max_need = sz;
     }
-    /* fp32 plans search past the cap too (see "Workspace" above); the rest stay within it. */
+    /* fp32 plans search past the cap too (see "Workspace" above); the rest stay within it, but
+     * with CUTUNE_CONV_LOG the search looks past it to report what the cap cost. */
     const bool widen = !ctx->deterministic && !p->bf16 && ctx->precision == CT_CU_FP32;
+    const bool look = widen || (!ctx->deterministic && ctx->log_conv);
     size_t cap_limit = tune_limit(ctx, max_need, ctx->tune_ws_cap);
-    size_t limit = widen ? tune_limit(ctx, max_need, WIDE_CAP_FACTOR * ctx->tune_ws_cap)
-                         : cap_limit;
+    size_t limit = look ? tune_limit(ctx, max_need, WIDE_CAP_FACTOR * ctx->tune_ws_cap)
+                        : cap_limit;
     void *ws = NULL;
     ct_status st = search_workspace(ctx, &limit, &ws);
     if (st != CT_OK) return st;
@@ -332,10 +336,8 @@ static ct_status search_algorithm(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const char
         return k;
     };
     int i = choose(cap_limit);
-    if (limit > cap_limit) {
-        const int j = choose(limit);
-        if (j >= 0 && (i < 0 || perf[j].time * WIDE_GAIN < perf[i].time)) i = j;
-    }
+    const int j = limit > cap_limit ? choose(limit) : -1; /* the fastest with no cap */
+    if (widen && j >= 0 && (i < 0 || perf[j].time * WIDE_GAIN < perf[i].time)) i = j;
     if (i < 0) {
         (void)tune_done(ctx, 0); /* give back the search's workspace */
         return no_algorithm(ctx, dir, p, limit);
@@ -348,6 +350,11 @@ static ct_status search_algorithm(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const char
                 chosen->determinism == CUDNN_DETERMINISTIC ? "deterministic"
                                                            : "non-deterministic",
                 (double)chosen->time, chosen->memory >> 10);
+    if (ctx->log_conv && j >= 0 && j != i)
+        fprintf(stderr, "cutune: conv %s %s (%d, %d, %d, %d) -> %d: past the workspace cap, "
+                "algorithm %d would take %.1f ms with %zu KiB\n", dir,
+                p->bf16 ? "bf16" : "float32", p->n, p->h, p->w, p->c, p->k, (int)perf[j].algo,
+                (double)perf[j].time, perf[j].memory >> 10);
     return tune_done(ctx, chosen->memory);
 }
 

@@ -269,7 +269,8 @@ phase_bench() {
     local rc=0 table=/tmp/cutune-sweep.md data=/tmp/cutune-bench-png on result
     : >"$out/bench.log"
     # bf16 first: it is the precision the PyTorch comparison (AMP bf16) is about. The sweep's
-    # stderr (in bench.log) lists each convolution's chosen cuDNN algorithms (CUTUNE_CONV_LOG).
+    # stderr (in bench.log) lists each convolution's chosen cuDNN algorithms and any faster one
+    # the workspace cap ruled out (CUTUNE_CONV_LOG).
     for prec in $precisions; do
         if [ "$(left)" -lt 120 ]; then
             summary_notes+=("bench --sweep --precision $prec skipped for time")
