@@ -14,10 +14,10 @@ gradient - the same work cutune's backward skips.
 The table has cutune's columns. A step is timed as cutune times it, synchronised at both ends:
 with --input device (the default) the float32 NHWC batch is on the device before the timing and a
 step is forward, backward and the optimizer step; with --input host each step first copies the
-batch from pageable host memory. img/s is the batch over
-the median step; TFLOP/s counts the same FLOPs as ct_model_flops (2 per multiply-add; the
-forward of every conv and dense layer, the weight gradient of each trainable one, and the data
-gradient of each layer whose input comes from a trainable part); device GiB is
+batch from pageable host memory. img/s is the batch over the median step; TFLOP/s counts the
+same FLOPs as ct_model_flops (2 per multiply-add; the forward of every conv and dense layer, the
+weight gradient of each trainable one, and the data gradient of each layer whose input comes
+from a trainable part); device GiB is
 torch.cuda.max_memory_reserved() over the configuration (the caching allocator's peak, which
 holds cuDNN's and cuBLAS's workspaces; cutune's column is the device memory the configuration
 added, measured with cudaMemGetInfo).
@@ -152,7 +152,7 @@ def run_config(args, device, precision, depth, batch):
         step_model = torch.compile(model, dynamic=False)
 
     gen = torch.Generator().manual_seed(1)
-    # A float32 NHWC host batch, as cutune's bench copies one each step.
+    # A float32 NHWC host batch, as cutune's bench makes one.
     x_host = (torch.rand(batch, args.input_size, args.input_size, 3, generator=gen) * 120 - 60)
     # NHWC memory viewed as NCHW: channels_last
     x_dev = x_host.to(device).permute(0, 3, 1, 2) if args.input == "device" else None

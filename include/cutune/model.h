@@ -139,8 +139,10 @@ float *ct_model_aux_input(ct_model *m);
 /* Forward pass over the first `n` rows of the input buffers. `training` turns dropout on;
  * `step` addresses the dropout masks. */
 ct_status ct_model_forward(ct_model *m, int n, bool training, uint32_t step);
-/* Copies host arrays into the input buffers, then runs forward. aux may be NULL when
- * aux_dim is 0. */
+/* Copies host arrays into the input buffers for the next ct_model_forward: (n, H, W, C) images
+ * and (n, aux_dim) auxiliary values (NULL when aux_dim is 0). */
+ct_status ct_model_set_input(ct_model *m, const float *x, const float *aux, int n);
+/* ct_model_set_input, then forward. */
 ct_status ct_model_forward_host(ct_model *m, const float *x, const float *aux, int n,
                                 bool training, uint32_t step);
 

@@ -222,11 +222,7 @@ static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *p
     const bool resident = strcmp(o->input, "device") == 0;
     if (resident) {
         fill_batch(x, aux, labels, m, n, 0, (uint64_t)o->seed);
-        if ((s = be->ops->copy_to_device(be->ctx, ct_model_input(m), x,
-                                         (size_t)n * per * sizeof *x)) != CT_OK ||
-            (iceberg && (s = be->ops->copy_to_device(be->ctx, ct_model_aux_input(m), aux,
-                                                     (size_t)n * cfg.aux_dim * sizeof *aux)) !=
-                            CT_OK) ||
+        if ((s = ct_model_set_input(m, x, iceberg ? aux : NULL, n)) != CT_OK ||
             (s = be->ops->synchronize(be->ctx)) != CT_OK)
             goto done;
     }

@@ -113,7 +113,7 @@ ct_status ct_model_forward(ct_model *m, int n, bool training, uint32_t step) {
     return forward_range(m, 0, m->n_layers, n, training, step);
 }
 
-static ct_status copy_inputs(ct_model *m, const float *x, const float *aux, int n) {
+ct_status ct_model_set_input(ct_model *m, const float *x, const float *aux, int n) {
     if (n <= 0 || n > m->cfg.max_batch)
         return ct_error(CT_EINVAL, "batch of %d samples: expected 1 to %d (the model's batch "
                         "size)", n, m->cfg.max_batch);
@@ -131,7 +131,7 @@ static ct_status copy_inputs(ct_model *m, const float *x, const float *aux, int 
 
 ct_status ct_model_forward_host(ct_model *m, const float *x, const float *aux, int n,
                                 bool training, uint32_t step) {
-    ct_status s = copy_inputs(m, x, aux, n);
+    ct_status s = ct_model_set_input(m, x, aux, n);
     return s != CT_OK ? s : ct_model_forward(m, n, training, step);
 }
 
@@ -139,7 +139,7 @@ ct_status ct_model_features(ct_model *m, int layer, const float *x, const float 
                              float *out) {
     if (layer < 0 || layer >= m->n_layers || m->layers[layer].src == CT_SRC_AUX)
         return ct_error(CT_EINVAL, "features: layer %d is not on the image path", layer);
-    ct_status s = copy_inputs(m, x, aux, n);
+    ct_status s = ct_model_set_input(m, x, aux, n);
     if (s == CT_OK) s = forward_range(m, 0, layer + 1, n, false, 0);
     if (s == CT_OK) s = ct_model_layer_output(m, layer, n, out);
     return s;
@@ -186,7 +186,7 @@ ct_status ct_model_forward_from_host(ct_model *m, int layer, const float *act, c
 
 ct_status ct_model_predict_host(ct_model *m, const float *x, const float *aux, int n,
                                 float *probs_host) {
-    ct_status s = copy_inputs(m, x, aux, n);
+    ct_status s = ct_model_set_input(m, x, aux, n);
     return s != CT_OK ? s : ct_model_predict(m, n, probs_host);
 }
 
