@@ -98,7 +98,7 @@ static ct_status grow_buffer(ct_cu_ctx *ctx, void **buf, size_t *have, size_t by
         size_t free_b = 0, total_b = 0;
         (void)cudaGetLastError();
         if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
-        return ct_error(e == cudaErrorMemoryAllocation ? CT_ENOMEM : CT_EDEVICE,
+        return ct_error(e == cudaErrorMemoryAllocation ? CT_EDEVMEM : CT_EDEVICE,
                         "cuda %s: cudaMalloc of %zu MiB failed: %s (%zu MiB free of %zu MiB of "
                         "device memory); try a smaller batch size",
                         what, grown >> 20, cudaGetErrorString(e), free_b >> 20, total_b >> 20);

@@ -2,7 +2,7 @@
  * and a message a user can act on.
  *
  * The message reads "cuda/conv.cu:212 in conv_plan_forward(): cudnnConvolutionForward(...)
- * failed: CUDNN_STATUS_BAD_PARAM (<cuDNN's detail>)". Out-of-memory results get CT_ENOMEM and
+ * failed: CUDNN_STATUS_BAD_PARAM (<cuDNN's detail>)". Out-of-memory results get CT_EDEVMEM and
  * say how much device memory is free and what to try; errors that leave the CUDA context
  * unusable say so, because every later call will fail too. */
 #include <stdio.h>
@@ -38,7 +38,7 @@ static ct_status out_of_memory(const char *lib_reason, const char *expr, const c
                                const char *file, int line) {
     char mem[96];
     memory_note(mem, sizeof mem);
-    return ct_error(CT_ENOMEM,
+    return ct_error(CT_EDEVMEM,
                     "%s:%d in %s(): %.*s failed: %s: out of device memory%s; try a smaller "
                     "batch size",
                     source_path(file), line, func, EXPR_MAX, expr, lib_reason, mem);

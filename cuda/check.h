@@ -3,7 +3,7 @@
  * A failed call becomes a cutune status plus a message that names the expression, the function,
  * the file and the line, with the library's own description of the failure (and, for cuDNN, its
  * detailed last-error string). Out-of-memory results of any of the three libraries become
- * CT_ENOMEM with a hint to lower the batch size; everything else becomes CT_EDEVICE. The three
+ * CT_EDEVMEM with a hint to lower the batch size; everything else becomes CT_EDEVICE. The three
  * status types are distinct C++ enums, so one overloaded helper serves all of them and a call
  * site never has to say which library it called:
  *
@@ -25,7 +25,7 @@
 
 #include "cutune/status.h"
 
-/* These record the message and return CT_ENOMEM or CT_EDEVICE; they are only called on
+/* These record the message and return CT_EDEVMEM or CT_EDEVICE; they are only called on
  * failure, so the success path costs one comparison. Defined in check.cu. */
 ct_status ct_cu_fail_cuda(cudaError_t e, const char *expr, const char *func, const char *file,
                           int line);

@@ -293,7 +293,7 @@ static ct_status no_algorithm(const ct_cu_ctx *ctx, const char *dir, const ct_cu
 static ct_status search_workspace(ct_cu_ctx *ctx, size_t *limit, void **ws) {
     for (;;) {
         ct_status st = ct_cu_workspace(ctx, *limit, ws);
-        if (st != CT_ENOMEM || *limit == 0) return st;
+        if (st != CT_EDEVMEM || *limit == 0) return st;
         *limit = *limit > ((size_t)1 << 20) ? *limit / 2 : 0;
     }
 }

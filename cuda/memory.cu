@@ -27,7 +27,7 @@ ct_status ct_cu_alloc(void *p, void **out, size_t bytes) {
         (void)cudaGetLastError();
         size_t free_b = 0, total_b = 0;
         if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
-        return ct_error(CT_ENOMEM,
+        return ct_error(CT_EDEVMEM,
                         "cuda: cannot allocate %zu bytes (%zu MiB) of device memory: %zu MiB "
                         "free of %zu MiB; try a smaller batch size",
                         bytes, bytes >> 20, free_b >> 20, total_b >> 20);

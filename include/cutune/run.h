@@ -136,7 +136,7 @@ long ct_train_cudnn_batch_cap(int input);
 
 /* Trains as configured. CT_EINTR after SIGINT/SIGTERM (a checkpoint was written; the CLI exits
  * 130); CT_ENUMERIC on a NaN/Inf loss or gradient, naming the step and layer (the last good
- * checkpoint is kept); CT_ENOMEM when the device runs out of memory, naming the largest batch
+ * checkpoint is kept); CT_EDEVMEM when the device runs out of memory, naming the largest batch
  * size that fits. */
 ct_status ct_train(const ct_train_config *c, ct_train_result *r);
 

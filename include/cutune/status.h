@@ -23,7 +23,8 @@ extern "C" {
     X(CT_ENODEV, "no usable CUDA device")                                 \
     X(CT_EDEVICE, "device error")                                         \
     X(CT_ENUMERIC, "non-finite value")                                    \
-    X(CT_EINTR, "interrupted")
+    X(CT_EINTR, "interrupted")                                            \
+    X(CT_EDEVMEM, "out of device memory")
 
 typedef enum {
 #define CT_STATUS_ENUM(name, text) name,

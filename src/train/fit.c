@@ -1356,16 +1356,13 @@ int ct_train_largest_batch(size_t fixed, size_t per_sample, size_t available) {
     return n > 1000000 ? 1000000 : (int)n;
 }
 
-/* Appends to an out-of-memory error on the device the largest batch that should fit. */
+/* Appends to an out-of-memory error on the device (CT_EDEVMEM; host allocations, such as the
+ * frozen-prefix cache's, fail with CT_ENOMEM and get no batch-size advice) the largest batch
+ * that should fit. */
 static void oom_hint(fit_run *r) {
     if (r->be.ops == NULL || strcmp(r->be.ops->name, "cpu") == 0 || r->input == 0) return;
     char msg[2048];
     snprintf(msg, sizeof msg, "%s", ct_last_error());
-    /* Host allocations can fail too (the frozen-prefix cache, loader buffers): those messages
-     * do not come from the CUDA backend and get no batch-size advice. */
-    if ((strstr(msg, "cuda") == NULL && strstr(msg, "device memory") == NULL) ||
-        strstr(msg, "host memory") != NULL)
-        return;
     const bool on_device = r->stream != NULL && ct_stream_on_device(r->stream);
     /* What this run holds is released first, so the device's free memory is what a new run with
      * a smaller batch would start from. */
@@ -1383,7 +1380,7 @@ static void oom_hint(fit_run *r) {
     if (planned_bytes(r, 1, on_device, &b1) != CT_OK ||
         planned_bytes(r, 2, on_device, &b2) != CT_OK || b2 <= b1 ||
         ct_cuda_memory_used(0, &used, &total) != CT_OK) {
-        ct_error(CT_ENOMEM, "%s", msg);
+        ct_error(CT_EDEVMEM, "%s", msg);
         return;
     }
     const size_t per = b2 - b1, fixed = b1 - per;
@@ -1392,7 +1389,7 @@ static void oom_hint(fit_run *r) {
     const long cap = ct_train_cudnn_batch_cap(r->input);
     const bool capped = cap > 0 && fit > cap;
     if (capped) fit = (int)cap;
-    ct_error(CT_ENOMEM,
+    ct_error(CT_EDEVMEM,
              "%s. At %dx%d with these frozen layers the model needs %zu MiB plus %.1f MiB per "
              "sample; with %zu MiB of device memory free, the largest batch that fits is about "
              "%d%s: try --batch-size %d%s",
@@ -1460,7 +1457,7 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
     if ((s = open_loaders(&r)) != CT_OK) goto done;
     s = run_epochs(&r, res);
 done:
-    if (s == CT_ENOMEM) oom_hint(&r);
+    if (s == CT_EDEVMEM) oom_hint(&r);
     if (s != CT_OK && s != CT_EINTR) {
         /* The loader's and the log's files are closed first. */
         char msg[4096];
