@@ -218,6 +218,7 @@ static const ct_backend_ops cuda_ops = {
     ct_cu_check_finite,
     ct_cu_cast,
     ct_cu_augment_standardize,
+    ct_cu_flip,
     ct_cu_host_alloc,
     ct_cu_host_release,
     ct_cu_stage_copy,

@@ -154,6 +154,8 @@ ct_status ct_cu_concat_forward(void *ctx, float *y, const float *a, const float 
 ct_status ct_cu_concat_backward(void *ctx, float *da, float *db, const float *dy, int n,
                                 int da_dim, int db_dim);
 ct_status ct_cu_check_finite(void *ctx, bool *finite, const float *x, size_t count);
+ct_status ct_cu_flip(void *ctx, float *x, int n, int h, int w, int c, bool horizontal,
+                     bool vertical);
 
 /* elementwise.cu: pieces shared by conv and dense, on row-major (rows, cols) data whose column
  * is the channel (NHWC activations, dense outputs). */

@@ -1,5 +1,6 @@
 /* Memory-bound kernels of the CUDA backend: bias + ReLU epilogues, the ReLU gradient mask and
- * the bias gradient shared by conv and dense, dropout, concatenation and the finite check.
+ * the bias gradient shared by conv and dense, dropout, concatenation, the finite check and the
+ * flips of test-time augmentation.
  *
  * All of them are one pass over their data with grid-stride loops, using float4 accesses where
  * the channel count and the pointers allow, and 32-bit index arithmetic where the element count
@@ -11,6 +12,7 @@
 #include <stdint.h>
 
 #include "context.h"
+#include "cutune/data.h"
 #include "cutune/rng.h"
 
 #define THREADS 256
@@ -422,5 +424,41 @@ ct_status ct_cu_check_finite(void *p, bool *finite, const float *x, size_t count
                                 cudaMemcpyDeviceToHost, ctx->stream));
     CT_CU_CHECK(cudaStreamSynchronize(ctx->stream));
     *finite = *ctx->flag_host == 0;
+    return CT_OK;
+}
+
+/* ---- flip: test-time augmentation's mirrored copies ----------------------------------------- */
+
+/* One thread per value of the first image pixel of each mirror pair (p < q): it swaps that value
+ * with its twin, so no value is touched twice and no thread races another. */
+__global__ static void flip_kernel(float *x, size_t total, int h, int w, int c, bool horizontal,
+                                   bool vertical) {
+    const size_t hwc = (size_t)h * w * c;
+    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
+         e += (size_t)gridDim.x * blockDim.x) {
+        const size_t img = e / hwc, r = e % hwc;
+        const size_t p = r / (size_t)c;
+        const int k = (int)(r % (size_t)c);
+        const int y = (int)(p / (size_t)w), px = (int)(p % (size_t)w);
+        const size_t q = (size_t)(vertical ? h - 1 - y : y) * w + (horizontal ? w - 1 - px : px);
+        if (p >= q) continue;
+        float *a = x + img * hwc + p * c + k, *b = x + img * hwc + q * c + k;
+        const float t = *a;
+        *a = *b;
+        *b = t;
+    }
+}
+
+ct_status ct_cu_flip(void *ctx_, float *x, int n, int h, int w, int c, bool horizontal,
+                     bool vertical) {
+    ct_cu_ctx *ctx = (ct_cu_ctx *)ctx_;
+    ct_status st = ct_flip_check(x, n, h, w, c);
+    if (st != CT_OK || n == 0 || (!horizontal && !vertical)) return st;
+    if ((st = ct_cu_enter(ctx)) != CT_OK) return st;
+    const size_t total = (size_t)n * h * w * c;
+    flip_kernel<<<ct_cu_grid(ctx, total, THREADS), THREADS, 0, ctx->stream>>>(x, total, h, w, c,
+                                                                              horizontal,
+                                                                              vertical);
+    CT_CU_CHECK_LAUNCH();
     return CT_OK;
 }

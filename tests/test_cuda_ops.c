@@ -699,6 +699,30 @@ Test(cuda_ops, cast_bf16) {
     pair_free(&b);
 }
 
+/* Flips only move values: the device's must equal the CPU's bit for bit, odd sizes (a middle row
+ * or column that stays) and a VGG-sized batch included. */
+Test(cuda_ops, flip) {
+    TU_REQUIRE_GPU();
+    for (int trial = 0; trial < 8; trial++) {
+        int n = rand_int(1, 3), h = rand_int(1, 9), w = rand_int(1, 9), c = rand_int(1, 4);
+        if (trial == 0) n = 4, h = 224, w = 224, c = 3;
+        const size_t count = (size_t)n * h * w * c;
+        for (int mode = 1; mode < 4; mode++) {
+            const bool hz = mode & 1, vt = mode & 2;
+            float *x = host_random(count, -2.0f, 2.0f, 0);
+            pair p = pair_from(x, count);
+            OK(cpu.ops->flip(cpu.ctx, p.c, n, h, w, c, hz, vt));
+            OK(gpu.ops->flip(gpu.ctx, p.g, n, h, w, c, hz, vt));
+            char what[96];
+            snprintf(what, sizeof what, "flip %s%s of (%d, %d, %d, %d)", hz ? "h" : "",
+                     vt ? "v" : "", n, h, w, c);
+            expect_same(&p, what);
+            free(x);
+            pair_free(&p);
+        }
+    }
+}
+
 /* ---- pooling ------------------------------------------------------------------------------ */
 
 /* Quantised data makes equal values in one window common, so the tie rule (first maximum in

@@ -84,6 +84,37 @@ Test(cuda_train, loader_path_equals_device_path_on_cuda) {
     expect_close_logs("dev", "ldr", 5e-3, "cuda: device vs loader augmentation");
 }
 
+/* Predictions streamed on the device (raw pixels standardised by the kernel, the flipped views
+ * made from the batch on the device) against the CPU's, and the loader path against the device
+ * path, on image folders (uint8 batches; the iceberg test predicts from float batches). FP32:
+ * the same model's probabilities agree to float rounding. */
+Test(cuda_train, streamed_predictions_with_tta_follow_the_cpu) {
+    TU_REQUIRE_GPU();
+    TC_MUST(NULL, "train --data %s/d/train " TC_SMALL " --head " TC_DROP_HEAD " --strategy head "
+            "--epochs 1 --verbose 0 --out %s", D, tc_path("m"));
+    const char *tta = "--tta hflip,vflip --batch-size 5";
+    TC_MUST(FP32, "predict --model %s --data %s/d/train --out %s --device cpu %s",
+            tc_path("m/final.h5"), D, tc_path("cpu.csv"), tta);
+    TC_MUST(FP32, "predict --model %s --data %s/d/train --out %s --device cuda %s",
+            tc_path("m/final.h5"), D, tc_path("dev.csv"), tta);
+    TC_MUST(FP32, "predict --model %s --data %s/d/train --out %s --device cuda --augment-on "
+            "loader %s", tc_path("m/final.h5"), D, tc_path("ldr.csv"), tta);
+    tc_csv *c = tc_csv_read(tc_path("cpu.csv"));
+    const char *other[2] = {"dev.csv", "ldr.csv"};
+    for (int k = 0; k < 2; k++) {
+        tc_csv *g = tc_csv_read(tc_path("%s", other[k]));
+        cr_assert_eq(g->rows, c->rows);
+        for (int i = 0; i < c->rows; i++) {
+            cr_expect_str_eq(g->first[i], c->first[i]);
+            for (int j = 1; j < c->cols; j++)
+                cr_expect(fabs(g->v[i][j] - c->v[i][j]) < 1e-4, "%s row %d: %.7f, cpu %.7f",
+                          other[k], i, g->v[i][j], c->v[i][j]);
+        }
+        free(g);
+    }
+    free(c);
+}
+
 /* Mixed precision through the CLI: bf16 activations on the GPU against the CPU's emulation of
  * the same rounding. The per-step bound of test_cuda_model at bf16 (6e-2 on the loss curve)
  * applies to the epoch means as well. */

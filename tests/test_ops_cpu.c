@@ -831,3 +831,41 @@ Test(ops_cpu, check_finite) {
     cr_expect(finite, "an empty array is finite");
     free(x);
 }
+
+/* ---- flip (test-time augmentation) ---- */
+
+/* Against the definition, out of place: the flipped image's pixel (y, x) is the original's at
+ * (h-1-y or y, w-1-x or x), all channels; flipping twice restores every bit. Odd sizes keep a
+ * middle row or column in place. */
+Test(ops_cpu, flip) {
+    static const int shapes[][4] = {{1, 1, 1, 1}, {2, 3, 4, 3}, {1, 5, 5, 2}, {3, 4, 7, 1},
+                                    {2, 6, 2, 4}, {1, 1, 9, 3}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const int n = shapes[t][0], h = shapes[t][1], w = shapes[t][2], c = shapes[t][3];
+        const size_t count = (size_t)n * h * w * c;
+        float *x = falloc(count);
+        tu_fill(x, count, 1300 + (uint32_t)t, -1.0f, 1.0f);
+        for (int mode = 0; mode < 4; mode++) {
+            const bool hz = mode & 1, vt = mode & 2;
+            float *y = fdup(x, count);
+            cr_assert_eq(be.ops->flip(be.ctx, y, n, h, w, c, hz, vt), CT_OK);
+            for (int i = 0; i < n; i++)
+                for (int r = 0; r < h; r++)
+                    for (int q = 0; q < w; q++)
+                        for (int k = 0; k < c; k++) {
+                            const int sr = vt ? h - 1 - r : r, sq = hz ? w - 1 - q : q;
+                            const float got = y[(((size_t)i * h + r) * w + q) * c + k];
+                            const float want = x[(((size_t)i * h + sr) * w + sq) * c + k];
+                            cr_assert(got == want, "(%d, %d, %d, %d) flip %d at (%d, %d, %d, %d)",
+                                      n, h, w, c, mode, i, r, q, k);
+                        }
+            cr_assert_eq(be.ops->flip(be.ctx, y, n, h, w, c, hz, vt), CT_OK);
+            cr_assert(memcmp(x, y, count * sizeof *x) == 0, "flipping twice (mode %d)", mode);
+            free(y);
+        }
+        free(x);
+    }
+    cr_expect_eq(be.ops->flip(be.ctx, NULL, 0, 2, 2, 3, true, false), CT_OK, "empty batch");
+    cr_expect_eq(be.ops->flip(be.ctx, NULL, 1, 2, 2, 3, true, false), CT_EINVAL);
+    cr_expect_eq(be.ops->flip(be.ctx, (float[12]){0}, 1, 2, 0, 3, true, false), CT_EINVAL);
+}

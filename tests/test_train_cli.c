@@ -5,6 +5,8 @@
  * and the demo. Exact resume is in test_train_resume.c, every error in test_train_errors.c. */
 #include "train_cli_util.h"
 
+#include <png.h>
+
 TestSuite(train_cli, .init = tc_setup, .fini = tc_teardown, .timeout = 300);
 
 /* A 2-epoch run of the frozen backbone + a dropout head on the slices, cached. */
@@ -23,6 +25,42 @@ static double max_abs_diff(const tc_csv *a, const tc_csv *b) {
     for (int i = 0; i < a->rows; i++)
         for (int j = 1; j < a->cols; j++) d = fmax(d, fabs(a->v[i][j] - b->v[i][j]));
     return d;
+}
+
+/* Copies the generated slices of D/d/train into D/<dst>/train mirrored left-right or
+ * upside-down, with libpng's own reader and writer: the independent check of --tta. */
+static void mirror_slices(const char *dst, bool horizontal) {
+    static const char *const classes[2] = {"dementia", "normal"};
+    for (int k = 0; k < 2; k++) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/%s", D, dst);
+        mkdir(dir, 0777);
+        snprintf(dir, sizeof dir, "%s/%s/train", D, dst);
+        mkdir(dir, 0777);
+        snprintf(dir, sizeof dir, "%s/%s/train/%s", D, dst, classes[k]);
+        cr_assert(mkdir(dir, 0777) == 0 || errno == EEXIST, "%s", dir);
+        for (int i = 0; i < 6; i++) {
+            char in[512], out[600];
+            snprintf(in, sizeof in, "%s/d/train/%s/slice_%04d.png", D, classes[k], i);
+            snprintf(out, sizeof out, "%s/slice_%04d.png", dir, i);
+            png_image img;
+            memset(&img, 0, sizeof img);
+            img.version = PNG_IMAGE_VERSION;
+            cr_assert(png_image_begin_read_from_file(&img, in), "%s: %s", in, img.message);
+            img.format = PNG_FORMAT_GRAY;
+            const int w = (int)img.width, h = (int)img.height;
+            unsigned char *px = malloc((size_t)w * h), *m = malloc((size_t)w * h);
+            cr_assert(png_image_finish_read(&img, NULL, px, 0, NULL), "%s: %s", in, img.message);
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                    m[y * w + x] = horizontal ? px[y * w + (w - 1 - x)] : px[(h - 1 - y) * w + x];
+            cr_assert(png_image_write_to_file(&img, out, 0, m, 0, NULL), "%s: %s", out,
+                      img.message);
+            png_image_free(&img);
+            free(px);
+            free(m);
+        }
+    }
 }
 
 Test(train_cli, predictions_csv_and_tta) {
@@ -83,7 +121,75 @@ Test(train_cli, predictions_csv_and_tta) {
             cr_expect(fabs(t[2]->v[i][j] - want) < 1e-6, "row %d: tta %.9f, expected %.9f", i,
                       t[2]->v[i][j], want);
         }
+
+    /* Each flip against the plain predictions of images mirrored on disk. The two mirrors must
+     * predict differently, or a flip in the wrong direction would pass unnoticed. */
+    mirror_slices("mh", true);
+    mirror_slices("mv", false);
+    TC_MUST(NULL, "predict --model %s/m/final.h5 --data %s/mh/train --out %s/mh.csv --device cpu",
+            D, D, D);
+    TC_MUST(NULL, "predict --model %s/m/final.h5 --data %s/mv/train --out %s/mv.csv --device cpu",
+            D, D, D);
+    tc_csv *mh = tc_csv_read(tc_path("mh.csv")), *mv = tc_csv_read(tc_path("mv.csv"));
+    expect_same_rows(mh, p);
+    expect_same_rows(mv, p);
+    cr_assert_gt(max_abs_diff(mh, mv), 1e-4, "the mirrored slices predict alike");
+    for (int i = 0; i < 12; i++)
+        for (int j = 1; j < 3; j++) {
+            double want_h = (p->v[i][j] + mh->v[i][j]) / 2.0;
+            double want_v = (p->v[i][j] + mv->v[i][j]) / 2.0;
+            cr_expect(fabs(t[0]->v[i][j] - want_h) < 1e-6, "row %d: --tta hflip %.9f, mirrored "
+                      "on disk %.9f", i, t[0]->v[i][j], want_h);
+            cr_expect(fabs(t[1]->v[i][j] - want_v) < 1e-6, "row %d: --tta vflip %.9f, mirrored "
+                      "on disk %.9f", i, t[1]->v[i][j], want_v);
+        }
+
+    /* Standardising on the device (the op the CUDA backend runs as a kernel) or in the loader
+     * threads gives the same file, byte for byte, flips included. */
+    TC_MUST(NULL, "predict --model %s/m/final.h5 --data %s/d/train --out %s/td.csv --device cpu "
+            "--tta hflip,vflip --augment-on device --batch-size 5", D, D, D);
+    TC_MUST(NULL, "predict --model %s/m/final.h5 --data %s/d/train --out %s/tl.csv --device cpu "
+            "--tta hflip,vflip --augment-on loader --batch-size 5", D, D, D);
+    char *td = tc_read(tc_path("td.csv")), *tl = tc_read(tc_path("tl.csv"));
+    cr_expect_str_eq(td, tl, "--augment-on device and loader differ");
+    free(td);
+    free(tl);
+    TC_EXPECT(NULL, 2, "--augment-on 'gpu': expected auto, device or loader",
+              "evaluate --model %s/m/final.h5 --data %s/d/train --device cpu --augment-on gpu", D,
+              D);
+
+    /* A corrupt image in the second batch: without --skip-bad the run stops naming the file
+     * (the batches in flight are given back) and an earlier predictions file is kept as it was;
+     * with --skip-bad its row is left out and the rest are the same as before. */
+    FILE *f = fopen(tc_path("mh/train/normal/slice_0001.png"), "wb");
+    cr_assert_not_null(f);
+    fputs("not a png", f);
+    fclose(f);
+    char *before = tc_read(tc_path("mh.csv"));
+    TC_EXPECT(NULL, 1, "normal/slice_0001.png",
+              "predict --model %s/m/final.h5 --data %s/mh/train --out %s/mh.csv --device cpu "
+              "--batch-size 4 --tta hflip --augment-on device", D, D, D);
+    char *after = tc_read(tc_path("mh.csv"));
+    cr_expect_str_eq(after, before, "a failed predict changed the earlier file");
+    free(before);
+    free(after);
+    TC_EXPECT(NULL, 0, "skipped 1 unreadable image",
+              "predict --model %s/m/final.h5 --data %s/mh/train --out %s/mh11.csv --device cpu "
+              "--batch-size 4 --skip-bad", D, D, D);
+    tc_csv *m11 = tc_csv_read(tc_path("mh11.csv"));
+    cr_assert_eq(m11->rows, 11);
+    for (int i = 0, r = 0; i < 12; i++) {
+        if (strcmp(mh->first[i], "normal/slice_0001.png") == 0) continue;
+        cr_expect_str_eq(m11->first[r], mh->first[i]);
+        for (int j = 1; j < 3; j++)
+            cr_expect(fabs(m11->v[r][j] - mh->v[i][j]) < 1e-6, "row %s", mh->first[i]);
+        r++;
+    }
+    free(m11);
+
     for (int k = 0; k < 3; k++) free(t[k]);
+    free(mh);
+    free(mv);
     free(p5);
     free(p);
 }

@@ -191,6 +191,11 @@ typedef struct ct_backend_ops {
                                      int h, int w, int c, const struct ct_augment_config *aug,
                                      const struct ct_standardize *std, uint64_t seed,
                                      uint32_t epoch);
+    /* Mirrors (n, h, w, c) float images in place, for test-time augmentation: left-right when
+     * `horizontal`, top-bottom when `vertical` (both: a half turn). Pixels move whole; values
+     * are not touched, so every backend gives the same bits. */
+    ct_status (*flip)(void *ctx, float *x, int n, int h, int w, int c, bool horizontal,
+                      bool vertical);
 
     /* ---- streaming inputs (double buffering) ----
      * Host memory the backend can copy from asynchronously: pinned (page-locked) memory on CUDA,

@@ -131,6 +131,8 @@ void ct_augment_standardize_image(float *out, const uint8_t *u8, const float *f3
 ct_status ct_augment_standardize_check(const uint8_t *in_u8, const float *in_f32, int n, int h,
                                        int w, int c, const ct_augment_config *aug,
                                        const ct_standardize *s);
+/* Checks the arguments of a backend's flip op: the batch shape, and a buffer when n > 0. */
+ct_status ct_flip_check(const float *x, int n, int h, int w, int c);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Datasets                                                                                    */

@@ -142,6 +142,10 @@ ct_status ct_model_forward(ct_model *m, int n, bool training, uint32_t step);
 /* Copies host arrays into the input buffers for the next ct_model_forward: (n, H, W, C) images
  * and (n, aux_dim) auxiliary values (NULL when aux_dim is 0). */
 ct_status ct_model_set_input(ct_model *m, const float *x, const float *aux, int n);
+/* Mirrors the first `n` images of the input buffer in place (left-right, top-bottom, or both:
+ * a half turn); the auxiliary values stay. Test-time augmentation flips a batch already on the
+ * device this way instead of sending a flipped copy. */
+ct_status ct_model_flip_input(ct_model *m, int n, bool horizontal, bool vertical);
 /* ct_model_set_input, then forward. */
 ct_status ct_model_forward_host(ct_model *m, const float *x, const float *aux, int n,
                                 bool training, uint32_t step);
@@ -160,7 +164,9 @@ ct_status ct_model_loss_value(ct_model *m, float *loss);
 ct_status ct_model_grads_finite(ct_model *m, bool *finite);
 /* Probabilities of the last ct_model_loss or ct_model_predict call: (n, outputs), host. */
 ct_status ct_model_probs(ct_model *m, float *out);
-/* Forward in inference mode followed by the output activation, without labels. */
+/* Forward in inference mode followed by the output activation, without labels; the
+ * probabilities are copied to probs_host (n, outputs), or, when it is NULL, the work is only
+ * queued and ct_model_probs reads them later. */
 ct_status ct_model_predict(ct_model *m, int n, float *probs_host);
 
 /* The output of `layer` for a batch (inference mode), to host memory (n, layer output size).

@@ -163,6 +163,7 @@ typedef struct ct_predict_config {
     int threads;                   /* loader workers; 0: ct_default_loader_threads */
     const char *device;
     const char *precision;         /* NULL (backend default), fp32, tf32, bf16 */
+    const char *augment_on;        /* where standardisation runs: auto (NULL), device, loader */
     bool skip_bad;
     ct_na_policy na_policy;
     float na_value;

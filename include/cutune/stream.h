@@ -1,5 +1,6 @@
 /* Streaming batches from a loader into a model's input, double buffered: `cutune train` runs
- * its training batches and its validation batches (without augmentation) this way.
+ * its training batches and its validation batches (without augmentation) this way, and
+ * `cutune evaluate` and `cutune predict` theirs.
  *
  * The loader fills batch buffers in the backend's host memory (pinned on CUDA, so copies are
  * real asynchronous DMA). Each batch is copied into one of CT_STAGE_SLOTS backend buffers on the
@@ -53,6 +54,9 @@ ct_status ct_stream_init(ct_stream **out, ct_model *m, const ct_dataset *ds, boo
 bool ct_stream_on_device(const ct_stream *s);
 /* Queues the copy of a loader batch into the next slot (*slot). */
 ct_status ct_stream_put(ct_stream *s, const ct_batch *b, int *slot);
+/* The next batch of `l` (*b; NULL at the end of the epoch, *slot then -1), its copy queued with
+ * ct_stream_put; when that fails the batch goes back to the loader. */
+ct_status ct_stream_next(ct_stream *s, ct_loader *l, const ct_batch **b, int *slot);
 /* Queues the model's input from the slot: augmentation (`aug`, may be NULL) and standardisation
  * on the device path, a copy on the loader path; then the auxiliary values. */
 ct_status ct_stream_input(ct_stream *s, int slot, const ct_augment_config *aug);

@@ -11,7 +11,7 @@
 static const char eval_usage[] =
     "usage: cutune evaluate --model FILE.h5 --data DIR|train.json [--batch-size N]\n"
     "                       [--tta hflip,vflip] [--device D] [--precision fp32|tf32|bf16]\n"
-    "                       [--threads N] [--skip-bad]\n"
+    "                       [--threads N] [--skip-bad] [--augment-on auto|device|loader]\n"
     "\n"
     "Prints accuracy, log loss, ROC AUC (binary), the confusion matrix and per-class\n"
     "precision and recall of a model written by `cutune train` (best.h5, final.h5).\n";
@@ -21,9 +21,15 @@ static const char predict_usage[] =
     "                      [--tta hflip,vflip] [--batch-size N] [--device D]\n"
     "                      [--precision fp32|tf32|bf16] [--threads N] [--skip-bad]\n"
     "                      [--na-policy mean|median|ffill|VALUE]\n"
+    "                      [--augment-on auto|device|loader]\n"
     "\n"
     "Writes one row per image: its file name (or iceberg id) and the class probabilities.\n"
-    "For iceberg test.json the file is Kaggle's submission: id,is_iceberg.\n";
+    "For iceberg test.json the file is Kaggle's submission: id,is_iceberg.\n"
+    "\n"
+    "--tta hflip,vflip averages the probabilities of the image and its mirrored copies,\n"
+    "made from the batch already on the device. --augment-on says where the saved\n"
+    "preprocessing runs: device (auto's choice on CUDA: raw pixels are copied, a kernel\n"
+    "standardises them) or loader (the worker threads; auto's choice on the CPU).\n";
 
 static bool parse_common(const char *cmd, int argc, char **argv, ct_predict_config *c) {
     const char *batch = NULL, *threads = NULL, *tta = NULL, *skip = NULL, *na = NULL;
@@ -31,7 +37,7 @@ static bool parse_common(const char *cmd, int argc, char **argv, ct_predict_conf
         {"model", true, &c->model},   {"data", true, &c->data},   {"out", true, &c->out},
         {"batch-size", true, &batch}, {"threads", true, &threads}, {"tta", true, &tta},
         {"device", true, &c->device}, {"skip-bad", false, &skip},
-        {"precision", true, &c->precision},
+        {"precision", true, &c->precision}, {"augment-on", true, &c->augment_on},
         {"na-policy", true, &na}, /* last: evaluate drops it */
     };
     int n = (int)(sizeof flags / sizeof flags[0]);
@@ -47,6 +53,12 @@ static bool parse_common(const char *cmd, int argc, char **argv, ct_predict_conf
         c->threads = (int)v;
     }
     c->skip_bad = skip != NULL;
+    if (c->augment_on != NULL && strcmp(c->augment_on, "auto") != 0 &&
+        strcmp(c->augment_on, "device") != 0 && strcmp(c->augment_on, "loader") != 0) {
+        fprintf(stderr, "cutune %s: --augment-on '%s': expected auto, device or loader\n", cmd,
+                c->augment_on);
+        return false;
+    }
     if (tta != NULL) {
         char buf[64];
         snprintf(buf, sizeof buf, "%s", tta);

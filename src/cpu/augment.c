@@ -3,7 +3,8 @@
  * workers call. It is therefore the oracle for the CUDA kernel (cuda/augment.cu) and equal, bit
  * for bit, to what a CT_OUTPUT_FLOAT training loader makes of the same samples. Images are
  * independent, so they are spread over the OpenMP threads, each with its own float copy of a
- * uint8 image in the workspace. */
+ * uint8 image in the workspace. The flip op (test-time augmentation's mirrored copies) is here
+ * too. */
 #include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -44,5 +45,31 @@ ct_status ct_cpu_augment_standardize(void *ctx, float *out, const uint8_t *in_u8
                                      aug, std, seed, epoch, sample_index[i],
                                      scratch != NULL ? scratch + (size_t)t * hwc : NULL);
     }
+    return CT_OK;
+}
+
+/* Pixel p = y * w + x of an image trades places with its mirror q; the pair is swapped once, by
+ * whichever of the two comes first. */
+ct_status ct_cpu_flip(void *ctx, float *x, int n, int h, int w, int c, bool horizontal,
+                      bool vertical) {
+    (void)ctx;
+    ct_status s = ct_flip_check(x, n, h, w, c);
+    if (s != CT_OK || n == 0 || (!horizontal && !vertical)) return s;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int i = 0; i < n; i++)
+        for (int y = 0; y < h; y++) {
+            float *img = x + (size_t)i * h * w * c;
+            const int my = vertical ? h - 1 - y : y;
+            for (int px = 0; px < w; px++) {
+                const int mx = horizontal ? w - 1 - px : px;
+                const size_t p = (size_t)y * w + px, q = (size_t)my * w + mx;
+                if (p >= q) continue;
+                for (int k = 0; k < c; k++) {
+                    float t = img[p * c + k];
+                    img[p * c + k] = img[q * c + k];
+                    img[q * c + k] = t;
+                }
+            }
+        }
     return CT_OK;
 }

@@ -193,6 +193,7 @@ static const ct_backend_ops cpu_ops = {
     .check_finite = ct_cpu_check_finite,
     .cast = ct_cpu_cast,
     .augment_standardize = ct_cpu_augment_standardize,
+    .flip = ct_cpu_flip,
     .host_alloc = cpu_host_alloc,
     .host_release = cpu_release,
     .stage_copy = cpu_stage_copy,

@@ -71,6 +71,8 @@ ct_status ct_cpu_update_multi(void *ctx, bool adam, const ct_update_tensor *t, i
 ct_status ct_cpu_check_finite(void *ctx, bool *finite, const float *x, size_t count);
 ct_status ct_cpu_cast(void *ctx, void *dst, ct_dtype dst_type, const void *src, ct_dtype src_type,
                       size_t count);
+ct_status ct_cpu_flip(void *ctx, float *x, int n, int h, int w, int c, bool horizontal,
+                      bool vertical);
 ct_status ct_cpu_augment_standardize(void *ctx, float *out, const uint8_t *in_u8,
                                      const float *in_f32, const uint32_t *sample_index, int n,
                                      int h, int w, int c, const struct ct_augment_config *aug,

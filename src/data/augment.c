@@ -100,3 +100,10 @@ ct_status ct_augment_standardize_check(const uint8_t *in_u8, const float *in_f32
                         (int)aug->fill_mode);
     return ct_standardize_check(s, c);
 }
+
+ct_status ct_flip_check(const float *x, int n, int h, int w, int c) {
+    if (n < 0 || h < 1 || w < 1 || c < 1)
+        return ct_error(CT_EINVAL, "flip: bad batch shape (%d, %d, %d, %d)", n, h, w, c);
+    if (n > 0 && x == NULL) return ct_error(CT_EINVAL, "flip: no images");
+    return CT_OK;
+}

@@ -129,6 +129,15 @@ ct_status ct_model_set_input(ct_model *m, const float *x, const float *aux, int 
     return s;
 }
 
+ct_status ct_model_flip_input(ct_model *m, int n, bool horizontal, bool vertical) {
+    if (n <= 0 || n > m->cfg.max_batch)
+        return ct_error(CT_EINVAL, "batch of %d samples: expected 1 to %d (the model's batch "
+                        "size)", n, m->cfg.max_batch);
+    const ct_model_config *c = &m->cfg;
+    return m->be->ops->flip(m->be->ctx, m->input, n, c->input_h, c->input_w, c->input_c,
+                            horizontal, vertical);
+}
+
 ct_status ct_model_forward_host(ct_model *m, const float *x, const float *aux, int n,
                                 bool training, uint32_t step) {
     ct_status s = ct_model_set_input(m, x, aux, n);

@@ -606,18 +606,12 @@ static ct_status forward(fit_run *r, const ct_batch *b, bool training, uint32_t 
 /* The next training batch: from the cache, or from the loader and copied into a staging slot
  * (*slot; -1 for cached batches and at the end of the epoch). */
 static ct_status fetch_train(fit_run *r, const ct_batch **b, int *slot) {
-    *slot = -1;
     if (r->cache.active) {
+        *slot = -1;
         *b = fit_cache_next(r);
         return CT_OK;
     }
-    ct_status s = ct_loader_next(r->tl, b);
-    if (s != CT_OK || *b == NULL) return s;
-    if ((s = ct_stream_put(r->stream, *b, slot)) != CT_OK) {
-        ct_loader_release(r->tl, *b);
-        *b = NULL;
-    }
-    return s;
+    return ct_stream_next(r->stream, r->tl, b, slot);
 }
 
 static ct_status release_train(fit_run *r, const ct_batch *b, int slot) {
@@ -690,25 +684,13 @@ static void release_batch(fit_run *r, ct_loader *l, const ct_batch *b) {
     if (!r->cache.active) ct_loader_release(l, b);
 }
 
-/* The next validation batch from the loader, copied into a staging slot (*b NULL at the end). */
-static ct_status fetch_val(fit_run *r, const ct_batch **b, int *slot) {
-    *slot = -1;
-    ct_status s = ct_loader_next(r->vl, b);
-    if (s != CT_OK || *b == NULL) return s;
-    if ((s = ct_stream_put(r->vstream, *b, slot)) != CT_OK) {
-        ct_loader_release(r->vl, *b);
-        *b = NULL;
-    }
-    return s;
-}
-
 /* Validation from the loader through the stream: each batch's forward and loss are queued, the
  * next batch's copy is queued behind them, and only then does the host wait for the loss. */
 static ct_status validate_streamed(fit_run *r, double *loss_sum, double *correct, long *seen) {
     ct_status s = ct_loader_begin_epoch(r->vl, 0);
     const ct_batch *b = NULL;
     int slot = -1;
-    if (s == CT_OK) s = fetch_val(r, &b, &slot);
+    if (s == CT_OK) s = ct_stream_next(r->vstream, r->vl, &b, &slot);
     while (s == CT_OK && b != NULL) {
         const ct_batch *nb = NULL;
         int nslot = -1;
@@ -718,7 +700,7 @@ static ct_status validate_streamed(fit_run *r, double *loss_sum, double *correct
         if (s == CT_OK) s = ct_model_forward(r->m, b->n, false, 0);
         /* Keras's val_loss has no class weights: the mean loss over the validation samples. */
         if (s == CT_OK) s = ct_model_loss_start(r->m, r->labels, NULL);
-        if (s == CT_OK) s = fetch_val(r, &nb, &nslot);
+        if (s == CT_OK) s = ct_stream_next(r->vstream, r->vl, &nb, &nslot);
         if (s == CT_OK) s = ct_model_loss_value(r->m, &loss);
         if (s == CT_OK) s = ct_model_probs(r->m, r->probs);
         if (s == CT_OK) {

@@ -1,7 +1,13 @@
 /* `cutune evaluate` and `cutune predict`: a saved model (best.h5 / final.h5, which carry cutune's
  * configuration) over class folders or iceberg JSON, never augmented, optionally averaged over
  * flipped copies (test-time augmentation). Predictions keep the file name or iceberg id of every
- * row, whatever the batch size or thread count. */
+ * row, whatever the batch size or thread count.
+ *
+ * Batches stream as training's validation batches do (stream.h): pinned loader buffers, the copy
+ * of the next batch on the copy stream while the current one is computed, and the
+ * standardisation on the device (raw uint8 pixels cross the bus) unless --augment-on loader.
+ * The flipped copies are made from the input already on the device (ct_model_flip_input): a
+ * batch crosses the bus once however many views are averaged. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +17,7 @@
 #include "../core/atomic.h"
 #include "cutune/model.h"
 #include "cutune/run.h"
+#include "cutune/stream.h"
 #include "cutune/weights.h"
 
 void ct_predict_config_defaults(ct_predict_config *c) {
@@ -28,31 +35,53 @@ typedef struct infer {
     ct_saved_config saved;
     ct_dataset *ds;
     ct_loader *loader;
+    ct_stream *stream;
     int n_out, size;
-    float *flip;   /* (batch, H, W, C) scratch for flipped copies */
     float *probs;  /* (count, n_out): every sample's averaged probabilities, dataset order */
     float *labels; /* (count, n_out) or NULL */
 } infer;
 
 static void infer_free(infer *r) {
-    ct_loader_free(r->loader);
+    ct_loader_free(r->loader); /* before the stream, whose buffers it fills */
+    ct_stream_free(r->stream);
     ct_dataset_free(r->ds);
     ct_model_free(r->m);
     ct_backend_free(&r->be);
     ct_saved_config_free(&r->saved);
-    free(r->flip);
     free(r->probs);
     free(r->labels);
 }
 
-static void flip_batch(float *dst, const float *src, int n, int h, int w, int c, bool horizontal) {
-    for (int i = 0; i < n; i++)
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) {
-                int sy = horizontal ? y : h - 1 - y, sx = horizontal ? w - 1 - x : x;
-                memcpy(dst + (((size_t)i * h + y) * w + x) * c,
-                       src + (((size_t)i * h + sy) * w + sx) * c, (size_t)c * sizeof(float));
-            }
+/* One batch, already staged in `slot`: its input and first forward are queued, then the next
+ * batch is fetched and its copy queued behind them (*nb, *nslot), so that waiting for the loader
+ * overlaps the device's work; then each view's probabilities are read back and averaged into
+ * the dataset-ordered table. */
+static ct_status infer_batch(infer *r, const ct_batch *b, int slot, float *p, const ct_batch **nb,
+                             int *nslot) {
+    const ct_predict_config *c = r->c;
+    ct_status s = ct_stream_input(r->stream, slot, NULL);
+    if (s == CT_OK) s = ct_model_predict(r->m, b->n, NULL);
+    if (s == CT_OK) s = ct_stream_next(r->stream, r->loader, nb, nslot);
+    const int views = 1 + c->tta_hflip + c->tta_vflip;
+    for (int v = 0; v < views && s == CT_OK; v++) {
+        /* The views in turn: as loaded, mirrored left-right, mirrored top-bottom. From the
+         * left-right view, flipping both ways gives the top-bottom one. */
+        if (v == 1)
+            s = ct_model_flip_input(r->m, b->n, c->tta_hflip, !c->tta_hflip);
+        else if (v == 2)
+            s = ct_model_flip_input(r->m, b->n, true, true);
+        if (s == CT_OK && v > 0) s = ct_model_predict(r->m, b->n, NULL);
+        if (s == CT_OK) s = ct_model_probs(r->m, p);
+        for (int i = 0; s == CT_OK && i < b->n; i++)
+            for (int j = 0; j < r->n_out; j++)
+                r->probs[(size_t)b->index[i] * r->n_out + j] +=
+                    p[(size_t)i * r->n_out + j] / (float)views;
+    }
+    if (s == CT_OK && r->labels != NULL)
+        for (int i = 0; i < b->n; i++)
+            memcpy(r->labels + (size_t)b->index[i] * r->n_out, b->y + (size_t)i * r->n_out,
+                   (size_t)r->n_out * sizeof(float));
+    return s;
 }
 
 static ct_status run_inference(infer *r, bool need_labels) {
@@ -113,53 +142,51 @@ static ct_status run_inference(infer *r, bool need_labels) {
     lc.cache_bytes = 0;
     if ((s = ct_standardize_parse(r->saved.preprocessing, &lc.standardize)) != CT_OK)
         return ct_error(s, "%s: %s", c->model, ct_last_error());
+    bool on_device = false;
+    if ((s = ct_stream_parse_where(c->augment_on, &r->be, &on_device)) != CT_OK) return s;
+    if ((s = ct_stream_init(&r->stream, r->m, r->ds, on_device, &lc)) != CT_OK) return s;
     if ((s = ct_loader_init(&r->loader, r->ds, &lc)) != CT_OK) return s;
 
     const size_t count = ct_dataset_count(r->ds);
-    const size_t per = (size_t)r->size * r->size * 3;
     r->probs = calloc(count * r->n_out, sizeof *r->probs);
     r->labels = lc.class_mode != CT_CLASS_NONE ? calloc(count * r->n_out, sizeof *r->labels) : NULL;
-    r->flip = malloc((size_t)c->batch_size * per * sizeof *r->flip);
     float *p = malloc((size_t)c->batch_size * r->n_out * sizeof *p);
-    if (r->probs == NULL || r->flip == NULL || p == NULL ||
-        (lc.class_mode != CT_CLASS_NONE && r->labels == NULL)) {
+    if (r->probs == NULL || p == NULL || (lc.class_mode != CT_CLASS_NONE && r->labels == NULL)) {
         free(p);
         return ct_error(CT_ENOMEM, "cannot allocate predictions for %zu samples", count);
     }
-    if ((s = ct_loader_begin_epoch(r->loader, 0)) != CT_OK) {
-        free(p);
-        return s;
-    }
-    const int views = 1 + c->tta_hflip + c->tta_vflip;
-    for (;;) {
-        const ct_batch *b = NULL;
-        if ((s = ct_loader_next(r->loader, &b)) != CT_OK) break;
-        if (b == NULL) break;
-        for (int v = 0; v < views && s == CT_OK; v++) {
-            const float *x = b->x;
-            if (v > 0) {
-                bool horizontal = c->tta_hflip && v == 1;
-                flip_batch(r->flip, b->x, b->n, r->size, r->size, 3, horizontal);
-                x = r->flip;
-            }
-            s = ct_model_predict_host(r->m, x, b->aux, b->n, p);
-            for (int i = 0; s == CT_OK && i < b->n; i++)
-                for (int j = 0; j < r->n_out; j++)
-                    r->probs[(size_t)b->index[i] * r->n_out + j] +=
-                        p[(size_t)i * r->n_out + j] / (float)views;
+    const ct_batch *b = NULL;
+    int slot = -1;
+    s = ct_loader_begin_epoch(r->loader, 0);
+    if (s == CT_OK) s = ct_stream_next(r->stream, r->loader, &b, &slot);
+    while (s == CT_OK && b != NULL) {
+        const ct_batch *nb = NULL;
+        int nslot = -1;
+        s = infer_batch(r, b, slot, p, &nb, &nslot);
+        /* Giving the batches back must not replace the batch's own error message. */
+        char msg[4096] = "";
+        if (s != CT_OK) snprintf(msg, sizeof msg, "%s", ct_last_error());
+        ct_status rs = ct_stream_done(r->stream, r->loader, slot);
+        if (s != CT_OK) {
+            (void)ct_stream_done(r->stream, r->loader, nslot);
+            free(p);
+            return ct_error(s, "%s", msg);
         }
-        if (s == CT_OK && r->labels != NULL)
-            for (int i = 0; i < b->n; i++)
-                memcpy(r->labels + (size_t)b->index[i] * r->n_out,
-                       b->y + (size_t)i * r->n_out, (size_t)r->n_out * sizeof(float));
-        ct_loader_release(r->loader, b);
-        if (s != CT_OK) break;
+        s = rs;
+        b = nb;
+        slot = nslot;
     }
     free(p);
-    if (s == CT_OK && ct_loader_bad_count(r->loader) > 0)
+    if (s != CT_OK) {
+        char msg[4096];
+        snprintf(msg, sizeof msg, "%s", ct_last_error());
+        (void)ct_stream_done(r->stream, r->loader, slot);
+        return ct_error(s, "%s", msg);
+    }
+    if (ct_loader_bad_count(r->loader) > 0)
         fprintf(stderr, "cutune: skipped %zu unreadable image(s); the first: %s\n",
                 ct_loader_bad_count(r->loader), ct_loader_bad_message(r->loader, 0));
-    return s;
+    return CT_OK;
 }
 
 static bool skipped(const infer *r, size_t i) {

@@ -15,7 +15,8 @@
  *
  * Both paths compute every image with ct_augment_standardize_image's float operations, so on the
  * CPU backend they train bit-identically; the device path is the default on CUDA (--augment-on
- * auto). `cutune train` (fit.c) and `cutune bench --data` both stream this way. */
+ * auto). `cutune train` (fit.c), `cutune evaluate` and `predict` (predict.c) and `cutune bench
+ * --data` all stream this way. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -151,6 +152,17 @@ ct_status ct_stream_put(ct_stream *f, const ct_batch *b, int *slot) {
     f->next_slot = (s_i + 1) % CT_STAGE_SLOTS;
     *slot = s_i;
     return CT_OK;
+}
+
+ct_status ct_stream_next(ct_stream *f, ct_loader *l, const ct_batch **b, int *slot) {
+    *slot = -1;
+    ct_status s = ct_loader_next(l, b);
+    if (s != CT_OK || *b == NULL) return s;
+    if ((s = ct_stream_put(f, *b, slot)) != CT_OK) {
+        ct_loader_release(l, *b);
+        *b = NULL;
+    }
+    return s;
 }
 
 ct_status ct_stream_input(ct_stream *f, int slot, const ct_augment_config *aug) {
