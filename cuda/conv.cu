@@ -56,7 +56,8 @@
  * faster than the best within it.
  *
  * CUTUNE_CONV_LOG=1 prints each plan's choices (algorithm, math type, determinism, time,
- * workspace) to stderr as they are made. Its searches also time the algorithms past the cap
+ * workspace; fused or separate bias + ReLU and padded or plain input, with the times compared)
+ * to stderr as they are made. Its searches also time the algorithms past the cap
  * and name the fastest of them when the cap ruled it out (the choice stays the same), which
  * is how the fp32 case was found.
  *
@@ -539,6 +540,10 @@ static ct_status decide_fusion(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv
          * that the separate path's launch check does not report it as its own. */
         (void)cudaGetLastError();
         p->fused = 0;
+        if (ctx->log_conv)
+            fprintf(stderr, "cutune: conv forward float32 (%d, %d, %d, %d) -> %d: bias + ReLU "
+                    "separate (the fused call: %s)\n", p->n, p->h, p->w, p->c, p->k,
+                    cudnnGetErrorString(s));
         return forward_separate(ctx, p, a, ws);
     }
     float t_fused = 0.0f, t_separate = 0.0f;
@@ -547,6 +552,11 @@ static ct_status decide_fusion(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv
     st = time_forward(ctx, p, a, ws, false, &t_separate);
     if (st != CT_OK) return st;
     p->fused = t_fused < t_separate ? 1 : 0;
+    if (ctx->log_conv)
+        fprintf(stderr, "cutune: conv forward float32 (%d, %d, %d, %d) -> %d: bias + ReLU %s "
+                "(%d runs: fused call %.3f ms, convolution then epilogue %.3f ms)\n", p->n, p->h,
+                p->w, p->c, p->k, p->fused ? "fused" : "separate", TUNE_REPS, (double)t_fused,
+                (double)t_separate);
     /* y must come from the path every later call will take, so that the first call's result
      * is bitwise the same as theirs; the last timed run was the separate one. */
     if (p->fused) CT_CU_CHECK(forward_fused(ctx, p, a, ws));
@@ -756,6 +766,10 @@ static ct_status decide_padding(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_con
         (st = time_path(ctx, p, a, cp, &t_padded)) != CT_OK)
         return st;
     p->padded = t_padded < t_plain ? 1 : 0;
+    if (ctx->log_conv)
+        fprintf(stderr, "cutune: conv forward (%d, %d, %d, %d) -> %d: %s (as is %.3f ms, padded "
+                "to %d channels %.3f ms; %d runs each)\n", a->n, a->h, a->w, a->c, a->k,
+                p->padded ? "padded" : "as is", (double)t_plain, cp, (double)t_padded, TUNE_REPS);
     /* The last run was the padded one; y must come from the way every later call takes. */
     return p->padded ? CT_OK : forward_as_is(ctx, p, a);
 }
