@@ -314,6 +314,18 @@ Test(train_cli, iceberg_two_inputs) {
         cr_expect(sub->v[i][1] >= 0.0 && sub->v[i][1] <= 1.0);
     }
     free(sub);
+    /* Float batches (the bands and the angle) standardised and flipped through the backend's
+     * ops give the same file as the loader threads. */
+    TC_MUST(NULL, "predict --model %s/ice/best.h5 --data %s/d/iceberg_test.json --out "
+            "%s/sub_dev.csv --device cpu --augment-on device --tta hflip,vflip --batch-size 3",
+            D, D, D);
+    TC_MUST(NULL, "predict --model %s/ice/best.h5 --data %s/d/iceberg_test.json --out "
+            "%s/sub_ldr.csv --device cpu --augment-on loader --tta hflip,vflip --batch-size 3",
+            D, D, D);
+    char *sd = tc_read(tc_path("sub_dev.csv")), *sl = tc_read(tc_path("sub_ldr.csv"));
+    cr_expect_str_eq(sd, sl, "iceberg: --augment-on device and loader differ");
+    free(sd);
+    free(sl);
 
     /* evaluate's binary metrics (with ROC AUC) against the labels in the JSON. */
     int n = iceberg_records(tc_path("d/iceberg_train.json"), ids, labels, 64);
