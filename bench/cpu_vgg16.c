@@ -23,7 +23,6 @@
 #include "cutune/backend.h"
 #include "cutune/model.h"
 #include "cutune/optim.h"
-#include "cutune/rng.h"
 #include "cutune/status.h"
 
 #define EXIT_USAGE 2
@@ -234,32 +233,6 @@ static int batches_for(const bench_opts *o, long size, long *out) {
     return n;
 }
 
-/* ---- data ---- */
-
-/* Caffe-preprocessed images are roughly centred with a spread of tens: draw from [-60, 60).
- * Labels are one-hot (softmax heads) or 0/1 (sigmoid heads), auxiliary scalars in [0, 1). */
-static void fill_batch(float *x, float *aux, float *labels, ct_model *m, int n, uint64_t seed) {
-    const ct_model_config *c = ct_model_get_config(m);
-    const size_t per = (size_t)c->input_h * c->input_w * c->input_c;
-    const uint32_t purpose = (uint32_t)CT_RNG_TEST << 16;
-    const uint32_t outer = (uint32_t)c->input_h;
-    for (size_t i = 0; i < (size_t)n * per; i++)
-        x[i] = (2.0f * ct_rng_unit(ct_rng_word(seed, purpose, outer, 0, (uint32_t)i)) - 1.0f) *
-               60.0f;
-    for (int i = 0; i < n * c->aux_dim; i++)
-        aux[i] = ct_rng_unit(ct_rng_word(seed, purpose, outer, 1, (uint32_t)i));
-    const int k = ct_model_num_outputs(m);
-    for (int i = 0; i < n; i++) {
-        uint32_t w = ct_rng_word(seed, purpose, outer, 2, (uint32_t)i);
-        if (k == 1) {
-            labels[i] = (float)(w & 1u);
-        } else {
-            for (int j = 0; j < k; j++) labels[i * k + j] = 0.0f;
-            labels[i * k + (int)(w % (uint32_t)k)] = 1.0f;
-        }
-    }
-}
-
 /* ---- timing ---- */
 
 typedef struct run_ctx {
@@ -331,7 +304,8 @@ static ct_status bench_config(ct_backend *be, const bench_opts *o, long size, in
         goto done;
     }
     /* The inputs are written once: the timed runs measure the model, not the copy in. */
-    fill_batch(x, xa, labels, m, n, (uint64_t)o->seed);
+    ct_model_synthetic_batch(m, n, (uint32_t)ct_model_get_config(m)->input_h,
+                             (uint64_t)o->seed, x, xa, labels);
     if ((s = be->ops->copy_to_device(be->ctx, ct_model_input(m), x, (size_t)n * per * sizeof *x)) !=
         CT_OK)
         goto done;

@@ -233,6 +233,12 @@ void ct_model_layer_flops(const ct_model *m, int i, double *forward, double *bac
 /* The head spec with presets expanded, for printing and saving. */
 const char *ct_model_head_spec(const ct_model *m);
 
+/* A synthetic batch for benchmarks, from Philox draws (seed, the test purpose, `stream`): n
+ * images in [-60, 60) (the spread of caffe-preprocessed pixels), auxiliary values in [0, 1),
+ * and labels one-hot (softmax heads) or 0/1 (sigmoid heads), all host memory. */
+void ct_model_synthetic_batch(const ct_model *m, int n, uint32_t stream, uint64_t seed, float *x,
+                              float *aux, float *labels);
+
 #ifdef __cplusplus
 }
 #endif

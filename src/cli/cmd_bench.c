@@ -23,7 +23,6 @@
 #include "cutune/cuda.h"
 #include "cutune/model.h"
 #include "cutune/optim.h"
-#include "cutune/rng.h"
 
 #define MAX_SWEEP 16
 
@@ -64,28 +63,6 @@ size_t bench_device_memory(const ct_backend *be) {
     size_t used = 0, total = 0;
     if (ct_cuda_memory_used(0, &used, &total) != CT_OK) return 0;
     return used;
-}
-
-/* Caffe-preprocessed images are roughly centred with a spread of tens: draw from [-60, 60). */
-static void fill_batch(float *x, float *aux, float *labels, const ct_model *m, int n,
-                       uint32_t step, uint64_t seed) {
-    const ct_model_config *c = ct_model_get_config(m);
-    const size_t per = (size_t)c->input_h * c->input_w * c->input_c;
-    const uint32_t purpose = (uint32_t)CT_RNG_TEST << 16;
-    for (size_t i = 0; i < (size_t)n * per; i++)
-        x[i] = (2.0f * ct_rng_unit(ct_rng_word(seed, purpose, step, 0, (uint32_t)i)) - 1.0f) * 60.0f;
-    for (int i = 0; i < n * c->aux_dim; i++)
-        aux[i] = ct_rng_unit(ct_rng_word(seed, purpose, step, 1, (uint32_t)i));
-    const int k = ct_model_num_outputs(m);
-    for (int i = 0; i < n; i++) {
-        uint32_t w = ct_rng_word(seed, purpose, step, 2, (uint32_t)i);
-        if (k == 1) {
-            labels[i] = (float)(w & 1u);
-        } else {
-            for (int j = 0; j < k; j++) labels[i * k + j] = 0.0f;
-            labels[i * k + (int)(w % (uint32_t)k)] = 1.0f;
-        }
-    }
 }
 
 /* --input in the headers' words. */
@@ -221,13 +198,14 @@ static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *p
      * trains on it. --input host: each step copies a new batch from pageable host memory. */
     const bool resident = strcmp(o->input, "device") == 0;
     if (resident) {
-        fill_batch(x, aux, labels, m, n, 0, (uint64_t)o->seed);
+        ct_model_synthetic_batch(m, n, 0, (uint64_t)o->seed, x, aux, labels);
         if ((s = ct_model_set_input(m, x, iceberg ? aux : NULL, n)) != CT_OK ||
             (s = be->ops->synchronize(be->ctx)) != CT_OK)
             goto done;
     }
     for (long step = 0; step < total; step++) {
-        if (!resident) fill_batch(x, aux, labels, m, n, (uint32_t)step, (uint64_t)o->seed);
+        if (!resident)
+            ct_model_synthetic_batch(m, n, (uint32_t)step, (uint64_t)o->seed, x, aux, labels);
         float loss = 0.0f;
         double t0 = bench_now();
         if ((s = resident ? ct_model_forward(m, n, true, (uint32_t)step)

@@ -50,15 +50,7 @@ static ct_status write_slot(ct_model *m, hid_t g, hid_t lcpl, const ct_layer *l,
                             "holds NaN or Inf; nothing was written", path, l->name, what, slot);
     hsize_t dims[CT_MAX_DIMS];
     for (int d = 0; d < t->ndim; d++) dims[d] = (hsize_t)t->shape[d];
-    hid_t space = CT_H5(H5Screate_simple(t->ndim, dims, NULL)), ds = -1;
-    if (space < 0 ||
-        (ds = CT_H5(H5Dcreate2(g, name, H5T_IEEE_F32LE, space, lcpl, H5P_DEFAULT,
-                               H5P_DEFAULT))) < 0 ||
-        CT_H5(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host)) < 0)
-        s = ct__h5_error(CT_EIO, "cannot write %s: optimizer state %s", path, name);
-    ct__h5_close(ds);
-    ct__h5_close(space);
-    return s;
+    return ct__h5_write_f32(g, name, host, dims, t->ndim, lcpl, path, "optimizer state");
 }
 
 static ct_status write_state(hid_t g, const ct_checkpoint_state *st) {

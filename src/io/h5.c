@@ -506,6 +506,20 @@ ct_status ct__h5_write_i64(hid_t loc, const char *name, const int64_t *v, int n)
     return st;
 }
 
+ct_status ct__h5_write_f32(hid_t g, const char *name, const float *data, const hsize_t *dims,
+                           int nd, hid_t lcpl, const char *path, const char *what) {
+    ct_status s = CT_OK;
+    hid_t space = CT_H5(H5Screate_simple(nd, dims, NULL)), ds = -1;
+    if (space < 0 ||
+        (ds = CT_H5(H5Dcreate2(g, name, H5T_IEEE_F32LE, space, lcpl, H5P_DEFAULT,
+                               H5P_DEFAULT))) < 0 ||
+        CT_H5(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data)) < 0)
+        s = ct__h5_error(CT_EIO, "cannot write %s: %s %s", path, what, name);
+    ct__h5_close(ds);
+    ct__h5_close(space);
+    return s;
+}
+
 ct_status ct__h5_write_f64(hid_t loc, const char *name, double v) {
     ct_status st = CT_OK;
     hid_t space = CT_H5(H5Screate(H5S_SCALAR)), attr = -1;

@@ -88,6 +88,11 @@ ct_status ct__h5_write_strings(hid_t loc, const char *name, const char *const *s
 ct_status ct__h5_write_string(hid_t loc, const char *name, const char *value);
 ct_status ct__h5_write_i64(hid_t loc, const char *name, const int64_t *v, int n);
 ct_status ct__h5_write_f64(hid_t loc, const char *name, double v);
+/* A float32 (little-endian) dataset `name` of shape dims[0..nd) in group g, created with link
+ * properties lcpl (intermediate groups), from host floats. The message names `path` and
+ * `what` ("dataset", "optimizer state"). */
+ct_status ct__h5_write_f32(hid_t g, const char *name, const float *data, const hsize_t *dims,
+                           int nd, hid_t lcpl, const char *path, const char *what);
 /* Reads a string attribute (scalar, or the first element of a list) into buf. */
 ct_status ct__h5_read_string(hid_t loc, const char *name, const char *where, char *buf,
                              size_t cap);

@@ -49,20 +49,6 @@ static ct_status check_finite(const float *x, size_t n, const char *path, const 
     return CT_OK;
 }
 
-static ct_status write_dataset(hid_t g, const char *name, const float *data, const hsize_t *dims,
-                               int nd, hid_t lcpl, const char *path) {
-    ct_status s = CT_OK;
-    hid_t space = CT_H5(H5Screate_simple(nd, dims, NULL)), ds = -1;
-    if (space < 0 ||
-        (ds = CT_H5(H5Dcreate2(g, name, H5T_IEEE_F32LE, space, lcpl, H5P_DEFAULT,
-                               H5P_DEFAULT))) < 0 ||
-        CT_H5(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data)) < 0)
-        s = ct__h5_error(CT_EIO, "cannot write %s: dataset %s", path, name);
-    ct__h5_close(ds);
-    ct__h5_close(space);
-    return s;
-}
-
 /* Makes sure a failure message names the file being written. */
 static ct_status with_path(ct_status s, const char *path) {
     if (s == CT_OK || strstr(ct_last_error(), path) != NULL) return s;
@@ -103,12 +89,12 @@ static ct_status write_layer(ct_model *m, hid_t root, int i, hid_t lcpl, float *
         kd[1] = (hsize_t)l->units;
         knd = 2;
     }
-    if ((s = write_dataset(g, kname, kdata, kd, knd, lcpl, path)) != CT_OK) goto done;
+    if ((s = ct__h5_write_f32(g, kname, kdata, kd, knd, lcpl, path, "dataset")) != CT_OK) goto done;
     hsize_t bd[1] = {(hsize_t)l->units};
     if ((s = ct_model_tensor_get(m, &l->bias, host)) != CT_OK ||
         (s = check_finite(host, l->bias.size, path, l->name, "bias")) != CT_OK)
         goto done;
-    s = write_dataset(g, bname, host, bd, 1, lcpl, path);
+    s = ct__h5_write_f32(g, bname, host, bd, 1, lcpl, path, "dataset");
 done:
     ct__h5_close(g);
     return with_path(s, path);

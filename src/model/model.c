@@ -541,3 +541,25 @@ void ct_model_flops(const ct_model *m, double *forward, double *train) {
     if (forward != NULL) *forward = fwd;
     if (train != NULL) *train = fwd + bwd;
 }
+
+void ct_model_synthetic_batch(const ct_model *m, int n, uint32_t stream, uint64_t seed, float *x,
+                              float *aux, float *labels) {
+    const ct_model_config *c = ct_model_get_config(m);
+    const size_t per = (size_t)c->input_h * c->input_w * c->input_c;
+    const uint32_t purpose = (uint32_t)CT_RNG_TEST << 16;
+    for (size_t i = 0; i < (size_t)n * per; i++)
+        x[i] = (2.0f * ct_rng_unit(ct_rng_word(seed, purpose, stream, 0, (uint32_t)i)) - 1.0f) *
+               60.0f;
+    for (int i = 0; i < n * c->aux_dim; i++)
+        aux[i] = ct_rng_unit(ct_rng_word(seed, purpose, stream, 1, (uint32_t)i));
+    const int k = ct_model_num_outputs(m);
+    for (int i = 0; i < n; i++) {
+        uint32_t w = ct_rng_word(seed, purpose, stream, 2, (uint32_t)i);
+        if (k == 1) {
+            labels[i] = (float)(w & 1u);
+        } else {
+            for (int j = 0; j < k; j++) labels[i * k + j] = 0.0f;
+            labels[i * k + (int)(w % (uint32_t)k)] = 1.0f;
+        }
+    }
+}
