@@ -215,13 +215,14 @@ phase_sanitize() {
     local rc=0 tool prog r
     : >"$out/sanitize.log"
     # tool:program[:criterion filter]; the train test runs the CLI in child processes, which
-    # --target-processes all follows, so the streamed training step is checked too.
+    # --target-processes all follows, so the streamed training step and streamed predictions
+    # (with the on-device TTA flips) are checked too.
     # test_cuda_ops's out-of-memory case asks cudaMalloc for 1 PiB on purpose, which memcheck
     # reports as an API error; it runs everywhere else.
     for run in memcheck:test_cuda_augment \
                'memcheck:test_cuda_ops:!(cuda_ops/alloc_is_zero_filled*)' \
                racecheck:test_cuda_augment racecheck:test_cuda_ops memcheck:test_cuda_model \
-               memcheck:test_cuda_train:cuda_train/streamed_device_path_follows_the_cpu_run; do
+               'memcheck:test_cuda_train:cuda_train/streamed_*'; do
         tool=${run%%:*}
         prog=${run#*:}
         filter=
