@@ -30,6 +30,7 @@ Test(train_errors, bad_flag_values) {
         {"--mode up", "unknown monitor mode 'up'"},
         {"--zoom-range 1,2,3", "--zoom-range: range '1,2,3'"},
         {"--color-mode cmyk", "unknown color mode 'cmyk'"},
+        {"--color-mode grayscale", "--color-mode grayscale: VGG16 reads 3-channel images"},
         {"--na-policy sometimes", "--na-policy: unknown inc_angle policy 'sometimes'"},
         {"--class-weight 1,2,3", "--class-weight '1,2,3': expected 2 weights, one per class"},
         {"--class-weight heavy", "--class-weight 'heavy': expected 'balanced' or 2"},
@@ -325,8 +326,17 @@ Test(train_errors, corrupt_image_fails_cleanly_and_the_run_can_start_again) {
     cr_expect(!tc_exists(tc_path("kept/log.csv")), "log.csv left behind");
     cr_expect(!tc_exists(tc_path("kept/config.txt")), "config.txt left behind");
 
+    /* Missing parent folders are made for a run (--out runs/mri in a fresh folder) and taken
+     * away with it when it fails; one that existed stays. */
+    cr_assert_eq(mkdir(tc_path("p"), 0777), 0);
+    TC_EXPECT(NULL, 1, "zz_broken.png", "train " CORRUPT_FLAGS, D, D, "p/runs/a/b");
+    cr_expect(tc_exists(tc_path("p")));
+    cr_expect(!tc_exists(tc_path("p/runs")), "the failed run left p/runs behind");
+
     TC_MUST(NULL, "train " CORRUPT_FLAGS " --skip-bad", D, D, "run");
     cr_expect(tc_exists(tc_path("run/final.h5")));
+    TC_MUST(NULL, "train " CORRUPT_FLAGS " --skip-bad", D, D, "p/runs/mri");
+    cr_expect(tc_exists(tc_path("p/runs/mri/final.h5")));
     cr_assert_eq(remove(bad), 0);
     TC_MUST(NULL, "train " CORRUPT_FLAGS, D, D, "kept");
     cr_expect(tc_exists(tc_path("kept/final.h5")));

@@ -67,6 +67,19 @@ Test(train_parts, binary_metrics_match_sklearn) {
     expect_close(m.loss, get("bin/weighted_loss", 1)[0], "weighted loss");
     expect_close(m.accuracy, get("bin/weighted_accuracy", 1)[0], "weighted accuracy");
     ct_metrics_free(&m);
+    /* The same task as a two-class softmax (the mri head): the AUC of the second column. */
+    float *p2 = malloc(2 * n * sizeof *p2), *y2 = malloc(2 * n * sizeof *y2);
+    for (int i = 0; i < n; i++) {
+        p2[2 * i] = 1.0f - p[i];
+        p2[2 * i + 1] = p[i];
+        y2[2 * i] = 1.0f - y[i];
+        y2[2 * i + 1] = y[i];
+    }
+    cr_assert_eq(ct_metrics_compute(&m, p2, y2, NULL, n, 2), CT_OK);
+    expect_close(m.auc, get("bin/auc", 1)[0], "ROC AUC of a two-class softmax");
+    ct_metrics_free(&m);
+    free(p2);
+    free(y2);
     free(p);
     free(y);
     free(w);
@@ -80,7 +93,7 @@ Test(train_parts, categorical_metrics_match_sklearn) {
     cr_assert_eq(ct_metrics_compute(&m, p, y, NULL, n, 3), CT_OK);
     expect_close(m.loss, get("cat/log_loss", 1)[0], "log loss");
     expect_close(m.accuracy, get("cat/accuracy", 1)[0], "accuracy");
-    cr_expect(isnan(m.auc), "AUC is binary only");
+    cr_expect(isnan(m.auc), "AUC is for two classes only");
     const double *conf = get("cat/confusion", 9), *prec = get("cat/precision", 3),
                  *rec = get("cat/recall", 3);
     for (int i = 0; i < 9; i++) cr_expect_eq(m.confusion[i], (long)conf[i], "confusion[%d]", i);

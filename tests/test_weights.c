@@ -172,6 +172,25 @@ Test(weights, official_notop_fixed_and_vlen_strings) {
         ct_model_free(m2);
         ct_model_free(m);
     }
+
+    /* Given as a path (`cutune train --weights FILE`), the notop file fills the backbone and
+     * the head keeps its initialisation, as VGG16(weights=path, include_top=False) under a new
+     * head; loaded strictly, the message says so. */
+    ct_model *m = make(64, "mri", 0, 1);
+    ct_weights_report rep;
+    cr_assert_eq(ct_weights_load_spec(m, fx("keras1_notop_fixed.h5"), NULL, &rep), CT_OK, "%s",
+                 ct_last_error());
+    cr_assert_eq(rep.n_loaded, 13);
+    cr_assert_eq(rep.n_kept, 2);
+    check_backbone(m, true);
+    cr_assert_eq(ct_weights_load(m, fx("keras1_notop_fixed.h5"), NULL, NULL), CT_ENOTFOUND);
+    cr_assert(strstr(ct_last_error(), "which holds the VGG16 backbone only") != NULL, "%s",
+              ct_last_error());
+    /* A file with a head of its own loads whole or not at all. */
+    cr_assert_eq(ct_weights_load_spec(m, fx("keras1_full.h5"), NULL, NULL), CT_ENOTFOUND);
+    cr_assert(strstr(ct_last_error(), "head layer 'dense'") != NULL, "%s", ct_last_error());
+    cr_assert(strstr(ct_last_error(), "backbone only") == NULL, "%s", ct_last_error());
+    ct_model_free(m);
 }
 
 Test(weights, official_full_file_into_a_224_model_with_the_imagenet_head) {

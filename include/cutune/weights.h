@@ -118,8 +118,12 @@ typedef enum {
 
 typedef enum {
     CT_WEIGHTS_SCOPE_ALL,     /* every model layer with weights, backbone and head (default) */
-    CT_WEIGHTS_SCOPE_BACKBONE /* block1_conv1 .. block5_conv3 only: the file's other layers are
-                                 skipped and the head keeps its initialisation (both reported) */
+    CT_WEIGHTS_SCOPE_BACKBONE, /* block1_conv1 .. block5_conv3 only: the file's other layers are
+                                  skipped and the head keeps its initialisation (both reported) */
+    CT_WEIGHTS_SCOPE_AUTO      /* BACKBONE when every layer with weights in the file is a
+                                  convolution (the official notop file, a backbone-only save),
+                                  else ALL: Keras's VGG16(weights=path, include_top=False) under a
+                                  new head, or a whole saved model loaded back */
 } ct_weights_scope;
 
 typedef struct ct_weights_load_opts {
@@ -162,7 +166,8 @@ ct_status ct_weights_resolve_imagenet(bool full, char *path, size_t cap);
  * fc2 and predictions the full file is loaded into every layer (it then needs a 224x224
  * input); otherwise the notop file is loaded into the backbone (scope BACKBONE) and the report
  * says which head layers keep their initialisation. `opts` (NULL: defaults) gives the match
- * mode and dry_run; for "imagenet" its scope and allow flags are chosen as above. */
+ * mode and dry_run; for "imagenet" its scope and allow flags are chosen as above. A file path
+ * with `opts` NULL loads with scope AUTO (`cutune train --weights FILE`). */
 ct_status ct_weights_load_spec(ct_model *m, const char *spec, const ct_weights_load_opts *opts,
                                ct_weights_report *rep);
 

@@ -17,7 +17,7 @@ ct_status ct_atomic_open(ct_atomic_file *a, const char *path, const char *mode) 
     snprintf(a->tmp, sizeof a->tmp, "%s.tmp-%ld", path, (long)getpid());
     a->f = fopen(a->tmp, mode);
     if (a->f == NULL)
-        return ct_error(CT_EIO, "%s: cannot create: %s", a->tmp, strerror(errno));
+        return ct_error(CT_EIO, "%s: cannot create: %s", path, strerror(errno));
     return CT_OK;
 }
 
@@ -63,19 +63,40 @@ void ct_atomic_abort(ct_atomic_file *a) {
     if (a->tmp[0] != '\0') remove(a->tmp);
 }
 
-ct_status ct_make_dirs(const char *path) {
+ct_status ct_make_dirs(const char *path, char *made, size_t made_len) {
     char buf[4096];
+    if (made != NULL && made_len > 0) made[0] = '\0';
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
         return ct_error(CT_EINVAL, "%s: path too long", path);
     for (char *p = buf + 1;; p++) {
         if (*p == '/' || *p == '\0') {
             char saved = *p;
             *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            if (mkdir(buf, 0777) == 0) {
+                if (made != NULL && made_len > 0 && made[0] == '\0')
+                    snprintf(made, made_len, "%s", buf);
+            } else if (errno != EEXIST) {
                 return ct_error(CT_EIO, "%s: cannot create: %s", buf, strerror(errno));
+            }
             *p = saved;
             if (saved == '\0') break;
         }
     }
     return CT_OK;
+}
+
+void ct_remove_made_dirs(const char *path, const char *made) {
+    if (made == NULL || made[0] == '\0') return;
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return;
+    const size_t top = strlen(made);
+    for (;;) {
+        /* A trailing slash is no component of its own. */
+        size_t len = strlen(buf);
+        while (len > 1 && buf[len - 1] == '/') buf[--len] = '\0';
+        if (len < top || rmdir(buf) != 0 || len == top) return;
+        char *slash = strrchr(buf, '/');
+        if (slash == NULL || slash == buf) return;
+        *slash = '\0';
+    }
 }

@@ -23,7 +23,11 @@ void ct_atomic_abort(ct_atomic_file *a);
 /* fsyncs the directory holding `path`, so a rename in it is durable. */
 ct_status ct_fsync_dir_of(const char *path);
 
-/* mkdir -p. */
-ct_status ct_make_dirs(const char *path);
+/* mkdir -p. When `made` is not NULL it receives the shallowest directory this call created
+ * ("" when all existed), so that a caller can remove what it made (ct_remove_made_dirs). */
+ct_status ct_make_dirs(const char *path, char *made, size_t made_len);
+/* Removes `path` and its parents up to and including `made` (as ct_make_dirs reported it),
+ * deepest first, stopping at the first that is not empty. */
+void ct_remove_made_dirs(const char *path, const char *made);
 
 #endif

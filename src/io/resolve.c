@@ -106,7 +106,12 @@ static bool has_layer(ct_model *m, const char *name, ct_layer_kind kind) {
 ct_status ct_weights_load_spec(ct_model *m, const char *spec, const ct_weights_load_opts *opts,
                                ct_weights_report *rep) {
     if (spec == NULL || spec[0] == '\0') return ct_error(CT_EINVAL, "no weights given");
-    if (strcmp(spec, "imagenet") != 0) return ct_weights_load(m, spec, opts, rep);
+    if (strcmp(spec, "imagenet") != 0) {
+        ct_weights_load_opts o;
+        ct_weights_load_defaults(&o);
+        o.scope = CT_WEIGHTS_SCOPE_AUTO;
+        return ct_weights_load(m, spec, opts != NULL ? opts : &o, rep);
+    }
     bool full = has_layer(m, "fc1", CT_LAYER_DENSE) && has_layer(m, "fc2", CT_LAYER_DENSE) &&
                 has_layer(m, "predictions", CT_LAYER_DENSE);
     char path[CT_WEIGHTS_PATH_MAX];

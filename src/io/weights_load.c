@@ -97,6 +97,14 @@ static int find_by_name(const name_index *ni, const char *name) {
     return -1;
 }
 
+/* Whether any layer with weights in the file is not a convolution (its first array is not a 4-D
+ * kernel): a head. VGG16's convolutions are all in the backbone, whatever the names. */
+static bool file_has_head(const ct_weights_file *wf) {
+    for (int i = 0; i < wf->n_layers; i++)
+        if (wf->layers[i].n_arrays > 0 && wf->layers[i].arrays[0].ndim != 4) return true;
+    return false;
+}
+
 static bool file_has_backbone(const ct_weights_file *wf) {
     static const char *convs[] = {"block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2",
                                   "block3_conv1", "block3_conv2", "block3_conv3", "block4_conv1",
@@ -199,11 +207,12 @@ static ct_status check_missing(loader *ld) {
             return ct_error(CT_ENOTFOUND, "%s: layer count mismatch: the model has %d layers with "
                             "weights to load, the file has fewer (the model's %s has no "
                             "counterpart)", P(ld), ld->n_pairs, l->name);
-        if (!ct__is_backbone_conv(ld->m, p->layer) && file_has_backbone(ld->wf) && !other[0])
+        if (!ct__is_backbone_conv(ld->m, p->layer) && file_has_backbone(ld->wf) &&
+            !file_has_head(ld->wf))
             return ct_error(CT_ENOTFOUND, "%s: the model's head layer '%s' is not in the file, "
                             "which holds the VGG16 backbone only: load only the backbone (scope "
-                            "'backbone') so the head keeps its initialisation, or allow missing "
-                            "layers", P(ld), l->name);
+                            "'backbone', as `cutune train --weights FILE` does for such a file) "
+                            "so the head keeps its initialisation", P(ld), l->name);
         return ct_error(CT_ENOTFOUND, "%s: the model's %slayer '%s' is not in the file%s%s%s",
                         P(ld), ct__is_backbone_conv(ld->m, p->layer) ? "" : "head ", l->name,
                         other[0] ? " (the file's layers with weights that the model lacks: "
@@ -590,6 +599,12 @@ ct_status ct__weights_load_open(ct_model *m, hid_t file, const ct_weights_file *
     ct_status s = expand_nested(wf, &expanded, rep);
     if (s != CT_OK) return s;
     if (expanded != NULL) wf = expanded;
+    ct_weights_load_opts resolved;
+    if (opts->scope == CT_WEIGHTS_SCOPE_AUTO) {
+        resolved = *opts;
+        resolved.scope = file_has_head(wf) ? CT_WEIGHTS_SCOPE_ALL : CT_WEIGHTS_SCOPE_BACKBONE;
+        opts = &resolved;
+    }
     int n = ct_model_num_layers(m);
     loader ld = {m, wf, opts, rep, calloc((size_t)n, sizeof(pair)), 0,
                  calloc((size_t)wf->n_layers + 1, sizeof(bool))};

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/atomic.h"
 #include "cutune/cuda.h"
 #include "cutune/model.h"
 #include "cutune/run.h"
@@ -135,10 +136,11 @@ static ct_status prepare_run_dir(fit_run *r) {
                             "or choose another --out (nothing was changed)", c->out_dir);
         return CT_OK;
     }
-    if (mkdir(c->out_dir, 0777) != 0)
-        return ct_error(CT_EIO, "%s: cannot create the run directory: %s", c->out_dir,
-                        strerror(errno));
-    r->made_dir = true;
+    /* Missing parent folders are made too (--out runs/mri in a fresh folder), as Keras's
+     * ModelCheckpoint and CSVLogger users expect of a path. */
+    ct_status s = ct_make_dirs(c->out_dir, r->made_dir, sizeof r->made_dir);
+    if (s != CT_OK)
+        return ct_error(s, "cannot create the run directory %s: %s", c->out_dir, ct_last_error());
     return CT_OK;
 }
 
@@ -153,7 +155,8 @@ static void discard_failed_start(const fit_run *r) {
     if (r->wrote_log) remove(r->log_path);
     if (r->wrote_config) remove(r->config_path);
     if (r->wrote_curves) remove(r->curves_path);
-    if (r->made_dir) rmdir(c->out_dir); /* fails, harmlessly, if anything else is there */
+    /* Stops, harmlessly, at the first folder that holds anything else. */
+    ct_remove_made_dirs(c->out_dir, r->made_dir);
 }
 
 /* ---- data ---- */
@@ -1401,6 +1404,11 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
     }
     if (c->epochs < 1) return ct_error(CT_EINVAL, "--epochs must be at least 1");
     if (c->batch_size < 1) return ct_error(CT_EINVAL, "--batch-size must be at least 1");
+    if (c->color_mode != CT_COLOR_RGB)
+        return ct_error(CT_EINVAL, "--color-mode %s: VGG16 reads 3-channel images, so training "
+                        "takes --color-mode rgb (the default), which reads grayscale files as RGB "
+                        "with the gray value in each channel, as Keras's color_mode='rgb' does",
+                        c->color_mode == CT_COLOR_GRAYSCALE ? "grayscale" : "rgba");
     if ((s = ct_schedule_parse(&r.schedule, c->schedule, c->epochs)) != CT_OK) return s;
     if ((s = prepare_run_dir(&r)) != CT_OK) return s;
     if ((s = open_data(&r)) != CT_OK) goto done;

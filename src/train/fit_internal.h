@@ -42,7 +42,7 @@ typedef struct fit_run {
     char head[1024];
     char freeze_target[64], freeze_now[64];
     bool compiled;
-    bool made_dir;               /* this run created the run directory */
+    char made_dir[4096];         /* the shallowest folder this run created ("" if none) */
     bool wrote_config, wrote_log, wrote_curves; /* ... and these files in it */
     bool use_weights;
     float class_w[CT_MAX_CLASSES];

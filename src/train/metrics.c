@@ -19,14 +19,16 @@ static int cmp_scored(const void *a, const void *b) {
 }
 
 /* ROC AUC as the Mann-Whitney statistic: the probability that a random positive scores above a
- * random negative, ties counting one half (average ranks), which is what sklearn computes. */
-static double roc_auc(const float *p, const float *y, long n) {
+ * random negative, ties counting one half (average ranks), which is what sklearn computes.
+ * Scores and labels are every `stride`-th value: the sigmoid output, or the second class's
+ * column of a two-class softmax (the positive class, as Keras's AUC metric takes it). */
+static double roc_auc(const float *p, const float *y, long n, int stride) {
     scored *s = malloc((size_t)n * sizeof *s);
     if (s == NULL) return NAN;
     long pos = 0;
     for (long i = 0; i < n; i++) {
-        s[i].score = p[i];
-        s[i].positive = y[i] >= 0.5f;
+        s[i].score = p[i * stride];
+        s[i].positive = y[i * stride] >= 0.5f;
         pos += s[i].positive;
     }
     long neg = n - pos;
@@ -95,7 +97,9 @@ ct_status ct_metrics_compute(ct_metrics *m, const float *probs, const float *lab
     /* Keras averages a weighted loss over the batch size, not the weight sum. */
     m->loss = loss / (double)n;
     m->accuracy = wsum > 0.0 ? correct / wsum : NAN;
-    m->auc = outputs == 1 ? roc_auc(probs, labels, n) : NAN;
+    m->auc = outputs == 1   ? roc_auc(probs, labels, n, 1)
+             : outputs == 2 ? roc_auc(probs + 1, labels + 1, n, 2)
+                            : NAN;
     for (int c = 0; c < k; c++) {
         long tp = m->confusion[c * k + c], col = 0, row = 0;
         for (int j = 0; j < k; j++) {
