@@ -190,6 +190,7 @@ Test(train_errors, existing_run_and_resume_settings) {
         {"--seed 2", "it has 'seed = 1', now 'seed = 2'"},
         {"--precision bf16", "it has '(not set)', now 'precision = bf16'"},
         {"--augment-on device", "it has '(not set)', now 'augment_on = device'"},
+        {"--preprocess none", "it has '(not set)', now 'preprocess_given = none'"},
     };
     for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++) {
         TC_EXPECT(NULL, 2, changed[i].text, "train %s --resume %s", f, changed[i].flag);
@@ -204,6 +205,14 @@ Test(train_errors, existing_run_and_resume_settings) {
         TC_MUST(NULL, "train %s --precision bf16 --augment-on loader", f16);
         TC_EXPECT(NULL, 2, "it has 'precision = bf16', now '(not set)'",
                   "train %s --resume --augment-on loader", f16);
+        /* --preprocess none on image folders, then resumed with the default (caffe). */
+        snprintf(f16, sizeof f16, "--data %s/d/train --out %s/runpre " TC_SMALL " --head mri "
+                 "--strategy head --epochs 1 --steps-per-epoch 1 --verbose 0", D, D);
+        TC_MUST(NULL, "train %s --preprocess none", f16);
+        TC_EXPECT(NULL, 2, "it has 'preprocess_given = none', now '(not set)'",
+                  "train %s --resume", f16);
+        TC_EXPECT(NULL, 2, "it has 'preprocess = 0', now 'preprocess = 1'",
+                  "train %s --resume --preprocess caffe", f16);
     }
     /* --strategy all: the frozen layers differ. */
     snprintf(f, sizeof f, "--data %s/d/train --out %s/run " TC_SMALL " --head mri --strategy all "

@@ -828,6 +828,15 @@ static char *settings_text(const fit_run *r) {
         used = strlen(t);
         snprintf(t + used, cap - used, "augment_on = %s\n", c->augment_on);
     }
+    /* `preprocess` above reads 0 for the default too (caffe for image folders), so an explicit
+     * --preprocess is recorded by name as well: otherwise a run started with --preprocess none
+     * would resume without it, on caffe inputs. */
+    if (c->preprocess_set) {
+        static const char *const pre_names[] = {"none", "caffe", "tf", "torch"};
+        used = strlen(t);
+        snprintf(t + used, cap - used, "preprocess_given = %s\n",
+                 pre_names[(int)c->standardize.preprocess]);
+    }
     if (c->data_subset != NULL) {
         /* A k-fold run trains on part of `data`: resuming it on other data is refused. */
         used = strlen(t);
