@@ -213,6 +213,15 @@ Test(train_errors, existing_run_and_resume_settings) {
                   "train %s --resume", f16);
         TC_EXPECT(NULL, 2, "it has 'preprocess = 0', now 'preprocess = 1'",
                   "train %s --resume --preprocess caffe", f16);
+        /* The data's own default given explicitly is not recorded apart, so such runs resume
+         * with or without the flag, as before the record existed. */
+        snprintf(f16, sizeof f16, "--data %s/d/train --out %s/runcaffe " TC_SMALL " --head mri "
+                 "--strategy head --epochs 1 --steps-per-epoch 1 --verbose 0", D, D);
+        TC_MUST(NULL, "train %s --preprocess caffe", f16);
+        char *cfg = tc_read(tc_path("runcaffe/config.txt"));
+        cr_assert_not_null(cfg);
+        cr_expect(strstr(cfg, "preprocess_given") == NULL, "%s", cfg);
+        free(cfg);
     }
     /* --strategy all: the frozen layers differ. */
     snprintf(f, sizeof f, "--data %s/d/train --out %s/run " TC_SMALL " --head mri --strategy all "
@@ -341,11 +350,21 @@ Test(train_errors, corrupt_image_fails_cleanly_and_the_run_can_start_again) {
     TC_EXPECT(NULL, 1, "zz_broken.png", "train " CORRUPT_FLAGS, D, D, "p/runs/a/b");
     cr_expect(tc_exists(tc_path("p")));
     cr_expect(!tc_exists(tc_path("p/runs")), "the failed run left p/runs behind");
+    /* Through '..': the folder the path leads to is checked, and only folders the run made are
+     * removed: p (there before, empty again) stays, q (made on the way) goes. */
+    TC_EXPECT(NULL, 1, "zz_broken.png", "train " CORRUPT_FLAGS, D, D, "q/../p/sub");
+    cr_expect(tc_exists(tc_path("p")), "a failed run removed p, which it did not make");
+    cr_expect(!tc_exists(tc_path("q")), "the failed run left q behind");
+    cr_expect(!tc_exists(tc_path("p/sub")), "the failed run left p/sub behind");
 
     TC_MUST(NULL, "train " CORRUPT_FLAGS " --skip-bad", D, D, "run");
     cr_expect(tc_exists(tc_path("run/final.h5")));
     TC_MUST(NULL, "train " CORRUPT_FLAGS " --skip-bad", D, D, "p/runs/mri");
     cr_expect(tc_exists(tc_path("p/runs/mri/final.h5")));
+    /* An existing run reached through '..' is refused as by its own name. */
+    TC_EXPECT(NULL, 2, "already holds a run", "train " CORRUPT_FLAGS " --skip-bad", D, D,
+              "q/../p/runs/mri");
+    cr_expect(!tc_exists(tc_path("q")), "a refused run left q behind");
     cr_assert_eq(remove(bad), 0);
     TC_MUST(NULL, "train " CORRUPT_FLAGS, D, D, "kept");
     cr_expect(tc_exists(tc_path("kept/final.h5")));

@@ -331,7 +331,7 @@ static int run_sweep(const char *cmd, const bench_opts *o) {
                              &r);
             ct_backend_free(&be);
             char *row = table[rows++];
-            if (s == CT_EDEVMEM) {
+            if (s == CT_EDEVMEM || s == CT_ENOMEM) {
                 fprintf(stderr, "cutune %s: frozen %s, batch %ld: %s\n", cmd, depths[d],
                         batches[b], ct_last_error());
                 snprintf(row, sizeof table[0], "| cutune | %s | %s | %ld | OOM | - | - | - |",

@@ -71,7 +71,7 @@ int cmd_demo(int argc, char **argv) {
     char data[4096], path[4200], run_dir[4200];
     snprintf(data, sizeof data, "%s/data", out);
     printf("cutune demo: writing generated data to %s\n", data);
-    ct_status s = ct_make_dirs(out, NULL, 0);
+    ct_status s = ct_make_dirs(out, NULL);
     if (s == CT_OK) s = ct_demo_generate(data, 100, 64, (uint64_t)seed);
     if (s != CT_OK) return cli_fail("demo", s);
 

@@ -63,9 +63,11 @@ void ct_atomic_abort(ct_atomic_file *a) {
     if (a->tmp[0] != '\0') remove(a->tmp);
 }
 
-ct_status ct_make_dirs(const char *path, char *made, size_t made_len) {
+ct_status ct_make_dirs(const char *path, ct_made_dirs *made) {
+    ct_made_dirs local;
+    if (made == NULL) made = &local;
+    made->n = 0;
     char buf[4096];
-    if (made != NULL && made_len > 0) made[0] = '\0';
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
         return ct_error(CT_EINVAL, "%s: path too long", path);
     for (char *p = buf + 1;; p++) {
@@ -73,10 +75,18 @@ ct_status ct_make_dirs(const char *path, char *made, size_t made_len) {
             char saved = *p;
             *p = '\0';
             if (mkdir(buf, 0777) == 0) {
-                if (made != NULL && made_len > 0 && made[0] == '\0')
-                    snprintf(made, made_len, "%s", buf);
+                if (made->n == CT_MADE_DIRS_MAX) {
+                    rmdir(buf);
+                    ct_remove_made_dirs(path, made);
+                    return ct_error(CT_EINVAL, "%s: more than %d folders to create", path,
+                                    CT_MADE_DIRS_MAX);
+                }
+                made->len[made->n++] = (size_t)(p - buf);
             } else if (errno != EEXIST) {
-                return ct_error(CT_EIO, "%s: cannot create: %s", buf, strerror(errno));
+                ct_status s = ct_error(CT_EIO, "%s: cannot create: %s", buf, strerror(errno));
+                ct_remove_made_dirs(path, made);
+                made->n = 0;
+                return s;
             }
             *p = saved;
             if (saved == '\0') break;
@@ -85,18 +95,13 @@ ct_status ct_make_dirs(const char *path, char *made, size_t made_len) {
     return CT_OK;
 }
 
-void ct_remove_made_dirs(const char *path, const char *made) {
-    if (made == NULL || made[0] == '\0') return;
+void ct_remove_made_dirs(const char *path, const ct_made_dirs *made) {
+    if (made == NULL) return;
     char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return;
-    const size_t top = strlen(made);
-    for (;;) {
-        /* A trailing slash is no component of its own. */
-        size_t len = strlen(buf);
-        while (len > 1 && buf[len - 1] == '/') buf[--len] = '\0';
-        if (len < top || rmdir(buf) != 0 || len == top) return;
-        char *slash = strrchr(buf, '/');
-        if (slash == NULL || slash == buf) return;
-        *slash = '\0';
+    for (int i = made->n - 1; i >= 0; i--) {
+        if (made->len[i] >= sizeof buf) return;
+        memcpy(buf, path, made->len[i]);
+        buf[made->len[i]] = '\0';
+        if (rmdir(buf) != 0) return;
     }
 }

@@ -23,11 +23,20 @@ void ct_atomic_abort(ct_atomic_file *a);
 /* fsyncs the directory holding `path`, so a rename in it is durable. */
 ct_status ct_fsync_dir_of(const char *path);
 
-/* mkdir -p. When `made` is not NULL it receives the shallowest directory this call created
- * ("" when all existed), so that a caller can remove what it made (ct_remove_made_dirs). */
-ct_status ct_make_dirs(const char *path, char *made, size_t made_len);
-/* Removes `path` and its parents up to and including `made` (as ct_make_dirs reported it),
- * deepest first, stopping at the first that is not empty. */
-void ct_remove_made_dirs(const char *path, const char *made);
+/* The folders a ct_make_dirs call created, as the lengths of the prefixes of its path that
+ * name them, shallowest first. Only these are ever removed again, so a path through '..' or
+ * '.' can never lead to removing a folder that existed before. */
+#define CT_MADE_DIRS_MAX 64
+typedef struct ct_made_dirs {
+    size_t len[CT_MADE_DIRS_MAX];
+    int n;
+} ct_made_dirs;
+
+/* mkdir -p. `made` (may be NULL) records what this call created; on failure whatever it created
+ * is removed again. */
+ct_status ct_make_dirs(const char *path, ct_made_dirs *made);
+/* Removes the folders `made` records (prefixes of `path`), deepest first, stopping at the
+ * first that cannot be removed (not empty). */
+void ct_remove_made_dirs(const char *path, const ct_made_dirs *made);
 
 #endif

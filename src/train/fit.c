@@ -128,20 +128,35 @@ static ct_status prepare_run_dir(fit_run *r) {
                             "without --resume)", r->ckpt_path);
         return CT_OK;
     }
+    /* Missing parent folders are made first (--out runs/mri in a fresh folder), as Keras's
+     * ModelCheckpoint and CSVLogger users expect of a path; only then is the run directory
+     * itself looked at, so that a path through '..' is checked where it really leads. */
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", c->out_dir);
+    size_t len = strlen(parent);
+    while (len > 1 && parent[len - 1] == '/') parent[--len] = '\0';
+    char *slash = strrchr(parent, '/');
+    ct_status s = CT_OK;
+    if (slash != NULL && slash != parent) {
+        *slash = '\0';
+        if ((s = ct_make_dirs(parent, &r->made)) != CT_OK)
+            return ct_error(s, "cannot create the run directory %s: %s", c->out_dir,
+                            ct_last_error());
+    }
     if (exists(c->out_dir)) {
         if (!is_dir(c->out_dir))
-            return ct_error(CT_EINVAL, "%s exists and is not a directory", c->out_dir);
-        if (exists(r->ckpt_path) || exists(r->log_path) || exists(r->final_path))
-            return ct_error(CT_EINVAL, "%s already holds a run: add --resume to continue it, "
-                            "or choose another --out (nothing was changed)", c->out_dir);
-        return CT_OK;
+            s = ct_error(CT_EINVAL, "%s exists and is not a directory", c->out_dir);
+        else if (exists(r->ckpt_path) || exists(r->log_path) || exists(r->final_path))
+            s = ct_error(CT_EINVAL, "%s already holds a run: add --resume to continue it, "
+                         "or choose another --out (nothing was changed)", c->out_dir);
+    } else if (mkdir(c->out_dir, 0777) != 0) {
+        s = ct_error(CT_EIO, "cannot create the run directory %s: %s", c->out_dir,
+                     strerror(errno));
+    } else if (r->made.n < CT_MADE_DIRS_MAX) {
+        r->made.len[r->made.n++] = strlen(c->out_dir);
     }
-    /* Missing parent folders are made too (--out runs/mri in a fresh folder), as Keras's
-     * ModelCheckpoint and CSVLogger users expect of a path. */
-    ct_status s = ct_make_dirs(c->out_dir, r->made_dir, sizeof r->made_dir);
-    if (s != CT_OK)
-        return ct_error(s, "cannot create the run directory %s: %s", c->out_dir, ct_last_error());
-    return CT_OK;
+    if (s != CT_OK) ct_remove_made_dirs(c->out_dir, &r->made);
+    return s;
 }
 
 /* A new run that fails before its first checkpoint saved nothing worth keeping: it removes the
@@ -155,8 +170,9 @@ static void discard_failed_start(const fit_run *r) {
     if (r->wrote_log) remove(r->log_path);
     if (r->wrote_config) remove(r->config_path);
     if (r->wrote_curves) remove(r->curves_path);
-    /* Stops, harmlessly, at the first folder that holds anything else. */
-    ct_remove_made_dirs(c->out_dir, r->made_dir);
+    /* Only what this run created; stops, harmlessly, at the first folder that holds anything
+     * else. */
+    ct_remove_made_dirs(c->out_dir, &r->made);
 }
 
 /* ---- data ---- */
@@ -829,9 +845,14 @@ static char *settings_text(const fit_run *r) {
         snprintf(t + used, cap - used, "augment_on = %s\n", c->augment_on);
     }
     /* `preprocess` above reads 0 for the default too (caffe for image folders), so an explicit
-     * --preprocess is recorded by name as well: otherwise a run started with --preprocess none
-     * would resume without it, on caffe inputs. */
-    if (c->preprocess_set) {
+     * --preprocess other than the data's default is recorded by name as well: otherwise a run
+     * started with --preprocess none on image folders would resume without it, on caffe inputs.
+     * (Only when it differs, so that runs recorded before this line existed resume as before.) */
+    int h, w, ch;
+    const ct_preprocess_mode pre_default = ct_dataset_in_memory(r->train, &h, &w, &ch)
+                                               ? CT_PREPROCESS_NONE
+                                               : CT_PREPROCESS_CAFFE;
+    if (c->preprocess_set && c->standardize.preprocess != pre_default) {
         static const char *const pre_names[] = {"none", "caffe", "tf", "torch"};
         used = strlen(t);
         snprintf(t + used, cap - used, "preprocess_given = %s\n",

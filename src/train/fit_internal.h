@@ -2,6 +2,7 @@
 #ifndef CUTUNE_FIT_INTERNAL_H
 #define CUTUNE_FIT_INTERNAL_H
 
+#include "../core/atomic.h"
 #include "cutune/data.h"
 #include "cutune/model.h"
 #include "cutune/run.h"
@@ -42,7 +43,7 @@ typedef struct fit_run {
     char head[1024];
     char freeze_target[64], freeze_now[64];
     bool compiled;
-    char made_dir[4096];         /* the shallowest folder this run created ("" if none) */
+    ct_made_dirs made;           /* the folders this run created (the run directory, parents) */
     bool wrote_config, wrote_log, wrote_curves; /* ... and these files in it */
     bool use_weights;
     float class_w[CT_MAX_CLASSES];

@@ -403,7 +403,7 @@ ct_status ct_train_folds(const ct_train_config *c, int folds, const char *test,
     }
     for (size_t i = 0; i < n; i++) labels[i] = ct_dataset_label(all, i);
     if ((s = ct_kfold_assign(labels, n, folds, c->seed, fold_of)) != CT_OK) goto out;
-    if ((s = ct_make_dirs(c->out_dir, NULL, 0)) != CT_OK) goto out;
+    if ((s = ct_make_dirs(c->out_dir, NULL)) != CT_OK) goto out;
     if (c->resume && (s = read_summary(summary, r, done)) != CT_OK) goto out;
 
     ct_train_config fc = *c;

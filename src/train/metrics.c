@@ -21,7 +21,7 @@ static int cmp_scored(const void *a, const void *b) {
 /* ROC AUC as the Mann-Whitney statistic: the probability that a random positive scores above a
  * random negative, ties counting one half (average ranks), which is what sklearn computes.
  * Scores and labels are every `stride`-th value: the sigmoid output, or the second class's
- * column of a two-class softmax (the positive class, as Keras's AUC metric takes it). */
+ * column of a two-class softmax (sklearn's roc_auc_score(y[:, 1], p[:, 1])). */
 static double roc_auc(const float *p, const float *y, long n, int stride) {
     scored *s = malloc((size_t)n * sizeof *s);
     if (s == NULL) return NAN;
