@@ -523,7 +523,8 @@ static ct_status expand_nested(const ct_weights_file *wf, ct_weights_file **out,
                 break;
             }
             if (!ok) {
-                memcpy(d->arrays, l->arrays, (size_t)l->n_arrays * sizeof *d->arrays);
+                if (l->n_arrays > 0)
+                    memcpy(d->arrays, l->arrays, (size_t)l->n_arrays * sizeof *d->arrays);
                 continue;
             }
             nested_part(l->arrays[2 * p].name, a, sizeof a, wa, sizeof wa);

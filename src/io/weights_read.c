@@ -311,7 +311,7 @@ static ct_status scan_vars(ct_weights_file *wf, hid_t lg, const char *lpath, con
     (void)child;
     child_list c;
     if ((s = list_children(wf, vars, lpath, &c)) != CT_OK) goto done;
-    qsort(c.name, (size_t)c.n, sizeof *c.name, numeric_order);
+    if (c.n > 1) qsort(c.name, (size_t)c.n, sizeof *c.name, numeric_order);
     if (c.n > MAX_ARRAYS_PER_LAYER) {
         s = ct_error(CT_EFORMAT, "%s: %s/vars has %d arrays", wf->path, lpath, c.n);
     } else if ((s = count_arrays(wf, c.n)) != CT_OK) {
