@@ -357,6 +357,8 @@ ct_status ct_parse_color_mode(const char *s, ct_color_mode *out);
 ct_status ct_parse_interpolation(const char *s, ct_interpolation *out);
 ct_status ct_parse_class_mode(const char *s, ct_class_mode *out);
 ct_status ct_parse_preprocess(const char *s, ct_preprocess_mode *out);
+/* "none", "caffe", "tf" or "torch": the word ct_parse_preprocess reads. */
+const char *ct_preprocess_name(ct_preprocess_mode m);
 ct_status ct_parse_fill_mode(const char *s, ct_fill_mode *out);
 /* "mean", "median", "ffill", "error", or a number (CT_NA_VALUE with *value set). */
 ct_status ct_parse_na_policy(const char *s, ct_na_policy *out, float *value);

@@ -53,10 +53,15 @@ ct_status ct_parse_class_mode(const char *s, ct_class_mode *out) {
     return CT_OK;
 }
 
+static const char *const preprocess_names[] = {"none", "caffe", "tf", "torch"};
+
+const char *ct_preprocess_name(ct_preprocess_mode m) {
+    return (unsigned)m < 4 ? preprocess_names[m] : "unknown";
+}
+
 ct_status ct_parse_preprocess(const char *s, ct_preprocess_mode *out) {
-    static const char *const names[] = {"none", "caffe", "tf", "torch"};
     int v = 0;
-    if (lookup("preprocess mode", s, names, 4, &v) != CT_OK)
+    if (lookup("preprocess mode", s, preprocess_names, 4, &v) != CT_OK)
         return ct_error(CT_EINVAL, "unknown preprocess mode '%s' (caffe, tf, torch or none)", s);
     *out = (ct_preprocess_mode)v;
     return CT_OK;

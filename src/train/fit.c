@@ -473,17 +473,19 @@ static void loader_config(const fit_run *r, ct_loader_config *lc) {
     lc->skip_bad = c->skip_bad;
 }
 
+/* The preprocessing without --preprocess: VGG16's ImageNet weights expect caffe inputs; iceberg
+ * bands are dB and stay as they are, as in the seed notebook. */
+static ct_preprocess_mode default_preprocess(const fit_run *r) {
+    int h, w, ch;
+    return ct_dataset_in_memory(r->train, &h, &w, &ch) ? CT_PREPROCESS_NONE
+                                                        : CT_PREPROCESS_CAFFE;
+}
+
 static ct_status open_loaders(fit_run *r) {
     const ct_train_config *c = r->c;
     ct_loader_config lc;
     loader_config(r, &lc);
-    int h, w, ch;
-    if (!c->preprocess_set)
-        /* VGG16's ImageNet weights expect caffe inputs; iceberg bands are dB and stay as
-         * they are, as in the seed notebook. */
-        lc.standardize.preprocess = ct_dataset_in_memory(r->train, &h, &w, &ch)
-                                        ? CT_PREPROCESS_NONE
-                                        : CT_PREPROCESS_CAFFE;
+    if (!c->preprocess_set) lc.standardize.preprocess = default_preprocess(r);
     ct_status s;
     if (lc.standardize.featurewise_center || lc.standardize.featurewise_std_normalization) {
         s = ct_loader_feature_stats(r->train, &lc, lc.standardize.mean, lc.standardize.std);
@@ -848,15 +850,10 @@ static char *settings_text(const fit_run *r) {
      * --preprocess other than the data's default is recorded by name as well: otherwise a run
      * started with --preprocess none on image folders would resume without it, on caffe inputs.
      * (Only when it differs, so that runs recorded before this line existed resume as before.) */
-    int h, w, ch;
-    const ct_preprocess_mode pre_default = ct_dataset_in_memory(r->train, &h, &w, &ch)
-                                               ? CT_PREPROCESS_NONE
-                                               : CT_PREPROCESS_CAFFE;
-    if (c->preprocess_set && c->standardize.preprocess != pre_default) {
-        static const char *const pre_names[] = {"none", "caffe", "tf", "torch"};
+    if (c->preprocess_set && c->standardize.preprocess != default_preprocess(r)) {
         used = strlen(t);
         snprintf(t + used, cap - used, "preprocess_given = %s\n",
-                 pre_names[(int)c->standardize.preprocess]);
+                 ct_preprocess_name(c->standardize.preprocess));
     }
     if (c->data_subset != NULL) {
         /* A k-fold run trains on part of `data`: resuming it on other data is refused. */

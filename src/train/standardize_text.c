@@ -13,10 +13,8 @@
 
 #include "cutune/run.h"
 
-static const char *const modes[] = {"none", "caffe", "tf", "torch"};
-
 void ct_standardize_format(const ct_standardize *s, char *buf, size_t len) {
-    size_t at = (size_t)snprintf(buf, len, "%s", modes[s->preprocess]);
+    size_t at = (size_t)snprintf(buf, len, "%s", ct_preprocess_name(s->preprocess));
 #define ADD(...)                                                                              \
     do {                                                                                      \
         if (at < len) at += (size_t)snprintf(buf + at, len - at, __VA_ARGS__);                \
