@@ -60,6 +60,15 @@ ct_status ct_stream_next(ct_stream *s, ct_loader *l, const ct_batch **b, int *sl
 /* Queues the model's input from the slot: augmentation (`aug`, may be NULL) and standardisation
  * on the device path, a copy on the loader path; then the auxiliary values. */
 ct_status ct_stream_input(ct_stream *s, int slot, const ct_augment_config *aug);
+/* One batch of a pass: compute the batch `b` staged in `slot`, and at the moment that overlaps
+ * best fetch the next one with ct_stream_next(s, l, next, next_slot) (left NULL / -1 at the
+ * end of the pass). */
+typedef ct_status (*ct_stream_step)(void *user, const ct_batch *b, int slot,
+                                    const ct_batch **next, int *next_slot);
+/* Runs `step` over one pass of `l` (ct_loader_begin_epoch(l, epoch) first). Every batch goes
+ * back to the loader, on failure too, and a failure keeps the first error's message. */
+ct_status ct_stream_pass(ct_stream *s, ct_loader *l, uint32_t epoch, ct_stream_step step,
+                         void *user);
 /* Waits for the slot's copy and gives its batch back to `l`. A slot without a batch (or -1) is
  * a no-op. */
 ct_status ct_stream_done(ct_stream *s, ct_loader *l, int slot);

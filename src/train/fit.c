@@ -707,47 +707,31 @@ static void release_batch(fit_run *r, ct_loader *l, const ct_batch *b) {
 
 /* Validation from the loader through the stream: each batch's forward and loss are queued, the
  * next batch's copy is queued behind them, and only then does the host wait for the loss. */
-static ct_status validate_streamed(fit_run *r, double *loss_sum, double *correct, long *seen) {
-    ct_status s = ct_loader_begin_epoch(r->vl, 0);
-    const ct_batch *b = NULL;
-    int slot = -1;
-    if (s == CT_OK) s = ct_stream_next(r->vstream, r->vl, &b, &slot);
-    while (s == CT_OK && b != NULL) {
-        const ct_batch *nb = NULL;
-        int nslot = -1;
-        batch_targets(r, b);
-        float loss = 0.0f;
-        s = ct_stream_input(r->vstream, slot, NULL);
-        if (s == CT_OK) s = ct_model_forward(r->m, b->n, false, 0);
-        /* Keras's val_loss has no class weights: the mean loss over the validation samples. */
-        if (s == CT_OK) s = ct_model_loss_start(r->m, r->labels, NULL);
-        if (s == CT_OK) s = ct_stream_next(r->vstream, r->vl, &nb, &nslot);
-        if (s == CT_OK) s = ct_model_loss_value(r->m, &loss);
-        if (s == CT_OK) s = ct_model_probs(r->m, r->probs);
-        if (s == CT_OK) {
-            *loss_sum += (double)loss * b->n;
-            *correct += batch_correct(r, b->n);
-            *seen += b->n;
-        }
-        /* Giving the batches back must not replace the step's own error message. */
-        char msg[4096] = "";
-        if (s != CT_OK) snprintf(msg, sizeof msg, "%s", ct_last_error());
-        ct_status rs = ct_stream_done(r->vstream, r->vl, slot);
-        if (s != CT_OK) {
-            (void)ct_stream_done(r->vstream, r->vl, nslot);
-            return ct_error(s, "%s", msg);
-        }
-        s = rs;
-        b = nb;
-        slot = nslot;
+typedef struct val_sums {
+    fit_run *r;
+    double loss_sum, correct;
+    long seen;
+} val_sums;
+
+static ct_status validate_step(void *user, const ct_batch *b, int slot, const ct_batch **nb,
+                               int *nslot) {
+    val_sums *v = user;
+    fit_run *r = v->r;
+    batch_targets(r, b);
+    float loss = 0.0f;
+    ct_status s = ct_stream_input(r->vstream, slot, NULL);
+    if (s == CT_OK) s = ct_model_forward(r->m, b->n, false, 0);
+    /* Keras's val_loss has no class weights: the mean loss over the validation samples. */
+    if (s == CT_OK) s = ct_model_loss_start(r->m, r->labels, NULL);
+    if (s == CT_OK) s = ct_stream_next(r->vstream, r->vl, nb, nslot);
+    if (s == CT_OK) s = ct_model_loss_value(r->m, &loss);
+    if (s == CT_OK) s = ct_model_probs(r->m, r->probs);
+    if (s == CT_OK) {
+        v->loss_sum += (double)loss * b->n;
+        v->correct += batch_correct(r, b->n);
+        v->seen += b->n;
     }
-    if (s != CT_OK) {
-        char msg[4096];
-        snprintf(msg, sizeof msg, "%s", ct_last_error());
-        (void)ct_stream_done(r->vstream, r->vl, slot);
-        return ct_error(s, "%s", msg);
-    }
-    return CT_OK;
+    return s;
 }
 
 static ct_status validate(fit_run *r, double *val_loss, double *val_acc) {
@@ -755,9 +739,10 @@ static ct_status validate(fit_run *r, double *val_loss, double *val_acc) {
     long seen = 0;
     ct_status s = CT_OK;
     if (!r->cache.active) {
-        if ((s = validate_streamed(r, &loss_sum, &correct, &seen)) != CT_OK) return s;
-        *val_loss = seen > 0 ? loss_sum / seen : NAN;
-        *val_acc = seen > 0 ? correct / seen : NAN;
+        val_sums v = {r, 0.0, 0.0, 0};
+        if ((s = ct_stream_pass(r->vstream, r->vl, 0, validate_step, &v)) != CT_OK) return s;
+        *val_loss = v.seen > 0 ? v.loss_sum / v.seen : NAN;
+        *val_acc = v.seen > 0 ? v.correct / v.seen : NAN;
         return CT_OK;
     }
     /* Cached frozen-prefix outputs, from host memory. */

@@ -38,6 +38,7 @@ typedef struct infer {
     ct_stream *stream;
     int n_out, size;
     float *probs;  /* (count, n_out): every sample's averaged probabilities, dataset order */
+    float *batch_probs; /* (batch, n_out): one view's probabilities */
     float *labels; /* (count, n_out) or NULL */
 } infer;
 
@@ -49,6 +50,7 @@ static void infer_free(infer *r) {
     ct_backend_free(&r->be);
     ct_saved_config_free(&r->saved);
     free(r->probs);
+    free(r->batch_probs);
     free(r->labels);
 }
 
@@ -56,9 +58,11 @@ static void infer_free(infer *r) {
  * batch is fetched and its copy queued behind them (*nb, *nslot), so that waiting for the loader
  * overlaps the device's work; then each view's probabilities are read back and averaged into
  * the dataset-ordered table. */
-static ct_status infer_batch(infer *r, const ct_batch *b, int slot, float *p, const ct_batch **nb,
+static ct_status infer_batch(void *user, const ct_batch *b, int slot, const ct_batch **nb,
                              int *nslot) {
+    infer *r = user;
     const ct_predict_config *c = r->c;
+    float *p = r->batch_probs;
     ct_status s = ct_stream_input(r->stream, slot, NULL);
     if (s == CT_OK) s = ct_model_predict(r->m, b->n, NULL);
     if (s == CT_OK) s = ct_stream_next(r->stream, r->loader, nb, nslot);
@@ -150,39 +154,11 @@ static ct_status run_inference(infer *r, bool need_labels) {
     const size_t count = ct_dataset_count(r->ds);
     r->probs = calloc(count * r->n_out, sizeof *r->probs);
     r->labels = lc.class_mode != CT_CLASS_NONE ? calloc(count * r->n_out, sizeof *r->labels) : NULL;
-    float *p = malloc((size_t)c->batch_size * r->n_out * sizeof *p);
-    if (r->probs == NULL || p == NULL || (lc.class_mode != CT_CLASS_NONE && r->labels == NULL)) {
-        free(p);
+    r->batch_probs = malloc((size_t)c->batch_size * r->n_out * sizeof *r->batch_probs);
+    if (r->probs == NULL || r->batch_probs == NULL ||
+        (lc.class_mode != CT_CLASS_NONE && r->labels == NULL))
         return ct_error(CT_ENOMEM, "cannot allocate predictions for %zu samples", count);
-    }
-    const ct_batch *b = NULL;
-    int slot = -1;
-    s = ct_loader_begin_epoch(r->loader, 0);
-    if (s == CT_OK) s = ct_stream_next(r->stream, r->loader, &b, &slot);
-    while (s == CT_OK && b != NULL) {
-        const ct_batch *nb = NULL;
-        int nslot = -1;
-        s = infer_batch(r, b, slot, p, &nb, &nslot);
-        /* Giving the batches back must not replace the batch's own error message. */
-        char msg[4096] = "";
-        if (s != CT_OK) snprintf(msg, sizeof msg, "%s", ct_last_error());
-        ct_status rs = ct_stream_done(r->stream, r->loader, slot);
-        if (s != CT_OK) {
-            (void)ct_stream_done(r->stream, r->loader, nslot);
-            free(p);
-            return ct_error(s, "%s", msg);
-        }
-        s = rs;
-        b = nb;
-        slot = nslot;
-    }
-    free(p);
-    if (s != CT_OK) {
-        char msg[4096];
-        snprintf(msg, sizeof msg, "%s", ct_last_error());
-        (void)ct_stream_done(r->stream, r->loader, slot);
-        return ct_error(s, "%s", msg);
-    }
+    if ((s = ct_stream_pass(r->stream, r->loader, 0, infer_batch, r)) != CT_OK) return s;
     if (ct_loader_bad_count(r->loader) > 0)
         fprintf(stderr, "cutune: skipped %zu unreadable image(s); the first: %s\n",
                 ct_loader_bad_count(r->loader), ct_loader_bad_message(r->loader, 0));

@@ -20,6 +20,7 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,6 +164,37 @@ ct_status ct_stream_next(ct_stream *f, ct_loader *l, const ct_batch **b, int *sl
         *b = NULL;
     }
     return s;
+}
+
+ct_status ct_stream_pass(ct_stream *f, ct_loader *l, uint32_t epoch, ct_stream_step step,
+                         void *user) {
+    const ct_batch *b = NULL;
+    int slot = -1;
+    ct_status s = ct_loader_begin_epoch(l, epoch);
+    if (s == CT_OK) s = ct_stream_next(f, l, &b, &slot);
+    while (s == CT_OK && b != NULL) {
+        const ct_batch *nb = NULL;
+        int nslot = -1;
+        s = step(user, b, slot, &nb, &nslot);
+        /* Giving the batches back must not replace the step's own error message. */
+        char msg[4096] = "";
+        if (s != CT_OK) snprintf(msg, sizeof msg, "%s", ct_last_error());
+        ct_status rs = ct_stream_done(f, l, slot);
+        if (s != CT_OK) {
+            (void)ct_stream_done(f, l, nslot);
+            return ct_error(s, "%s", msg);
+        }
+        s = rs;
+        b = nb;
+        slot = nslot;
+    }
+    if (s != CT_OK) {
+        char msg[4096];
+        snprintf(msg, sizeof msg, "%s", ct_last_error());
+        (void)ct_stream_done(f, l, slot);
+        return ct_error(s, "%s", msg);
+    }
+    return CT_OK;
 }
 
 ct_status ct_stream_input(ct_stream *f, int slot, const ct_augment_config *aug) {
