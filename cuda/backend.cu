@@ -19,7 +19,10 @@
  *                               fp32 plans may exceed it for a 2x faster one, conv.cu).
  *   CUTUNE_CONV_PAD=always|never  narrow convolution inputs (VGG16's 3 channels) through
  *                               zero-padded channels, or never; by default the faster way,
- *                               timed once per shape (conv.cu). Read when a shape is decided. */
+ *                               timed once per shape (conv.cu). Read when a shape is decided.
+ *   CUTUNE_CONV_LAYOUT=nchw|nhwc  float32 convolutions through NCHW copies (where cuDNN has
+ *                               FFT and Winograd algorithms), or never; by default fp32 runs
+ *                               time both once per shape and direction (conv.cu). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,11 +118,21 @@ ct_status ct_cu_workspace(ct_cu_ctx *ctx, size_t bytes, void **out) {
 }
 
 ct_status ct_cu_scratch(ct_cu_ctx *ctx, int which, size_t bytes, void **out) {
-    static const char *const names[] = {"bf16 cast buffer", "channel padding buffer"};
+    static const char *const names[CT_CU_SCRATCH_COUNT] = {
+        "bf16 cast buffer", "channel padding buffer", "NCHW layout buffer"};
     ct_status st = grow_buffer(ctx, &ctx->scratch[which], &ctx->scratch_bytes[which], bytes,
                                names[which]);
     if (st != CT_OK) return st;
     *out = ctx->scratch[which];
+    return CT_OK;
+}
+
+ct_status ct_cu_scratch_release(ct_cu_ctx *ctx, int which) {
+    if (!ctx->scratch[which]) return CT_OK;
+    CT_CU_CHECK(cudaStreamSynchronize(ctx->stream));
+    CT_CU_CHECK(cudaFree(ctx->scratch[which]));
+    ctx->scratch[which] = NULL;
+    ctx->scratch_bytes[which] = 0;
     return CT_OK;
 }
 
@@ -167,7 +180,7 @@ static void cuda_free(void *p) {
     ct_cu_conv_plans_free(ctx);
     free(ctx->plans);
     if (ctx->ws) CT_CU_DISCARD(cudaFree(ctx->ws));
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < CT_CU_SCRATCH_COUNT; i++)
         if (ctx->scratch[i]) CT_CU_DISCARD(cudaFree(ctx->scratch[i]));
     CT_CU_DISCARD(cudaFreeHost(ctx->flag_host));
     CT_CU_DISCARD(cudaFree(ctx->flag_dev));

@@ -53,9 +53,12 @@ typedef struct ct_cu_ctx {
     size_t tune_ws_cap;    /* the most workspace an algorithm search may ask for, bytes */
 
     /* Grow-only scratch buffers beside the workspace: the bf16 kernels and kernel gradients of
-     * bf16 convolutions, and the channel-padded copies of narrow convolution inputs (conv.cu). */
-    void *scratch[2];
-    size_t scratch_bytes[2];
+     * bf16 convolutions, the channel-padded copies of narrow convolution inputs, and the NCHW
+     * copies of fp32 convolutions that run through NCHW (conv.cu). */
+    void *scratch[3];
+    size_t scratch_bytes[3];
+    size_t layout_high;    /* the most layout scratch a direction that chose NCHW needs, bytes */
+    size_t layout_last;    /* the layout scratch the last NCHW run asked for, bytes */
 
     /* Streaming inputs: a second stream for host-to-device copies, and per staging slot an
      * event recorded when its copies are queued (ready) and one recorded on the compute stream
@@ -90,8 +93,11 @@ ct_status ct_cu_workspace(ct_cu_ctx *ctx, size_t bytes, void **out);
 
 /* Scratch buffer `which` made at least `bytes` large (grown as the workspace is, waiting for the
  * stream first). */
-enum { CT_CU_SCRATCH_CAST, CT_CU_SCRATCH_PAD };
+enum { CT_CU_SCRATCH_CAST, CT_CU_SCRATCH_PAD, CT_CU_SCRATCH_LAYOUT, CT_CU_SCRATCH_COUNT };
 ct_status ct_cu_scratch(ct_cu_ctx *ctx, int which, size_t bytes, void **out);
+/* Frees scratch buffer `which` (after the stream's work is done); the next ct_cu_scratch grows
+ * it again. */
+ct_status ct_cu_scratch_release(ct_cu_ctx *ctx, int which);
 
 /* Makes the context's device current on the calling thread: the runtime's current device is per
  * thread, and a loader or checkpoint thread may call into the backend. */

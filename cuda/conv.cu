@@ -55,6 +55,17 @@
  * the device has room) and take an algorithm beyond the cap when it is at least WIDE_GAIN times
  * faster than the best within it.
  *
+ * Layout route (fp32). For float32 tensors in NHWC, cuDNN's legacy API offers only its
+ * implicit-GEMM algorithms; FFT and Winograd, which do fewer multiplications than the direct
+ * 3x3 sum and are what PyTorch's fp32 convolutions reach (bench/RESULTS.md), need NCHW. So an
+ * fp32 plan also times, once per direction (forward, backward data, backward filter), the same
+ * convolution in NCHW: its inputs transposed into the layout scratch buffer
+ * (cudnnTransformTensor), an NCHW plan of its own (`alt`) searched like any other, and the
+ * output transposed back. The transposes are part of what is timed, and the faster way is
+ * kept. Forward through NCHW applies bias and ReLU with the separate epilogue after the
+ * transpose back. CUTUNE_CONV_LAYOUT=nchw|nhwc forces the route for every float32 plan at any
+ * precision (tests); TF32, bf16 and CUTUNE_DETERMINISTIC runs otherwise stay in NHWC.
+ *
  * CUTUNE_CONV_LOG=1 prints each plan's choices (algorithm, math type, determinism, time,
  * workspace; fused or separate bias + ReLU and padded or plain input, with the times compared)
  * to stderr as they are made. Its searches also time the algorithms past the cap
@@ -88,11 +99,19 @@
 typedef struct ct_cu_conv_plan {
     int n, h, w, c, k;
     bool bf16; /* x, y (and dx, dy) described as bf16 (see above) */
-    cudnnTensorDescriptor_t x_desc; /* (n, h, w, c) NHWC */
-    cudnnTensorDescriptor_t y_desc; /* (n, h, w, k) NHWC */
+    bool nchw; /* an `alt` plan: tensors NCHW, the kernel KCRS (see "Layout route") */
+    cudnnTensorDescriptor_t x_desc; /* (n, h, w, c) NHWC, or NCHW in an alt plan */
+    cudnnTensorDescriptor_t y_desc; /* (n, h, w, k) NHWC, or NCHW */
     cudnnTensorDescriptor_t b_desc; /* (1, k, 1, 1) */
-    cudnnFilterDescriptor_t w_desc; /* (k, 3, 3, c) KRSC */
+    cudnnFilterDescriptor_t w_desc; /* (k, 3, 3, c) KRSC, or (k, c, 3, 3) KCRS */
     cudnnConvolutionDescriptor_t conv_desc;
+
+    /* Layout route of a float32 plan: the same shape in NCHW, made when first needed, and per
+     * direction -1 not yet decided, 0 NHWC as described, 1 through `alt`. An alt plan holds
+     * the kernel's two layouts as (k, c, 3, 3) tensors for cudnnTransformTensor. */
+    struct ct_cu_conv_plan *alt;
+    int fwd_route, bwd_data_route, bwd_filter_route;
+    cudnnTensorDescriptor_t krsc_desc, kcrs_desc;
 
     bool fwd_ready;
     cudnnConvolutionFwdAlgo_t fwd_algo;
@@ -116,6 +135,9 @@ typedef struct ct_cu_conv_plan {
 
 static void plan_destroy(ct_cu_conv_plan *p) {
     if (!p) return;
+    plan_destroy(p->alt);
+    if (p->kcrs_desc) CT_CU_DISCARD(cudnnDestroyTensorDescriptor(p->kcrs_desc));
+    if (p->krsc_desc) CT_CU_DISCARD(cudnnDestroyTensorDescriptor(p->krsc_desc));
     if (p->conv_desc) CT_CU_DISCARD(cudnnDestroyConvolutionDescriptor(p->conv_desc));
     if (p->w_desc) CT_CU_DISCARD(cudnnDestroyFilterDescriptor(p->w_desc));
     if (p->b_desc) CT_CU_DISCARD(cudnnDestroyTensorDescriptor(p->b_desc));
@@ -143,6 +165,11 @@ static const char *precision_name(const ct_cu_ctx *ctx) {
     return ctx->precision == CT_CU_FP32 ? "fp32" : ctx->precision == CT_CU_TF32 ? "tf32" : "bf16";
 }
 
+/* The element type (and layout, when not NHWC) of a plan's tensors, for messages. */
+static const char *plan_type(const ct_cu_conv_plan *p) {
+    return p->bf16 ? "bf16" : p->nchw ? "float32 NCHW" : "float32";
+}
+
 static const char *math_name(cudnnMathType_t m) {
     switch (m) {
     case CUDNN_FMA_MATH: return "fma math";
@@ -152,7 +179,9 @@ static const char *math_name(cudnnMathType_t m) {
     }
 }
 
-static ct_status plan_create(ct_cu_ctx *ctx, const ct_conv_args *a, ct_cu_conv_plan **out) {
+/* The descriptors of a plan for shape `a`, in NHWC (or NCHW for an alt plan); no cache. */
+static ct_status plan_new(ct_cu_ctx *ctx, const ct_conv_args *a, bool nchw,
+                          ct_cu_conv_plan **out) {
     ct_cu_conv_plan *p = (ct_cu_conv_plan *)calloc(1, sizeof *p);
     if (!p) return ct_error(CT_ENOMEM, "cuda conv: out of host memory for a plan");
     p->n = a->n;
@@ -162,8 +191,11 @@ static ct_status plan_create(ct_cu_ctx *ctx, const ct_conv_args *a, ct_cu_conv_p
     p->k = a->k;
     p->fused = -1;
     p->padded = -1;
+    p->fwd_route = p->bwd_data_route = p->bwd_filter_route = -1;
     p->bf16 = a->act == CT_BF16;
+    p->nchw = nchw;
     const cudnnDataType_t dt = p->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    const cudnnTensorFormat_t fmt = nchw ? CUDNN_TENSOR_NCHW : CUDNN_TENSOR_NHWC;
 
     /* plan_destroy skips descriptors not created yet, so every failure below can use it. */
     ct_status st;
@@ -173,28 +205,45 @@ static ct_status plan_create(ct_cu_ctx *ctx, const ct_conv_args *a, ct_cu_conv_p
     CT_CU_CHECK_GOTO(st, cudnnCreateFilterDescriptor(&p->w_desc), fail);
     CT_CU_CHECK_GOTO(st, cudnnCreateConvolutionDescriptor(&p->conv_desc), fail);
 
-    CT_CU_CHECK_GOTO(st,
-                     cudnnSetTensor4dDescriptor(p->x_desc, CUDNN_TENSOR_NHWC, dt, a->n, a->c,
-                                                a->h, a->w),
+    CT_CU_CHECK_GOTO(st, cudnnSetTensor4dDescriptor(p->x_desc, fmt, dt, a->n, a->c, a->h, a->w),
+                     fail);
+    CT_CU_CHECK_GOTO(st, cudnnSetTensor4dDescriptor(p->y_desc, fmt, dt, a->n, a->k, a->h, a->w),
                      fail);
     CT_CU_CHECK_GOTO(st,
-                     cudnnSetTensor4dDescriptor(p->y_desc, CUDNN_TENSOR_NHWC, dt, a->n, a->k,
-                                                a->h, a->w),
+                     cudnnSetTensor4dDescriptor(p->b_desc, fmt, CUDNN_DATA_FLOAT, 1, a->k, 1, 1),
                      fail);
-    CT_CU_CHECK_GOTO(st,
-                     cudnnSetTensor4dDescriptor(p->b_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1,
-                                                a->k, 1, 1),
-                     fail);
-    CT_CU_CHECK_GOTO(st,
-                     cudnnSetFilter4dDescriptor(p->w_desc, dt, CUDNN_TENSOR_NHWC, a->k, a->c, 3,
-                                                3),
-                     fail);
+    CT_CU_CHECK_GOTO(st, cudnnSetFilter4dDescriptor(p->w_desc, dt, fmt, a->k, a->c, 3, 3), fail);
+    if (nchw) {
+        /* The kernel (k, c, 3, 3) as stored (KRSC: NHWC order) and as the alt plan reads it
+         * (KCRS: NCHW order). */
+        CT_CU_CHECK_GOTO(st, cudnnCreateTensorDescriptor(&p->krsc_desc), fail);
+        CT_CU_CHECK_GOTO(st, cudnnCreateTensorDescriptor(&p->kcrs_desc), fail);
+        CT_CU_CHECK_GOTO(st,
+                         cudnnSetTensor4dDescriptor(p->krsc_desc, CUDNN_TENSOR_NHWC, dt, a->k,
+                                                    a->c, 3, 3),
+                         fail);
+        CT_CU_CHECK_GOTO(st,
+                         cudnnSetTensor4dDescriptor(p->kcrs_desc, CUDNN_TENSOR_NCHW, dt, a->k,
+                                                    a->c, 3, 3),
+                         fail);
+    }
     CT_CU_CHECK_GOTO(st,
                      cudnnSetConvolution2dDescriptor(p->conv_desc, 1, 1, 1, 1, 1, 1,
                                                      CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
                      fail);
     CT_CU_CHECK_GOTO(st, cudnnSetConvolutionMathType(p->conv_desc, base_math(ctx, p)), fail);
+    *out = p;
+    return CT_OK;
 
+fail:
+    plan_destroy(p);
+    return st;
+}
+
+static ct_status plan_create(ct_cu_ctx *ctx, const ct_conv_args *a, ct_cu_conv_plan **out) {
+    ct_cu_conv_plan *p = NULL;
+    ct_status st = plan_new(ctx, a, false, &p);
+    if (st != CT_OK) return st;
     if (ctx->n_plans == ctx->cap_plans) {
         int cap = ctx->cap_plans ? ctx->cap_plans * 2 : 16;
         ct_cu_conv_plan **grown =
@@ -284,8 +333,8 @@ static ct_status no_algorithm(const ct_cu_ctx *ctx, const char *dir, const ct_cu
                     "cuda conv %s: cuDNN has no usable algorithm for %s (%d, %d, %d, %d) -> %d "
                     "channels within %zu MiB of workspace (precision %s%s); raise "
                     "CUTUNE_WORKSPACE_MB or change CUTUNE_PRECISION",
-                    dir, p->bf16 ? "bf16" : "float32", p->n, p->h, p->w, p->c, p->k,
-                    limit >> 20, precision_name(ctx),
+                    dir, plan_type(p), p->n, p->h, p->w, p->c, p->k, limit >> 20,
+                    precision_name(ctx),
                     ctx->deterministic ? ", deterministic only" : "");
 }
 
@@ -346,17 +395,19 @@ static ct_status search_algorithm(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const char
     *chosen = perf[i];
     if (ctx->log_conv)
         fprintf(stderr, "cutune: conv %s %s (%d, %d, %d, %d) -> %d: algorithm %d, %s, %s, "
-                "%.1f ms, %zu KiB workspace\n", dir, p->bf16 ? "bf16" : "float32", p->n, p->h,
+                "%.1f ms, %zu KiB workspace\n", dir, plan_type(p), p->n, p->h,
                 p->w, p->c, p->k, (int)chosen->algo, math_name(chosen->mathType),
                 chosen->determinism == CUDNN_DETERMINISTIC ? "deterministic"
                                                            : "non-deterministic",
                 (double)chosen->time, chosen->memory >> 10);
     if (ctx->log_conv && j >= 0 && j != i)
         fprintf(stderr, "cutune: conv %s %s (%d, %d, %d, %d) -> %d: past the workspace cap, "
-                "algorithm %d would take %.1f ms with %zu KiB\n", dir,
-                p->bf16 ? "bf16" : "float32", p->n, p->h, p->w, p->c, p->k, (int)perf[j].algo,
+                "algorithm %d would take %.1f ms with %zu KiB\n", dir, plan_type(p), p->n,
+                p->h, p->w, p->c, p->k, (int)perf[j].algo,
                 (double)perf[j].time, perf[j].memory >> 10);
-    return tune_done(ctx, chosen->memory);
+    /* An alt plan's choice counts toward the workspace kept only once its route is taken
+     * (alt_ws_taken): a losing NCHW trial must not keep the workspace large. */
+    return tune_done(ctx, p->nchw ? 0 : chosen->memory);
 }
 
 static ct_status tune_forward(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const void *x, const void *wt,
@@ -479,6 +530,155 @@ static ct_status run_backward_filter(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const v
                                                p->conv_desc, p->bwd_filter_algo, ws,
                                                p->bwd_filter_ws, &zero, p->w_desc, dw));
     return CT_OK;
+}
+
+/* ---- layout route ----------------------------------------------------------------------- */
+
+/* The NCHW twin of float32 plan p, made the first time a route through it is tried. */
+static ct_status alt_get(ct_cu_ctx *ctx, ct_cu_conv_plan *p, ct_cu_conv_plan **out) {
+    if (!p->alt) {
+        ct_conv_args a = {};
+        a.n = p->n;
+        a.h = p->h;
+        a.w = p->w;
+        a.c = p->c;
+        a.k = p->k;
+        a.act = CT_F32;
+        ct_status st = plan_new(ctx, &a, true, &p->alt);
+        if (st != CT_OK) return st;
+    }
+    *out = p->alt;
+    return CT_OK;
+}
+
+/* A direction whose route is NCHW keeps its alt algorithm's workspace (see search_algorithm). */
+static void alt_ws_taken(ct_cu_ctx *ctx, int route, size_t ws) {
+    if (route == 1 && ws > ctx->ws_high) ctx->ws_high = ws;
+}
+
+/* dst (described by `to`) = src (described by `from`): the same values in another layout. */
+static ct_status transpose(ct_cu_ctx *ctx, cudnnTensorDescriptor_t from, const void *src,
+                           cudnnTensorDescriptor_t to, void *dst) {
+    const float one = 1.0f, zero = 0.0f;
+    CT_CU_CHECK(cudnnTransformTensor(ctx->cudnn, &one, from, src, &zero, to, dst));
+    return CT_OK;
+}
+
+/* The layout scratch buffer as float32 arrays of the given lengths. */
+static ct_status scratch_arrays(ct_cu_ctx *ctx, int which, size_t elem, int count,
+                                const size_t *len, void **out);
+static ct_status layout_arrays(ct_cu_ctx *ctx, int count, const size_t *len, float **out) {
+    void *p[8];
+    ct_status st = scratch_arrays(ctx, CT_CU_SCRATCH_LAYOUT, sizeof(float), count, len, p);
+    for (int i = 0; st == CT_OK && i < count; i++) out[i] = (float *)p[i];
+    ctx->layout_last = 0;
+    for (int i = 0; i < count; i++) ctx->layout_last += (len[i] * sizeof(float) + 255) / 256 * 256;
+    return st;
+}
+
+/* After a route decision: the layout scratch keeps what the directions that chose NCHW need
+ * (`need`: this one's, 0 when it chose NHWC). Timing the NCHW way of a large shape that then
+ * lost must not leave gigabytes held; the next NCHW call grows the buffer again as far as it
+ * needs. */
+static ct_status layout_done(ct_cu_ctx *ctx, size_t need) {
+    if (need > ctx->layout_high) ctx->layout_high = need;
+    if (ctx->scratch_bytes[CT_CU_SCRATCH_LAYOUT] > ctx->layout_high + ((size_t)64 << 20))
+        return ct_cu_scratch_release(ctx, CT_CU_SCRATCH_LAYOUT);
+    return CT_OK;
+}
+
+/* Whether plan p times the NCHW route (see "Layout route"); CUTUNE_CONV_LAYOUT=nchw|nhwc
+ * forces it either way for any float32 plan. Read when a direction is decided. */
+static int route_policy(const ct_cu_ctx *ctx, const ct_cu_conv_plan *p) {
+    if (p->bf16 || p->nchw) return 0;
+    const char *force = getenv("CUTUNE_CONV_LAYOUT");
+    if (force && strcmp(force, "nchw") == 0) return 1;
+    if (force && strcmp(force, "nhwc") == 0) return 0;
+    return ctx->precision == CT_CU_FP32 && !ctx->deterministic ? -1 : 0; /* -1: time both */
+}
+
+/* Milliseconds of TUNE_REPS runs of `run` (returning ct_status) on the stream. */
+template <typename Run>
+static ct_status time_reps(ct_cu_ctx *ctx, Run run, float *ms);
+
+/* Decides direction `dir`'s route once (*route: 0 NHWC, 1 NCHW) and leaves its output computed
+ * by the chosen way. `nhwc()` and `nchw()` each compute the whole direction, transposes
+ * included, writing their outputs (not accumulating), so running them again is harmless. Each
+ * runs twice untimed first, so that neither algorithm searches nor workspace growth are
+ * timed. When the NCHW way fails (no algorithm, no memory for its buffers) NHWC stays. */
+template <typename Nhwc, typename Nchw>
+static ct_status decide_route(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const char *dir, int *route,
+                              Nhwc nhwc, Nchw nchw) {
+    const int policy = route_policy(ctx, p);
+    if (policy >= 0) {
+        *route = policy;
+        return policy ? nchw() : nhwc();
+    }
+    ct_status st = nhwc();
+    if (st != CT_OK) return st;
+    if (nchw() != CT_OK) {
+        (void)cudaGetLastError();
+        *route = 0;
+        if (ctx->log_conv)
+            fprintf(stderr, "cutune: conv %s float32 (%d, %d, %d, %d) -> %d: NHWC (NCHW: %s)\n",
+                    dir, p->n, p->h, p->w, p->c, p->k, ct_last_error());
+        if ((st = layout_done(ctx, 0)) != CT_OK) return st;
+        return nhwc();
+    }
+    if ((st = nhwc()) != CT_OK || (st = nchw()) != CT_OK) return st;
+    float t_nhwc = 0.0f, t_nchw = 0.0f;
+    if ((st = time_reps(ctx, nhwc, &t_nhwc)) != CT_OK ||
+        (st = time_reps(ctx, nchw, &t_nchw)) != CT_OK)
+        return st;
+    *route = t_nchw < t_nhwc ? 1 : 0;
+    if (ctx->log_conv)
+        fprintf(stderr, "cutune: conv %s float32 (%d, %d, %d, %d) -> %d: %s (NHWC %.3f ms, "
+                "NCHW with transposes %.3f ms; %d runs each)\n", dir, p->n, p->h, p->w, p->c,
+                p->k, *route ? "through NCHW" : "NHWC", (double)t_nhwc, (double)t_nchw,
+                TUNE_REPS);
+    if ((st = layout_done(ctx, *route ? ctx->layout_last : 0)) != CT_OK) return st;
+    /* The last run was the NCHW one; the output must come from the way later calls take. */
+    return *route ? CT_OK : nhwc();
+}
+
+/* The NCHW twin of p and three float32 arrays of the layout scratch buffer for one direction. */
+static ct_status nchw_begin(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const size_t len[3],
+                            ct_cu_conv_plan **q, float **buf) {
+    ct_status st = alt_get(ctx, p, q);
+    return st != CT_OK ? st : layout_arrays(ctx, 3, len, buf);
+}
+
+/* Backward data through NCHW: dy and the kernel transposed in, dx transposed out. */
+static ct_status backward_data_nchw(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a) {
+    ct_cu_conv_plan *q = NULL;
+    ct_status st;
+    const size_t hw = (size_t)a->n * a->h * a->w;
+    const size_t len[3] = {hw * (size_t)a->k, (size_t)a->k * 9 * a->c, hw * (size_t)a->c};
+    float *buf[3]; /* dy, kernel, dx */
+    if ((st = nchw_begin(ctx, p, len, &q, buf)) != CT_OK ||
+        (st = transpose(ctx, p->y_desc, a->dy, q->y_desc, buf[0])) != CT_OK ||
+        (st = transpose(ctx, q->krsc_desc, a->wt, q->kcrs_desc, buf[1])) != CT_OK ||
+        (st = run_backward_data(ctx, q, buf[1], buf[0], buf[2])) != CT_OK)
+        return st;
+    alt_ws_taken(ctx, p->bwd_data_route, q->bwd_data_ws);
+    return transpose(ctx, q->x_desc, buf[2], p->x_desc, a->dx);
+}
+
+/* Backward filter through NCHW: x and dy transposed in, the kernel gradient transposed out. */
+static ct_status backward_filter_nchw(ct_cu_ctx *ctx, ct_cu_conv_plan *p,
+                                      const ct_conv_args *a) {
+    ct_cu_conv_plan *q = NULL;
+    ct_status st;
+    const size_t hw = (size_t)a->n * a->h * a->w;
+    const size_t len[3] = {hw * (size_t)a->c, hw * (size_t)a->k, (size_t)a->k * 9 * a->c};
+    float *buf[3]; /* x, dy, dkernel */
+    if ((st = nchw_begin(ctx, p, len, &q, buf)) != CT_OK ||
+        (st = transpose(ctx, p->x_desc, a->x, q->x_desc, buf[0])) != CT_OK ||
+        (st = transpose(ctx, p->y_desc, a->dy, q->y_desc, buf[1])) != CT_OK ||
+        (st = run_backward_filter(ctx, q, buf[0], buf[1], buf[2])) != CT_OK)
+        return st;
+    alt_ws_taken(ctx, p->bwd_filter_route, q->bwd_filter_ws);
+    return transpose(ctx, q->kcrs_desc, buf[2], q->krsc_desc, a->dw);
 }
 
 /* ---- forward ---------------------------------------------------------------------------- */
@@ -633,10 +833,9 @@ static ct_status forward_bf16(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_
     return ct_cu_bias_act_bf16(ctx, (__nv_bfloat16 *)a->y, a->b, rows, a->k, a->relu);
 }
 
-/* The forward of a plan, on the channels it has. */
-static ct_status forward_as_is(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a) {
+/* The forward of a float32 plan in NHWC: the fused call or the convolution and the epilogue. */
+static ct_status forward_nhwc(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a) {
     ct_status st;
-    if (p->bf16) return forward_bf16(ctx, p, a);
     if (!p->fwd_ready && (st = tune_forward(ctx, p, a->x, a->wt, a->y)) != CT_OK) return st;
 
     void *ws = NULL;
@@ -649,6 +848,40 @@ static ct_status forward_as_is(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv
         return CT_OK;
     }
     return forward_separate(ctx, p, a, ws);
+}
+
+/* The forward of a float32 plan through NCHW: x and the kernel transposed in, the convolution
+ * in NCHW, y transposed out, then bias and ReLU in the epilogue. */
+static ct_status forward_nchw(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a) {
+    ct_cu_conv_plan *q = NULL;
+    ct_status st;
+    const size_t hw = (size_t)a->n * a->h * a->w;
+    const size_t len[3] = {hw * (size_t)a->c, (size_t)a->k * 9 * a->c, hw * (size_t)a->k};
+    float *buf[3]; /* x, kernel, y */
+    if ((st = nchw_begin(ctx, p, len, &q, buf)) != CT_OK ||
+        (st = transpose(ctx, p->x_desc, a->x, q->x_desc, buf[0])) != CT_OK ||
+        (st = transpose(ctx, q->krsc_desc, a->wt, q->kcrs_desc, buf[1])) != CT_OK)
+        return st;
+    if (!q->fwd_ready && (st = tune_forward(ctx, q, buf[0], buf[1], buf[2])) != CT_OK) return st;
+    alt_ws_taken(ctx, p->fwd_route, q->fwd_ws);
+    void *ws = NULL;
+    if ((st = ct_cu_workspace(ctx, q->fwd_ws, &ws)) != CT_OK) return st;
+    const float one = 1.0f, zero = 0.0f;
+    CT_CU_CHECK(cudnnSetConvolutionMathType(q->conv_desc, q->fwd_math));
+    CT_CU_CHECK(cudnnConvolutionForward(ctx->cudnn, &one, q->x_desc, buf[0], q->w_desc, buf[1],
+                                        q->conv_desc, q->fwd_algo, ws, q->fwd_ws, &zero,
+                                        q->y_desc, buf[2]));
+    if ((st = transpose(ctx, q->y_desc, buf[2], p->y_desc, a->y)) != CT_OK) return st;
+    return ct_cu_bias_act(ctx, (float *)a->y, a->b, hw, a->k, a->relu);
+}
+
+/* The forward of a plan, on the channels it has. */
+static ct_status forward_as_is(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a) {
+    if (p->bf16) return forward_bf16(ctx, p, a);
+    auto nhwc = [&]() { return forward_nhwc(ctx, p, a); };
+    auto nchw = [&]() { return forward_nchw(ctx, p, a); };
+    if (p->fwd_route < 0) return decide_route(ctx, p, "forward", &p->fwd_route, nhwc, nchw);
+    return p->fwd_route ? nchw() : nhwc();
 }
 
 /* ---- narrow inputs ------------------------------------------------------------------------ */
@@ -873,7 +1106,23 @@ ct_status ct_cu_conv3x3_backward(void *c, const ct_conv_args *a, bool need_dgrad
 
     if (p->bf16) return backward_bf16(ctx, p, a, need_dgrad, need_wgrad);
 
-    if (need_dgrad && (st = run_backward_data(ctx, p, a->wt, a->dy, a->dx)) != CT_OK) return st;
-    if (need_wgrad && (st = run_backward_filter(ctx, p, a->x, a->dy, a->dw)) != CT_OK) return st;
+    if (need_dgrad) {
+        auto nhwc = [&]() { return run_backward_data(ctx, p, a->wt, a->dy, a->dx); };
+        auto nchw = [&]() { return backward_data_nchw(ctx, p, a); };
+        st = p->bwd_data_route < 0
+                 ? decide_route(ctx, p, "backward data", &p->bwd_data_route, nhwc, nchw)
+             : p->bwd_data_route ? nchw()
+                                 : nhwc();
+        if (st != CT_OK) return st;
+    }
+    if (need_wgrad) {
+        auto nhwc = [&]() { return run_backward_filter(ctx, p, a->x, a->dy, a->dw); };
+        auto nchw = [&]() { return backward_filter_nchw(ctx, p, a); };
+        st = p->bwd_filter_route < 0
+                 ? decide_route(ctx, p, "backward filter", &p->bwd_filter_route, nhwc, nchw)
+             : p->bwd_filter_route ? nchw()
+                                   : nhwc();
+        if (st != CT_OK) return st;
+    }
     return CT_OK;
 }

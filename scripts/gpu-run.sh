@@ -10,9 +10,12 @@
 #              test_cuda_train) at the default TF32, test_cuda_ops and test_cuda_model again at
 #              CUTUNE_PRECISION=fp32,
 #              and at CUTUNE_PRECISION=bf16 (bf16 activations against the CPU's emulation),
+#              then at fp32 with every convolution forced through NCHW (CUTUNE_CONV_LAYOUT),
 #              the augment op's host checks (test_augment_op, test_augment_emulated,
 #              test_data_augment), the bf16 host checks (test_bf16, test_bf16_emulated) and
 #              test_bench_cli
+#   conv       the convolution paths only: test_cuda_ops at TF32, test_cuda_ops and
+#              test_cuda_model at fp32 (layout routes timed), then fp32 forced through NCHW
 #   ctest-all  the whole ctest suite (its CPU tests also run on every CI build)
 #   sanitize   compute-sanitizer memcheck on test_cuda_augment, test_cuda_ops, test_cuda_model
 #              and one CLI training run of test_cuda_train; racecheck on test_cuda_augment,
@@ -39,6 +42,7 @@
 # the call) and are unpacked into a private prefix, never into /.
 #
 # PRECISIONS (default "bf16 tf32") limits the bench and pytorch phases to some precisions;
+# SWEEP_FREEZE (e.g. none,1-4) narrows both sweeps' freeze depths.
 # BENCH_DATA=0 skips the data-pipeline timing, PROFILE=0 the per-layer profiles; SWEEP_BATCH
 # (e.g. 64,128) narrows both sweeps' batch sizes.
 #
@@ -62,8 +66,9 @@ expanded=()
 for p in "${phases[@]}"; do
     case $p in
     all) expanded+=(build tests sanitize bench pytorch) ;;
-    build | tests | ctest-all | sanitize | bench | pytorch | compile) expanded+=("$p") ;;
-    *) echo "gpu-run: unknown phase '$p' (build tests ctest-all sanitize bench pytorch compile all)" >&2
+    build | tests | conv | ctest-all | sanitize | bench | pytorch | compile) expanded+=("$p") ;;
+    *) echo "gpu-run: unknown phase '$p' (build tests conv ctest-all sanitize bench pytorch" \
+            "compile all)" >&2
        exit 2 ;;
     esac
 done
@@ -199,6 +204,41 @@ phase_tests() {
     echo "===== CUTUNE_PRECISION=bf16 =====" >>"$out/tests.log"
     (cd "$build" && CUTUNE_PRECISION=bf16 timeout -k 5 "$(limit)" ctest -V --timeout 900 \
         -R 'test_cuda_(ops|model)') >>"$out/tests.log" 2>&1 || rc=$?
+    tests_nchw || rc=$?
+    grep -E "% tests passed|\(Failed\)|\(Skipped\)|Not Run" "$out/tests.log" | sed 's/^/    /'
+    return $rc
+}
+
+# fp32 with every convolution forced through NCHW copies (the layout route fp32 runs take where
+# it times faster); the conv log shows that the route was really taken.
+tests_nchw() {
+    local rc=0 nchw_log="$out/tests-nchw.log" n_nchw
+    echo "===== CUTUNE_PRECISION=fp32 CUTUNE_CONV_LAYOUT=nchw =====" >>"$out/tests.log"
+    (cd "$build" && CUTUNE_PRECISION=fp32 CUTUNE_CONV_LAYOUT=nchw CUTUNE_CONV_LOG=1 \
+        timeout -k 5 "$(limit)" ctest -V --timeout 900 -R 'test_cuda_(ops|model)') \
+        >"$nchw_log" 2>&1 || rc=$?
+    grep -v "cutune: conv " "$nchw_log" >>"$out/tests.log"
+    n_nchw=$(grep -c "float32 NCHW" "$nchw_log")
+    echo "    NCHW-forced fp32 run: $n_nchw NCHW algorithm choices in the conv log"
+    [ "$n_nchw" -gt 0 ] || rc=1
+    rm -f "$nchw_log"
+    return $rc
+}
+
+# The convolution paths only: test_cuda_ops at the default TF32, test_cuda_ops and
+# test_cuda_model at fp32 (routes chosen by timing), then fp32 forced through NCHW.
+phase_conv() {
+    local rc=0
+    : >"$out/tests.log"
+    (cd "$build" && timeout -k 5 "$(limit)" ctest -V --timeout 900 -R 'test_cuda_ops') \
+        >>"$out/tests.log" 2>&1 || rc=$?
+    echo "===== CUTUNE_PRECISION=fp32 =====" >>"$out/tests.log"
+    (cd "$build" && CUTUNE_PRECISION=fp32 CUTUNE_CONV_LOG=1 timeout -k 5 "$(limit)" \
+        ctest -V --timeout 900 -R 'test_cuda_(ops|model)') >>"$out/tests.log" 2>&1 || rc=$?
+    echo "    fp32 route decisions (conv log):"
+    grep -oE "(through NCHW|NHWC) \((NHWC|NCHW)" "$out/tests.log" | cut -d' ' -f1-2 | sort |
+        uniq -c | sed 's/^/    /'
+    tests_nchw || rc=$?
     grep -E "% tests passed|\(Failed\)|\(Skipped\)|Not Run" "$out/tests.log" | sed 's/^/    /'
     return $rc
 }
@@ -279,7 +319,7 @@ phase_bench() {
         fi
         CUTUNE_CONV_LOG=1 timeout -k 5 "$(limit)" "$build/cutune" bench --sweep --device cuda --head mri \
             --precision "$prec" ${SWEEP_BATCH:+--sweep-batch "$SWEEP_BATCH"} \
-            >"$table" 2>>"$out/bench.log" || rc=$?
+            ${SWEEP_FREEZE:+--sweep-freeze "$SWEEP_FREEZE"} >"$table" 2>>"$out/bench.log" || rc=$?
         cat "$table" >>"$out/bench.log"
         grep -q '^| cutune' "$table" && cat "$table" >>"$out/tables.md"
         [ $rc -ne 0 ] && summary_notes+=("bench --sweep --precision $prec: exit $rc: $(grep 'cutune bench' "$out/bench.log" | tail -1)")
@@ -335,7 +375,7 @@ phase_pytorch() {
     rm -f "$t"
     PYTHONUNBUFFERED=1 timeout -k 5 "$(limit)" python3 bench/pytorch_vgg16.py \
         --precision "$(echo $precisions | tr ' ' ,)" \
-        ${SWEEP_BATCH:+--sweep-batch "$SWEEP_BATCH"} \
+        ${SWEEP_BATCH:+--sweep-batch "$SWEEP_BATCH"} ${SWEEP_FREEZE:+--sweep-freeze "$SWEEP_FREEZE"} \
         --head mri --out "$t" >>"$out/pytorch.log" 2>&1 || rc=$?
     # torch.compile recompiles per configuration (tens of seconds each): a subset, if time allows
     # (the compile phase runs it on its own).
@@ -351,7 +391,8 @@ phase_pytorch() {
 for p in "${expanded[@]}"; do
     # The least time a phase needs to be worth starting.
     case $p in
-    build) need=60 ;; tests) need=120 ;; ctest-all) need=240 ;; sanitize) need=120 ;;
+    build) need=60 ;; tests) need=120 ;; conv) need=60 ;;
+    ctest-all) need=240 ;; sanitize) need=120 ;;
     bench) need=180 ;; pytorch) need=150 ;; compile) need=120 ;;
     esac
     if [ "$(left)" -lt "$need" ]; then

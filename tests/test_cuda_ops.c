@@ -546,6 +546,42 @@ Test(cuda_ops, conv3x3_padded_channels) {
     cr_assert_eq(unsetenv("CUTUNE_CONV_PAD"), 0);
 }
 
+/* Float32 convolutions through NCHW copies (CUTUNE_CONV_LAYOUT=nchw; fp32 runs choose it by
+ * timing, where cuDNN's FFT and Winograd algorithms win): forward, then backward in every
+ * combination, against the CPU. The kernel and activations are transposed on the way in and
+ * out, so a wrong layout description shows as a large error, not a rounding one. */
+Test(cuda_ops, conv3x3_through_nchw) {
+    TU_REQUIRE_GPU();
+    cr_assert_eq(setenv("CUTUNE_CONV_LAYOUT", "nchw", 1), 0);
+    for (int trial = 0; trial < 6; trial++) {
+        conv_shape s = trial == 0 ? (conv_shape){2, 9, 7, 3, 16} /* a narrow first layer */
+                                  : conv_shape_pick(trial);
+        size_t ny = (size_t)s.n * s.h * s.w * s.k;
+        pair x = pair_random((size_t)s.n * s.h * s.w * s.c, -1.0f, 1.0f);
+        pair wt = pair_random((size_t)s.k * 9 * s.c, -1.0f, 1.0f);
+        pair b = pair_random(s.k, -0.5f, 0.5f);
+        for (int relu = 0; relu < 2; relu++) {
+            pair y = pair_junk(ny);
+            ct_conv_args ac = conv_args(s, false, &x, &wt, &b, &y, relu);
+            ct_conv_args ag = conv_args(s, true, &x, &wt, &b, &y, relu);
+            OK(cpu.ops->conv3x3_forward(cpu.ctx, &ac));
+            OK(gpu.ops->conv3x3_forward(gpu.ctx, &ag));
+            char what[96];
+            snprintf(what, sizeof what, "NCHW conv forward (%d,%d,%d,%d)->%d relu %d", s.n, s.h,
+                     s.w, s.c, s.k, relu);
+            expect_close(&y, tol_gemm, what);
+            pair_free(&y);
+            for (int v = 0; v < 3; v++)
+                conv_backward_case(&gpu, s, &x, &wt, &b, relu, conv_needs[v][0],
+                                   conv_needs[v][1], "NCHW conv backward");
+        }
+        pair_free(&x);
+        pair_free(&wt);
+        pair_free(&b);
+    }
+    cr_assert_eq(unsetenv("CUTUNE_CONV_LAYOUT"), 0);
+}
+
 /* ---- bf16 tensors ------------------------------------------------------------------------- */
 
 /* One bf16 step (unit in the last place) at |v|. */
