@@ -1325,6 +1325,11 @@ static ct_status planned_bytes(const fit_run *r, int n, bool on_device, size_t *
         const size_t streams = r->val != NULL ? 2 : 1;
         *bytes = mem.params + mem.grads + mem.optimizer + mem.activations +
                  streams * CT_STAGE_SLOTS * n * per;
+        /* At fp32 the CUDA backend may run a convolution through NCHW copies of its input and
+         * output (cuda/conv.cu, "Layout route"): two more of the widest activation, block1's. */
+        if (strcmp(ct_backend_precision(&r->be), "fp32") == 0 && r->be.ops != NULL &&
+            strcmp(r->be.ops->name, "cuda") == 0)
+            *bytes += 2 * (size_t)n * r->input * r->input * 64 * sizeof(float);
     }
     ct_model_free(m);
     ct_backend_free(&cpu);
