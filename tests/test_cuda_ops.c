@@ -510,8 +510,27 @@ Test(cuda_ops, conv3x3_forward_keeps_nan) {
     pair_free(&b);
 }
 
-/* Narrow inputs through zero-padded channels (CUTUNE_CONV_PAD=always): forward, then backward
- * in every combination, as the training step calls them, against the CPU. */
+/* One shape through a forced path: the forward against the CPU (it decides the path, which
+ * backward then follows), then backward in every combination, as the training step calls
+ * them. */
+static void conv_path_case(conv_shape s, const pair *x, const pair *wt, const pair *b, bool relu,
+                           const char *label) {
+    pair y = pair_junk((size_t)s.n * s.h * s.w * s.k);
+    ct_conv_args ac = conv_args(s, false, x, wt, b, &y, relu);
+    ct_conv_args ag = conv_args(s, true, x, wt, b, &y, relu);
+    OK(cpu.ops->conv3x3_forward(cpu.ctx, &ac));
+    OK(gpu.ops->conv3x3_forward(gpu.ctx, &ag));
+    char what[96];
+    snprintf(what, sizeof what, "%s conv forward (%d,%d,%d,%d)->%d relu %d", label, s.n, s.h,
+             s.w, s.c, s.k, relu);
+    expect_close(&y, tol_gemm, what);
+    pair_free(&y);
+    snprintf(what, sizeof what, "%s conv backward", label);
+    for (int v = 0; v < 3; v++)
+        conv_backward_case(&gpu, s, x, wt, b, relu, conv_needs[v][0], conv_needs[v][1], what);
+}
+
+/* Narrow inputs through zero-padded channels (CUTUNE_CONV_PAD=always), against the CPU. */
 Test(cuda_ops, conv3x3_padded_channels) {
     TU_REQUIRE_GPU();
     /* Read at each shape's first forward; every test is a process of its own, so no shape
@@ -521,24 +540,10 @@ Test(cuda_ops, conv3x3_padded_channels) {
     for (int t = 0; t < 6; t++) {
         conv_shape s = {rand_int(1, 3), rand_int(2, 12), rand_int(2, 12), channels[t],
                         t == 0 ? 64 : rand_int(1, 20)};
-        size_t ny = (size_t)s.n * s.h * s.w * s.k;
         pair x = pair_random((size_t)s.n * s.h * s.w * s.c, -1.0f, 1.0f);
         pair wt = pair_random((size_t)s.k * 9 * s.c, -1.0f, 1.0f);
         pair b = pair_random(s.k, -0.5f, 0.5f);
-        /* The forward decides the padding (forced here); backward follows it. */
-        pair y = pair_junk(ny);
-        ct_conv_args ac = conv_args(s, false, &x, &wt, &b, &y, true);
-        ct_conv_args ag = conv_args(s, true, &x, &wt, &b, &y, true);
-        OK(cpu.ops->conv3x3_forward(cpu.ctx, &ac));
-        OK(gpu.ops->conv3x3_forward(gpu.ctx, &ag));
-        char what[96];
-        snprintf(what, sizeof what, "padded conv forward (%d,%d,%d,%d)->%d", s.n, s.h, s.w, s.c,
-                 s.k);
-        expect_close(&y, tol_gemm, what);
-        pair_free(&y);
-        for (int v = 0; v < 3; v++)
-            conv_backward_case(&gpu, s, &x, &wt, &b, true, conv_needs[v][0], conv_needs[v][1],
-                               "padded conv backward");
+        conv_path_case(s, &x, &wt, &b, true, "padded");
         pair_free(&x);
         pair_free(&wt);
         pair_free(&b);
@@ -547,34 +552,19 @@ Test(cuda_ops, conv3x3_padded_channels) {
 }
 
 /* Float32 convolutions through NCHW copies (CUTUNE_CONV_LAYOUT=nchw; fp32 runs choose it by
- * timing, where cuDNN's FFT and Winograd algorithms win): forward, then backward in every
- * combination, against the CPU. The kernel and activations are transposed on the way in and
- * out, so a wrong layout description shows as a large error, not a rounding one. */
+ * timing, where cuDNN's FFT and Winograd algorithms win), against the CPU. The kernel and
+ * activations are transposed on the way in and out, so a wrong layout description shows as a
+ * large error, not a rounding one. */
 Test(cuda_ops, conv3x3_through_nchw) {
     TU_REQUIRE_GPU();
     cr_assert_eq(setenv("CUTUNE_CONV_LAYOUT", "nchw", 1), 0);
     for (int trial = 0; trial < 6; trial++) {
         conv_shape s = trial == 0 ? (conv_shape){2, 9, 7, 3, 16} /* a narrow first layer */
                                   : conv_shape_pick(trial);
-        size_t ny = (size_t)s.n * s.h * s.w * s.k;
         pair x = pair_random((size_t)s.n * s.h * s.w * s.c, -1.0f, 1.0f);
         pair wt = pair_random((size_t)s.k * 9 * s.c, -1.0f, 1.0f);
         pair b = pair_random(s.k, -0.5f, 0.5f);
-        for (int relu = 0; relu < 2; relu++) {
-            pair y = pair_junk(ny);
-            ct_conv_args ac = conv_args(s, false, &x, &wt, &b, &y, relu);
-            ct_conv_args ag = conv_args(s, true, &x, &wt, &b, &y, relu);
-            OK(cpu.ops->conv3x3_forward(cpu.ctx, &ac));
-            OK(gpu.ops->conv3x3_forward(gpu.ctx, &ag));
-            char what[96];
-            snprintf(what, sizeof what, "NCHW conv forward (%d,%d,%d,%d)->%d relu %d", s.n, s.h,
-                     s.w, s.c, s.k, relu);
-            expect_close(&y, tol_gemm, what);
-            pair_free(&y);
-            for (int v = 0; v < 3; v++)
-                conv_backward_case(&gpu, s, &x, &wt, &b, relu, conv_needs[v][0],
-                                   conv_needs[v][1], "NCHW conv backward");
-        }
+        for (int relu = 0; relu < 2; relu++) conv_path_case(s, &x, &wt, &b, relu, "NCHW");
         pair_free(&x);
         pair_free(&wt);
         pair_free(&b);
