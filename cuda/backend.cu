@@ -6,12 +6,12 @@
  * fail; it backs out through `goto fail_x` labels in the reverse order of creation, so a failure
  * leaks nothing and leaves the backend zeroed.
  *
- * Environment, read once at init:
- *   CUTUNE_PRECISION=tf32|fp32|bf16  tf32 (default) lets cuDNN and cuBLAS use TF32 tensor
+ * Options (ct_backend_options), else the environment (core/knobs.h), read once at init:
+ *   precision, CUTUNE_PRECISION=tf32|fp32|bf16  tf32 (default) lets cuDNN and cuBLAS use TF32 tensor
  *                               cores on fp32 data; fp32 forbids it; bf16 is mixed precision:
  *                               models keep the backbone's activations in bf16 and convolve them
  *                               on bf16 tensor cores (bf16.cu; compute capability 8.0+).
- *   CUTUNE_DETERMINISTIC=1      only deterministic cuDNN algorithms, chosen by cuDNN's
+ *   deterministic, CUTUNE_DETERMINISTIC=1  only deterministic cuDNN algorithms, chosen by cuDNN's
  *                               heuristics rather than by timing, and no timed choices of
  *                               fusion or padding: bitwise repeatable runs on the same GPU,
  *                               cuDNN and settings (sometimes slower weight gradients).
@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/knobs.h"
 #include "context.h"
 
 /* Algorithm searches may ask for at most this much workspace unless told otherwise: enough for
@@ -38,33 +39,17 @@
  * layers do not each cost a synchronisation and a reallocation. */
 #define WS_GRANULE ((size_t)1 << 20)
 
-static ct_status read_precision(ct_cu_precision *out) {
-    const char *s = getenv("CUTUNE_PRECISION");
-    if (!s || !*s || strcmp(s, "tf32") == 0) {
-        *out = CT_CU_TF32;
-        return CT_OK;
+/* The precision asked for (the options, else CUTUNE_PRECISION), tf32 when neither says. */
+static ct_status read_precision(const ct_backend_options *o, ct_cu_precision *out) {
+    const char *s = o != NULL ? o->precision : NULL;
+    if (s == NULL) {
+        ct_status st = ct_knob_precision(&s);
+        if (st != CT_OK) return st;
     }
-    if (strcmp(s, "fp32") == 0) {
-        *out = CT_CU_FP32;
-        return CT_OK;
-    }
-    if (strcmp(s, "bf16") == 0) {
-        *out = CT_CU_BF16;
-        return CT_OK;
-    }
-    return ct_error(CT_EINVAL, "CUTUNE_PRECISION=\"%s\": expected tf32, fp32 or bf16", s);
-}
-
-static ct_status read_tune_cap(size_t *out) {
-    const char *s = getenv("CUTUNE_WORKSPACE_MB");
-    *out = (size_t)DEFAULT_TUNE_WS_MB << 20;
-    if (!s || !*s) return CT_OK;
-    char *end = NULL;
-    unsigned long long mb = strtoull(s, &end, 10);
-    if (*end != '\0' || mb > ((size_t)1 << 24)) {
-        return ct_error(CT_EINVAL, "CUTUNE_WORKSPACE_MB=\"%s\": expected a number of MiB", s);
-    }
-    *out = (size_t)mb << 20;
+    if (s == NULL || strcmp(s, "tf32") == 0) *out = CT_CU_TF32;
+    else if (strcmp(s, "fp32") == 0) *out = CT_CU_FP32;
+    else if (strcmp(s, "bf16") == 0) *out = CT_CU_BF16;
+    else return ct_error(CT_EINVAL, "precision '%s': expected tf32, fp32 or bf16", s);
     return CT_OK;
 }
 
@@ -243,7 +228,12 @@ static const ct_backend_ops cuda_ops = {
 };
 
 extern "C" ct_status ct_backend_cuda_init(ct_backend *be, int device) {
-    if (!be) return ct_error(CT_EINVAL, "ct_backend_cuda_init: backend is NULL");
+    return ct_backend_cuda_open(be, device, NULL);
+}
+
+extern "C" ct_status ct_backend_cuda_open(ct_backend *be, int device,
+                                          const ct_backend_options *o) {
+    if (!be) return ct_error(CT_EINVAL, "ct_backend_cuda_open: backend is NULL");
     be->ops = NULL;
     be->ctx = NULL;
 
@@ -254,12 +244,13 @@ extern "C" ct_status ct_backend_cuda_init(ct_backend *be, int device) {
     if (st != CT_OK) return st;
     ct_cu_precision precision;
     size_t tune_cap;
-    if ((st = read_precision(&precision)) != CT_OK) return st;
+    if ((st = read_precision(o, &precision)) != CT_OK) return st;
     if (precision == CT_CU_BF16 && !info.tensor_cores_bf16)
         return ct_error(CT_EUNSUPPORTED, "CUTUNE_PRECISION=bf16 needs bf16 tensor cores (compute "
                         "capability 8.0 or newer); %s is %d.%d: use tf32 or fp32", info.name,
                         info.cc_major, info.cc_minor);
-    if ((st = read_tune_cap(&tune_cap)) != CT_OK) return st;
+    if ((st = ct_knob_workspace((size_t)DEFAULT_TUNE_WS_MB << 20, &tune_cap)) != CT_OK)
+        return st;
 
     ct_cu_ctx *ctx = (ct_cu_ctx *)calloc(1, sizeof *ctx);
     if (!ctx) return ct_error(CT_ENOMEM, "cuda backend: out of host memory for the context");
@@ -267,10 +258,8 @@ extern "C" ct_status ct_backend_cuda_init(ct_backend *be, int device) {
     ctx->info = info;
     ctx->sm_count = info.sm_count > 0 ? info.sm_count : 1;
     ctx->precision = precision;
-    const char *det = getenv("CUTUNE_DETERMINISTIC");
-    ctx->deterministic = det && strcmp(det, "1") == 0;
-    const char *log_conv = getenv("CUTUNE_CONV_LOG");
-    ctx->log_conv = log_conv && strcmp(log_conv, "1") == 0;
+    ctx->deterministic = (o != NULL && o->deterministic) || ct_knob_deterministic();
+    ctx->log_conv = ct_knob_conv_log();
     ctx->tune_ws_cap = tune_cap;
 
     /* Each label below is named after the step that failed and undoes the steps before it. */

@@ -81,6 +81,7 @@
 #include <string.h>
 
 #include "context.h"
+#include "core/knobs.h"
 
 /* Repetitions when timing fused against unfused forward: enough to see past one noisy run,
  * few enough to keep the first step short. */
@@ -591,9 +592,8 @@ static ct_status layout_done(ct_cu_ctx *ctx, size_t need) {
  * forces it either way for any float32 plan. Read when a direction is decided. */
 static int route_policy(const ct_cu_ctx *ctx, const ct_cu_conv_plan *p) {
     if (p->bf16 || p->nchw) return 0;
-    const char *force = getenv("CUTUNE_CONV_LAYOUT");
-    if (force && strcmp(force, "nchw") == 0) return 1;
-    if (force && strcmp(force, "nhwc") == 0) return 0;
+    const int force = ct_knob_conv_layout();
+    if (force >= 0) return force;
     return ctx->precision == CT_CU_FP32 && !ctx->deterministic ? -1 : 0; /* -1: time both */
 }
 
@@ -973,12 +973,12 @@ static ct_status time_path(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_arg
 static ct_status decide_padding(ct_cu_ctx *ctx, ct_cu_conv_plan *p, const ct_conv_args *a,
                                 int cp) {
     /* CUTUNE_CONV_PAD=always|never overrides the timing (tests, benchmarks). */
-    const char *force = getenv("CUTUNE_CONV_PAD");
-    if (force && strcmp(force, "always") == 0) {
+    const int force = ct_knob_conv_pad();
+    if (force == 1) {
         p->padded = 1;
         return forward_padded(ctx, a, cp);
     }
-    if ((force && strcmp(force, "never") == 0) || (!force && ctx->deterministic)) {
+    if (force == 0 || (force < 0 && ctx->deterministic)) {
         p->padded = 0;
         return forward_as_is(ctx, p, a);
     }

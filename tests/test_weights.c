@@ -781,7 +781,7 @@ Test(weights, imagenet_resolves_from_cutune_weights_and_keras_cache) {
     setenv("HOME", home, 1);
     unsetenv("CUTUNE_WEIGHTS");
     char path[4096];
-    ct_status s = ct_weights_resolve_imagenet(false, path, sizeof path);
+    ct_status s = ct_weights_resolve_imagenet(NULL, false, path, sizeof path);
     if (s == CT_OK) {
         /* A developer fetched the real file into the checkout: it must be that one. */
         cr_assert(strstr(path, "/weights/" CT_IMAGENET_NOTOP) != NULL, "%s", path);
@@ -799,19 +799,19 @@ Test(weights, imagenet_resolves_from_cutune_weights_and_keras_cache) {
     snprintf(link, sizeof link, "%s/%s", kdir, CT_IMAGENET_NOTOP);
     cr_assert_eq(symlink(fx("keras1_notop_fixed.h5"), link), 0);
     if (s != CT_OK) {
-        cr_assert_eq(ct_weights_resolve_imagenet(false, path, sizeof path), CT_OK, "%s",
+        cr_assert_eq(ct_weights_resolve_imagenet(NULL, false, path, sizeof path), CT_OK, "%s",
                      ct_last_error());
         cr_assert_str_eq(path, link);
     }
     /* CUTUNE_WEIGHTS as a file wins over everything, and as a directory too. */
     setenv("CUTUNE_WEIGHTS", fx("keras1_notop_vlen.h5"), 1);
-    cr_assert_eq(ct_weights_resolve_imagenet(false, path, sizeof path), CT_OK);
+    cr_assert_eq(ct_weights_resolve_imagenet(NULL, false, path, sizeof path), CT_OK);
     cr_assert_str_eq(path, fx("keras1_notop_vlen.h5"));
     setenv("CUTUNE_WEIGHTS", kdir, 1);
-    cr_assert_eq(ct_weights_resolve_imagenet(false, path, sizeof path), CT_OK);
+    cr_assert_eq(ct_weights_resolve_imagenet(NULL, false, path, sizeof path), CT_OK);
     cr_assert_str_eq(path, link);
     setenv("CUTUNE_WEIGHTS", "/nonexistent_ct_weights", 1);
-    cr_assert_eq(ct_weights_resolve_imagenet(false, path, sizeof path), CT_ENOTFOUND);
+    cr_assert_eq(ct_weights_resolve_imagenet(NULL, false, path, sizeof path), CT_ENOTFOUND);
     cr_assert(strstr(ct_last_error(), "neither a file nor a directory") != NULL);
 
     /* Loading "imagenet" into a model with its own head: the backbone, and the report says the

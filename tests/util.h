@@ -6,6 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The official VGG16 files as keras.applications names them: the tests' own copy of the names
+ * and checksums model/backbones.c holds (test_weights checks that the two agree). */
+#define CT_IMAGENET_NOTOP "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+#define CT_IMAGENET_FULL "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+#define CT_IMAGENET_NOTOP_MD5 "6d6bbae143d832006294945121d1f1fc"
+#define CT_IMAGENET_FULL_MD5 "64373286793e3c8b2b4e3219cbf3544b"
+
 /* Fills x with uniform values in [lo, hi) from the counter-based generator (stream `tag`). */
 void tu_fill(float *x, size_t n, uint32_t tag, float lo, float hi);
 /* ||a - b|| / ||b||, in double; 0 when both are zero. */

@@ -242,8 +242,21 @@ ct_status ct_backend_cpu_init(ct_backend *be, int threads);
  * run on a GPU gets, up to summation order, more slowly than fp32. */
 ct_status ct_backend_cpu_open(ct_backend *be, int threads, const char *precision);
 
+/* How a backend computes: what a run asks for, beside what the environment says (core/knobs.h:
+ * CUTUNE_PRECISION and CUTUNE_DETERMINISTIC apply where these are unset). A zeroed struct asks
+ * for the defaults. */
+typedef struct ct_backend_options {
+    const char *precision; /* "fp32", "tf32", "bf16"; NULL: CUTUNE_PRECISION or the default */
+    bool deterministic;    /* CUDA: deterministic cuDNN algorithms only, none chosen by timing */
+    int threads;           /* CPU: OpenMP and OpenBLAS threads; 0 keeps the libraries' defaults */
+} ct_backend_options;
+
+void ct_backend_options_defaults(ct_backend_options *o);
+
 /* The CUDA backend on device `device` (cuDNN + cuBLAS). CT_ENODEV with a message saying why
- * when no usable device is present or cutune was built without CUDA. */
+ * when no usable device is present or cutune was built without CUDA. _init takes the defaults
+ * (options NULL). */
+ct_status ct_backend_cuda_open(ct_backend *be, int device, const ct_backend_options *o);
 ct_status ct_backend_cuda_init(ct_backend *be, int device);
 
 /* Picks a backend by name: "cpu", "cuda" or "auto" (CUDA when usable, else the CPU, saying so
@@ -259,6 +272,10 @@ ct_status ct_backend_init_by_name(ct_backend *be, const char *name, char *note, 
  * the CPU, it computes in fp32 and `note` says the request does not apply. */
 ct_status ct_backend_open(ct_backend *be, const char *name, const char *precision, char *note,
                           size_t note_len);
+
+/* ct_backend_open with every option: "cpu", "cuda" or "auto" (NULL is "auto"). */
+ct_status ct_backend_open_with(ct_backend *be, const char *name, const ct_backend_options *o,
+                               char *note, size_t note_len);
 
 /* The arithmetic the backend uses for convolutions and GEMMs: "fp32", "tf32" or "bf16". */
 const char *ct_backend_precision(const ct_backend *be);

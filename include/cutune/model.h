@@ -87,6 +87,7 @@ typedef struct ct_layer {
 } ct_layer;
 
 typedef struct ct_model_config {
+    const char *backbone;  /* "vgg16" (NULL or "": the default) or "vgg19" */
     int input_h, input_w;  /* >= CT_MIN_INPUT */
     int input_c;           /* 3 (ImageNet weights need 3 channels) */
     int aux_dim;           /* auxiliary scalars per sample (0: none) */

@@ -31,8 +31,9 @@ typedef struct ct_optimizer_config {
 
 /* Keras's defaults for `kind`. */
 void ct_optimizer_defaults(ct_optimizer_config *c, ct_optimizer_kind kind);
-/* "sgd", "adam", "adamw" -> kind. */
+/* "sgd", "adam", "adamw" -> kind, and back. */
 ct_status ct_optimizer_parse(const char *name, ct_optimizer_kind *kind);
+const char *ct_optimizer_name(ct_optimizer_kind kind);
 
 /* Attaches an optimizer and allocates its state for the trainable parameters (Keras's
  * compile). Called again after freezing changes, state is reset as a Keras recompile does. */

@@ -37,8 +37,40 @@ ct_status ct_parse_strategy(const char *s, ct_strategy *out);
 /* The freeze_to layer of a strategy: "block5_pool" (head), "block4_pool" (top),
  * "block3_pool" (deep) or "" (all, none). */
 const char *ct_strategy_freeze_to(ct_strategy s);
+/* The same for a backbone ("vgg16", "vgg19"; NULL: the default). */
+const char *ct_strategy_freeze_to_for(const char *backbone, ct_strategy s);
+
+/* What Keras passes its callbacks: an epoch's logs (NAN where there is no validation data). */
+typedef struct ct_epoch_logs {
+    int epoch;                     /* 0-based */
+    int epochs;                    /* of the run */
+    double loss, acc, lr, val_loss, val_acc;
+    double seconds;                /* the epoch's wall time, validation included */
+} ct_epoch_logs;
+
+/* A batch's logs: the running means of the epoch so far, as Keras's progress bar shows them. */
+typedef struct ct_batch_logs {
+    int epoch;                     /* 0-based */
+    long batch;                    /* 0-based, within the epoch */
+    long step;                     /* 0-based, over the run */
+    double loss, acc;
+} ct_batch_logs;
+
+/* The user's callbacks, called after cutune's own (log row, best.h5, EarlyStopping,
+ * ReduceLROnPlateau, checkpoint). Returning true stops the run as Keras's
+ * model.stop_training = True does: after an epoch it ends like EarlyStopping (final.h5 is
+ * written); after a batch it stops as Ctrl-C does (a checkpoint, CT_EINTR, --resume goes on).
+ * Either may be NULL. */
+typedef struct ct_train_callbacks {
+    void *user;
+    bool (*on_epoch_end)(void *user, const ct_epoch_logs *logs);
+    bool (*on_batch_end)(void *user, const ct_batch_logs *logs);
+} ct_train_callbacks;
 
 typedef struct ct_train_config {
+    /* Every field below that a flag sets is listed, with its flag, in `cutune train --help`;
+     * ct_train_config_set sets fields by those names. */
+
     /* data */
     const char *data;              /* class folders or iceberg train.json */
     const char *val;               /* separate validation folder / JSON, or NULL */
@@ -61,6 +93,7 @@ typedef struct ct_train_config {
     bool no_feature_cache;         /* recompute the frozen layers every step */
 
     /* model */
+    const char *backbone;          /* "vgg16" (NULL: the default) or "vgg19" */
     const char *weights;           /* "imagenet", "none" or a .h5 file */
     const char *head;              /* NULL: "flatten,dense:256:relu,dropout:0.5,dense:K:softmax"
                                       for folders (K classes; dense:1:sigmoid in binary mode),
@@ -97,6 +130,9 @@ typedef struct ct_train_config {
     bool resume;
     bool deterministic;
     int verbose;                   /* 0 quiet, 1 progress bar, 2 one line per epoch */
+    ct_train_callbacks callbacks;  /* per epoch and per batch; zero: none */
+    int folds;                     /* k-fold runs (ct_train_folds); 0 for ct_train */
+    const char *test;              /* ct_train_folds: data the folds predict, or NULL */
 
     /* Already-open data instead of `data` / `val` (k-fold runs, see ct_train_folds). When
      * train_ds is not NULL, ct_train trains on a view of it and validates on a view of val_ds
@@ -111,6 +147,46 @@ typedef struct ct_train_config {
 /* Keras's defaults: SGD lr 0.01, 10 epochs, batch 32, weights imagenet, monitor val_loss, ... */
 void ct_train_config_defaults(ct_train_config *c);
 
+/* ---- settings by name: the flags of `cutune train` ---- */
+
+typedef enum {
+    CT_SETTINGS_DATA,
+    CT_SETTINGS_PREPROCESS,
+    CT_SETTINGS_AUGMENT,
+    CT_SETTINGS_MODEL,
+    CT_SETTINGS_OPTIM,
+    CT_SETTINGS_CALLBACKS,
+    CT_SETTINGS_RUN,
+    CT_SETTINGS_GROUPS
+} ct_train_settings_group;
+
+typedef struct ct_train_setting_info {
+    const char *name;              /* "batch-size" (underscores are accepted too: batch_size) */
+    const char *arg;               /* "N", "sgd|adam|adamw"; NULL for a switch */
+    ct_train_settings_group group;
+    const char *help;              /* one line */
+} ct_train_setting_info;
+
+/* The settings, 0 .. ct_train_settings_count() - 1, in the order they are applied; NULL past
+ * the end. The section title of a group ("optimisation"). */
+int ct_train_settings_count(void);
+const ct_train_setting_info *ct_train_setting(int i);
+const char *ct_train_settings_title(ct_train_settings_group g);
+
+/* Sets one setting from text, as `--name value` would: numbers are range-checked, names are
+ * checked, a switch is on for any value but NULL. Strings are kept by pointer: `value` must
+ * outlive `c`. CT_EINVAL with a message naming the flag. */
+ct_status ct_train_config_set(ct_train_config *c, const char *name, const char *value);
+/* Sets n settings (the last of a repeated name wins) in the table's order, whatever their
+ * order here (--optimizer brings its defaults before --lr changes one), then
+ * ct_train_config_check. What the command line, --config files and bindings use. */
+ct_status ct_train_config_apply(ct_train_config *c, int n, const char *const *names,
+                                const char *const *values);
+/* The checks that involve several settings (--nesterov with sgd, --test with --folds). */
+ct_status ct_train_config_check(const ct_train_config *c);
+/* The settings grouped, one `  --name ARG   help` line each, as `cutune train --help` prints. */
+void ct_train_print_help(FILE *f);
+
 /* What a finished (or stopped) run reports. */
 typedef struct ct_train_result {
     int epochs_run;                /* epochs completed, in total over resumes */
@@ -118,6 +194,7 @@ typedef struct ct_train_result {
     double best_value;             /* of the monitor */
     double final_loss, final_acc, final_val_loss, final_val_acc;
     bool stopped_early, interrupted;
+    bool stopped_by_callback;      /* an on_epoch_end returned true */
     char best_path[4200], final_path[4200];
 } ct_train_result;
 
@@ -240,6 +317,7 @@ ct_status ct_train_folds(const ct_train_config *c, int folds, const char *test,
 
 typedef struct ct_advise_config {
     const char *data;              /* class folders or iceberg train.json (ct_advise) */
+    const char *backbone;          /* "vgg16" (NULL: the default) or "vgg19" */
     const char *weights;           /* "imagenet" (default), "none" or a .h5 file */
     int input_size;                /* probe input; 0: CT_ADVISE_CPU_INPUT on the CPU, 224 on a
                                       GPU (folders); iceberg images keep their 75x75 */
@@ -306,6 +384,7 @@ typedef struct ct_advice {
     bool horizontal_flip, vertical_flip;
     float zoom_range, rotation_range;
     bool balanced;                 /* --class-weight balanced (classes 3x apart or more) */
+    char summary[160];             /* the strategy in words: "train the head only: ..." */
     char reasoning[6144];          /* sentences, one paragraph per line */
     char command[4096];            /* the `cutune train ...` line */
 } ct_advice;
@@ -331,6 +410,8 @@ void ct_advise_decide(ct_advice *a, const ct_advise_config *c);
 
 /* Prints the class counts, the probe, the reasoning and the command. */
 void ct_advise_print(FILE *f, const ct_advice *a);
+/* Prints the reasoning, each paragraph on its own line after `indent`. */
+void ct_advise_print_reasoning(FILE *f, const char *indent, const ct_advice *a);
 
 /* The linear probe: multinomial logistic regression with an L2 penalty (l2 <= 0: 1 / n_train)
  * on features standardised with each training fold's mean and deviation, fitted by

@@ -39,12 +39,6 @@ extern "C" {
 #define CT_WEIGHTS_PATH_MAX 4096
 #define CT_WEIGHTS_MAX_DIMS 8
 
-/* The official file names (keras-applications) and their MD5 sums. */
-#define CT_IMAGENET_NOTOP "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-#define CT_IMAGENET_FULL "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
-#define CT_IMAGENET_NOTOP_MD5 "6d6bbae143d832006294945121d1f1fc"
-#define CT_IMAGENET_FULL_MD5 "64373286793e3c8b2b4e3219cbf3544b"
-
 /* ---- what a file holds ---- */
 
 typedef enum {
@@ -160,7 +154,7 @@ ct_status ct_weights_load(ct_model *m, const char *path, const ct_weights_load_o
  * Looks, in order, at $CUTUNE_WEIGHTS (a file, used as is, or a directory), ./weights/, the
  * weights/ folder of the cutune checkout the running executable belongs to, and
  * ~/.keras/models/. CT_ENOTFOUND lists the places and says how to fetch the file. */
-ct_status ct_weights_resolve_imagenet(bool full, char *path, size_t cap);
+ct_status ct_weights_resolve_imagenet(const char *backbone, bool full, char *path, size_t cap);
 
 /* Loads "imagenet" or a file path. For "imagenet": when the model's head has layers named fc1,
  * fc2 and predictions the full file is loaded into every layer (it then needs a 224x224

@@ -77,7 +77,7 @@ int cmd_demo(int argc, char **argv) {
 
     char weights[4096];
     const char *w = "imagenet";
-    if (ct_weights_resolve_imagenet(false, weights, sizeof weights) != CT_OK) {
+    if (ct_weights_resolve_imagenet(NULL, false, weights, sizeof weights) != CT_OK) {
         printf("cutune demo: the official VGG16 ImageNet weights were not found, so the backbone "
                "starts from its random initialisation (see weights/README.md to fetch them).\n");
         w = "none";

@@ -12,6 +12,7 @@
 #include <omp.h>
 #endif
 
+#include "../core/knobs.h"
 #include "cpu.h"
 
 static void cpu_free(void *ctx) {
@@ -214,8 +215,7 @@ ct_status ct_backend_cpu_init(ct_backend *be, int threads) {
 #endif
     }
     c->threads = threads > 0 ? threads : openblas_get_num_threads();
-    const char *lazy = getenv("CUTUNE_CPU_LAZY_STAGING");
-    c->lazy_staging = lazy != NULL && strcmp(lazy, "1") == 0;
+    c->lazy_staging = ct_knob_cpu_lazy_staging();
     be->ops = &cpu_ops;
     be->ctx = c;
     return CT_OK;

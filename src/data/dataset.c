@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "cutune/rng.h"
+#include "../core/shuffle.h"
 #include "internal.h"
 
 char *ct_data_strdup(const char *s) {
@@ -128,16 +129,8 @@ static void split_group(const size_t *pos, size_t n, double split, ct_split_meth
         for (size_t i = 0; i < n_val; i++) is_val[pos[i]] = 1;
         return;
     }
-    /* Fisher-Yates over 0..n-1 addressed by (group, position); the first n_val are validation. */
-    for (size_t i = 0; i < n; i++) scratch[i] = (uint32_t)i;
-    const uint32_t purpose = ((uint32_t)CT_RNG_SHUFFLE << 16) | 1u;
-    for (size_t i = n; i > 1; i--) {
-        uint32_t word = ct_rng_word(seed, purpose, group, 0, (uint32_t)(i - 1));
-        size_t j = (size_t)(((uint64_t)word * (uint64_t)i) >> 32);
-        uint32_t t = scratch[i - 1];
-        scratch[i - 1] = scratch[j];
-        scratch[j] = t;
-    }
+    /* The permutation of 0..n-1 addressed by (group, position); the first n_val are validation. */
+    ct_shuffle_order(scratch, n, seed, ((uint32_t)CT_RNG_SHUFFLE << 16) | 1u, group);
     for (size_t i = 0; i < n_val; i++) is_val[pos[scratch[i]]] = 1;
 }
 

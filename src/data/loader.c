@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/shuffle.h"
 #include "internal.h"
 
 enum { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_HELD };
@@ -513,18 +514,11 @@ ct_status ct_loader_begin_epoch_at(ct_loader *l, uint32_t epoch, uint32_t first_
                         first_batch, n_batches);
     pthread_mutex_lock(&l->mu);
     abort_locked(l);
-    for (size_t i = 0; i < l->n; i++) l->order[i] = (uint32_t)i;
     if (l->cfg.shuffle) {
-        /* Fisher-Yates from the end; the draw for position i is addressed by (epoch, i). The
-         * multiply-shift maps a 32-bit word to [0, i] with a bias below (i+1) / 2^32. */
-        const uint32_t purpose = (uint32_t)CT_RNG_SHUFFLE << 16;
-        for (size_t i = l->n - 1; i > 0; i--) {
-            uint32_t word = ct_rng_word(l->cfg.seed, purpose, epoch, 0, (uint32_t)i);
-            size_t j = (size_t)(((uint64_t)word * (uint64_t)(i + 1)) >> 32);
-            uint32_t t = l->order[i];
-            l->order[i] = l->order[j];
-            l->order[j] = t;
-        }
+        /* The epoch's permutation, its draws addressed by (epoch, position): core/shuffle.h. */
+        ct_shuffle_order(l->order, l->n, l->cfg.seed, (uint32_t)CT_RNG_SHUFFLE << 16, epoch);
+    } else {
+        for (size_t i = 0; i < l->n; i++) l->order[i] = (uint32_t)i;
     }
     l->epoch = epoch;
     l->n_batches = n_batches;

@@ -13,25 +13,21 @@
 #include <string.h>
 
 #include "cutune/optim.h"
+#include "../model/layer.h"
 #include "io.h"
 
 #define CHECKPOINT_VERSION 1
 #define GROUP "cutune_checkpoint"
 
 static const char *kind_name(bool compiled, ct_optimizer_kind k) {
-    if (!compiled) return "none";
-    return k == CT_OPT_SGD ? "sgd" : k == CT_OPT_ADAM ? "adam" : "adamw";
-}
-
-static bool has_params(const ct_layer *l) {
-    return l->kind == CT_LAYER_CONV || l->kind == CT_LAYER_DENSE;
+    return compiled ? ct_optimizer_name(k) : "none";
 }
 
 /* Optimizer slots the model keeps per trainable layer: 0, 1 (SGD momentum) or 2 (Adam). */
 static int model_slots(ct_model *m) {
     for (int i = 0; i < ct_model_num_layers(m); i++) {
         const ct_layer *l = ct_model_layer(m, i);
-        if (!has_params(l) || !l->trainable) continue;
+        if (!ct_layer_has_params(l) || !l->trainable) continue;
         return (l->opt_kernel[0].data != NULL) + (l->opt_kernel[1].data != NULL);
     }
     return 0;
@@ -126,7 +122,7 @@ static ct_status write_checkpoint_group(ct_model *m, hid_t file, const ct_checkp
     int nt = 0;
     for (int i = 0; i < n && s == CT_OK; i++) {
         const ct_layer *l = ct_model_layer(m, i);
-        if (!has_params(l) || !l->trainable) continue;
+        if (!ct_layer_has_params(l) || !l->trainable) continue;
         trainable[nt++] = l->name;
         for (int k = 0; k < slots && s == CT_OK; k++) {
             s = write_slot(m, og, lcpl, l, &l->opt_kernel[k], "kernel", k, host, path);
@@ -225,7 +221,7 @@ static ct_status check_model(ct_model *m, hid_t file, hid_t g, const char *path)
     int k = 0;
     for (int i = 0; i < ct_model_num_layers(m) && s == CT_OK; i++) {
         const ct_layer *l = ct_model_layer(m, i);
-        if (!has_params(l)) continue;
+        if (!ct_layer_has_params(l)) continue;
         bool saved = k < tl.n && strcmp(tl.s[k], l->name) == 0;
         if (saved) k++;
         if (saved != l->trainable)
@@ -317,7 +313,7 @@ ct_status ct_checkpoint_load(ct_model *m, const char *path, ct_checkpoint_state 
     size_t total = 1;
     for (int i = 0; i < ct_model_num_layers(m); i++) {
         const ct_layer *l = ct_model_layer(m, i);
-        if (has_params(l) && l->trainable)
+        if (ct_layer_has_params(l) && l->trainable)
             total += (size_t)slots * (l->kernel.size + l->bias.size);
     }
     if ((stage = malloc(total * sizeof *stage)) == NULL) {
@@ -327,7 +323,7 @@ ct_status ct_checkpoint_load(ct_model *m, const char *path, ct_checkpoint_state 
     size_t off = 0;
     for (int i = 0; i < ct_model_num_layers(m) && s == CT_OK; i++) {
         const ct_layer *l = ct_model_layer(m, i);
-        if (!has_params(l) || !l->trainable) continue;
+        if (!ct_layer_has_params(l) || !l->trainable) continue;
         for (int k = 0; k < slots && s == CT_OK; k++) {
             s = read_slot(og, l, &l->opt_kernel[k], "kernel", k, stage + off, path);
             off += l->kernel.size;
@@ -343,7 +339,7 @@ ct_status ct_checkpoint_load(ct_model *m, const char *path, ct_checkpoint_state 
     off = 0;
     for (int i = 0; i < ct_model_num_layers(m) && s == CT_OK; i++) {
         ct_layer *l = ct_model_layer(m, i);
-        if (!has_params(l) || !l->trainable) continue;
+        if (!ct_layer_has_params(l) || !l->trainable) continue;
         for (int k = 0; k < slots && s == CT_OK; k++) {
             s = ct_model_tensor_set(m, &l->opt_kernel[k], stage + off);
             off += l->kernel.size;

@@ -19,6 +19,7 @@
 
 #include "cutune/model.h"
 #include "cutune/weights.h"
+#include "../core/knobs.h"
 #include "io.h"
 
 /* ---- checked calls ---- */
@@ -167,12 +168,8 @@ static bool same_file(const char *path, const struct stat *st) {
 }
 
 static ct_status probe_in_child(const char *path, const struct stat *st) {
-    const char *on = getenv("CUTUNE_H5_PROBE");
-    if (in_probe_child || (on != NULL && strcmp(on, "0") == 0) || same_file(path, st))
-        return CT_OK;
-    double limit = 60.0;
-    const char *lim = getenv("CUTUNE_H5_PROBE_S");
-    if (lim != NULL && atof(lim) > 0.0) limit = atof(lim);
+    if (in_probe_child || !ct_knob_h5_probe() || same_file(path, st)) return CT_OK;
+    const double limit = ct_knob_h5_probe_seconds(60.0);
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../model/backbone.h"
 #include "io.h"
 
 typedef struct walk {
@@ -81,5 +82,5 @@ int ct__keras_order(ct_model *m, int *nodes) {
 
 bool ct__is_backbone_conv(ct_model *m, int i) {
     const ct_layer *l = ct_model_layer(m, i);
-    return l != NULL && i < 18 && l->kind == CT_LAYER_CONV;
+    return l != NULL && i < ct_model_backbone(m)->n_layers && l->kind == CT_LAYER_CONV;
 }

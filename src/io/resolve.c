@@ -4,7 +4,8 @@
  * Places, in order: $CUTUNE_WEIGHTS (a file used as is, or a directory), ./weights/, the
  * weights/ folder of the cutune checkout the running executable belongs to (found by walking up
  * from the executable to a folder holding weights/fetch.sh), and ~/.keras/models/, where Keras
- * itself keeps the file. Nothing is downloaded here: the message says how to fetch it. */
+ * itself keeps the file. The file's name, size and download folder are the backbone's
+ * (model/backbones.c). Nothing is downloaded here: the message says how to fetch it. */
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
 #include <stdio.h>
@@ -13,9 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/knobs.h"
+#include "../model/backbone.h"
 #include "io.h"
-
-#define URL_BASE "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
 
 static bool is_file(const char *p) {
     struct stat st;
@@ -61,11 +62,32 @@ static bool try_path(const char *dir, const char *name, char *path, size_t cap, 
     return true;
 }
 
-ct_status ct_weights_resolve_imagenet(bool full, char *path, size_t cap) {
-    const char *name = full ? CT_IMAGENET_FULL : CT_IMAGENET_NOTOP;
+/* Where the file may be, in order; *path is the first that holds it. */
+static bool search_places(const char *name, char *path, size_t cap, char *tried, size_t tcap,
+                          char *checkout, size_t ccap) {
+    if (try_path("weights", name, path, cap, tried, tcap)) return true;
+    char wdir[PATH_MAX + 16];
+    if (find_checkout(checkout, ccap)) {
+        snprintf(wdir, sizeof wdir, "%s/weights", checkout);
+        if (try_path(wdir, name, path, cap, tried, tcap)) return true;
+    }
+    const char *home = getenv("HOME");
+    if (home != NULL && home[0] != '\0') {
+        char kdir[PATH_MAX];
+        snprintf(kdir, sizeof kdir, "%s/.keras/models", home);
+        if (try_path(kdir, name, path, cap, tried, tcap)) return true;
+    }
+    return false;
+}
+
+ct_status ct_weights_resolve_imagenet(const char *backbone, bool full, char *path, size_t cap) {
+    const ct_backbone *bb;
+    ct_status s = ct_backbone_lookup(backbone, &bb);
+    if (s != CT_OK) return s;
+    const ct_backbone_file *file = full ? &bb->full : &bb->notop;
     char tried[2048] = "";
-    const char *env = getenv("CUTUNE_WEIGHTS");
-    if (env != NULL && env[0] != '\0') {
+    const char *env = ct_knob_weights();
+    if (env != NULL) {
         if (is_file(env)) {
             if (strlen(env) >= cap) return ct_error(CT_EINVAL, "CUTUNE_WEIGHTS is too long");
             snprintf(path, cap, "%s", env);
@@ -74,28 +96,21 @@ ct_status ct_weights_resolve_imagenet(bool full, char *path, size_t cap) {
         if (!is_dir(env))
             return ct_error(CT_ENOTFOUND, "CUTUNE_WEIGHTS=%s is neither a file nor a directory",
                             env);
-        if (try_path(env, name, path, cap, tried, sizeof tried)) return CT_OK;
+        if (try_path(env, file->name, path, cap, tried, sizeof tried)) return CT_OK;
     }
-    if (try_path("weights", name, path, cap, tried, sizeof tried)) return CT_OK;
-    char checkout[PATH_MAX] = "", wdir[PATH_MAX + 16];
-    bool have_checkout = find_checkout(checkout, sizeof checkout);
-    if (have_checkout) {
-        snprintf(wdir, sizeof wdir, "%s/weights", checkout);
-        if (try_path(wdir, name, path, cap, tried, sizeof tried)) return CT_OK;
-    }
-    const char *home = getenv("HOME");
-    if (home != NULL && home[0] != '\0') {
-        char kdir[PATH_MAX];
-        snprintf(kdir, sizeof kdir, "%s/.keras/models", home);
-        if (try_path(kdir, name, path, cap, tried, sizeof tried)) return CT_OK;
-    }
-    char fetch[PATH_MAX + 32];
-    if (have_checkout) snprintf(fetch, sizeof fetch, "%s/weights/fetch.sh", checkout);
+    char checkout[PATH_MAX] = "";
+    if (search_places(file->name, path, cap, tried, sizeof tried, checkout, sizeof checkout))
+        return CT_OK;
+    char fetch[PATH_MAX + 32], args[64];
+    if (checkout[0] != '\0') snprintf(fetch, sizeof fetch, "%s/weights/fetch.sh", checkout);
     else snprintf(fetch, sizeof fetch, "weights/fetch.sh (in the cutune repository)");
-    return ct_error(CT_ENOTFOUND, "ImageNet weights not found: %s is not in %s. Fetch it (%s, "
-                    "needs internet) with: sh %s%s ; or download " URL_BASE "%s into one of "
-                    "those folders, or set CUTUNE_WEIGHTS to the file", name, tried,
-                    full ? "553 MB" : "58.9 MB", fetch, full ? " --full" : "", name);
+    snprintf(args, sizeof args, "%s%s%s", full ? " --full" : "",
+             strcmp(bb->name, CT_BACKBONE_DEFAULT) != 0 ? " --backbone " : "",
+             strcmp(bb->name, CT_BACKBONE_DEFAULT) != 0 ? bb->name : "");
+    return ct_error(CT_ENOTFOUND, "ImageNet weights not found: %s is not in %s. Fetch it (%g "
+                    "MB, needs internet) with: sh %s%s ; or download %s%s into one of those "
+                    "folders, or set CUTUNE_WEIGHTS to the file", file->name, tried, file->mb,
+                    fetch, args, bb->url, file->name);
 }
 
 static bool has_layer(ct_model *m, const char *name, ct_layer_kind kind) {
@@ -115,7 +130,7 @@ ct_status ct_weights_load_spec(ct_model *m, const char *spec, const ct_weights_l
     bool full = has_layer(m, "fc1", CT_LAYER_DENSE) && has_layer(m, "fc2", CT_LAYER_DENSE) &&
                 has_layer(m, "predictions", CT_LAYER_DENSE);
     char path[CT_WEIGHTS_PATH_MAX];
-    ct_status s = ct_weights_resolve_imagenet(full, path, sizeof path);
+    ct_status s = ct_weights_resolve_imagenet(ct_model_backbone(m)->name, full, path, sizeof path);
     if (s != CT_OK) return s;
     ct_weights_load_opts o;
     ct_weights_load_defaults(&o);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "../model/backbone.h"
 #include "io.h"
 
 void ct_weights_load_defaults(ct_weights_load_opts *o) {
@@ -105,15 +106,13 @@ static bool file_has_head(const ct_weights_file *wf) {
     return false;
 }
 
-static bool file_has_backbone(const ct_weights_file *wf) {
-    static const char *convs[] = {"block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2",
-                                  "block3_conv1", "block3_conv2", "block3_conv3", "block4_conv1",
-                                  "block4_conv2", "block4_conv3", "block5_conv1", "block5_conv2",
-                                  "block5_conv3"};
-    for (size_t c = 0; c < sizeof convs / sizeof convs[0]; c++) {
+/* Whether the file has every convolution of the model's backbone, by name. */
+static bool file_has_backbone(const ct_weights_file *wf, const ct_backbone *bb) {
+    for (int c = 0; c < bb->n_layers; c++) {
+        if (bb->layers[c].kind != CT_LAYER_CONV) continue;
         bool found = false;
         for (int i = 0; i < wf->n_layers && !found; i++)
-            found = wf->layers[i].n_arrays > 0 && strcmp(wf->layers[i].name, convs[c]) == 0;
+            found = wf->layers[i].n_arrays > 0 && strcmp(wf->layers[i].name, bb->layers[c].name) == 0;
         if (!found) return false;
     }
     return true;
@@ -207,12 +206,14 @@ static ct_status check_missing(loader *ld) {
             return ct_error(CT_ENOTFOUND, "%s: layer count mismatch: the model has %d layers with "
                             "weights to load, the file has fewer (the model's %s has no "
                             "counterpart)", P(ld), ld->n_pairs, l->name);
-        if (!ct__is_backbone_conv(ld->m, p->layer) && file_has_backbone(ld->wf) &&
+        const ct_backbone *bb = ct_model_backbone(ld->m);
+        if (!ct__is_backbone_conv(ld->m, p->layer) && file_has_backbone(ld->wf, bb) &&
             !file_has_head(ld->wf))
             return ct_error(CT_ENOTFOUND, "%s: the model's head layer '%s' is not in the file, "
-                            "which holds the VGG16 backbone only: load only the backbone (scope "
+                            "which holds the %s backbone only: load only the backbone (scope "
                             "'backbone', as `cutune train --weights FILE` does for such a file) "
-                            "so the head keeps its initialisation", P(ld), l->name);
+                            "so the head keeps its initialisation", P(ld), l->name,
+                            bb->keras_name);
         return ct_error(CT_ENOTFOUND, "%s: the model's %slayer '%s' is not in the file%s%s%s",
                         P(ld), ct__is_backbone_conv(ld->m, p->layer) ? "" : "head ", l->name,
                         other[0] ? " (the file's layers with weights that the model lacks: "
@@ -228,6 +229,14 @@ static ct_status check_extra(loader *ld) {
     for (int i = 0; i < ld->wf->n_layers; i++) {
         const ct_weights_layer *fl = &ld->wf->layers[i];
         if (ld->used[i] || fl->n_arrays == 0) continue;
+        /* Another backbone's convolution: the layers that share names would load the wrong
+         * network's weights, whatever the scope. */
+        const ct_backbone *mine = ct_model_backbone(ld->m);
+        const ct_backbone *theirs = ct_backbone_with_layer(fl->name, mine);
+        if (theirs != NULL && ld->o->match == CT_WEIGHTS_MATCH_NAME)
+            return ct_error(CT_EFORMAT, "%s: the file's layer '%s' belongs to %s, and this model "
+                            "is %s: build the model with --backbone %s", P(ld), fl->name,
+                            theirs->keras_name, mine->keras_name, theirs->name);
         if (ld->o->scope == CT_WEIGHTS_SCOPE_BACKBONE || ld->o->allow_extra) continue;
         bool full = file_has_layer(ld->wf, "fc1") && file_has_layer(ld->wf, "fc2") &&
                     file_has_layer(ld->wf, "predictions");

@@ -14,11 +14,14 @@
 
 #define MAX_TOKENS 64
 
+/* Keras's per-class counters for automatic names (dense, dense_1, ...), one per layer kind. */
 typedef struct name_counters {
-    int dense, dropout, flatten, gap, gmp, concat;
+    int of_kind[CT_LAYER_CONCAT + 1];
 } name_counters;
 
-static void auto_name(char *dst, const char *base, int *counter) {
+static void auto_name(char *dst, ct_layer_kind kind, name_counters *nc) {
+    const char *base = ct_layer_kind_get(kind)->keras_snake;
+    int *counter = &nc->of_kind[kind];
     if (*counter == 0)
         snprintf(dst, CT_NAME_MAX, "%s", base);
     else
@@ -68,31 +71,136 @@ static char *trim(char *s) {
     return s;
 }
 
+/* What a token's parser sees: the layer being built, its fields ("dense", "512", "relu"), the
+ * token as written (for messages), whether the main chain's output is still a feature map, and
+ * the aux branch waiting for its concat (-1: none). */
+typedef struct head_token {
+    ct_model *m;
+    ct_layer *l;
+    int idx;
+    char **f;
+    int nf;
+    const char *original;
+    bool spatial;
+    int *pending_aux;
+} head_token;
+
+static ct_status need_flat(const char *what) {
+    return ct_error(CT_EINVAL, "head spec: '%s' needs flat features: put flatten, gap or gmp "
+                    "before it", what);
+}
+
+static ct_status parse_pooling(head_token *t) {
+    if (t->nf != 1)
+        return ct_error(CT_EINVAL, "head spec: '%s' takes no arguments", t->original);
+    if (!t->spatial)
+        return ct_error(CT_EINVAL, "head spec: '%s' needs an image feature map before it, but "
+                        "the features are already flat", t->original);
+    return CT_OK;
+}
+
+static ct_status parse_units(head_token *t, bool aux) {
+    ct_layer *l = t->l;
+    ct_status s;
+    if (t->nf < 2 || t->nf > 3)
+        return ct_error(CT_EINVAL, "head spec: '%s': expected %s", t->original,
+                        aux ? "aux:UNITS" : "dense:UNITS[:ACTIVATION]");
+    if ((s = parse_int(t->f[1], &l->units, t->original)) != CT_OK) return s;
+    l->act = CT_ACT_LINEAR;
+    if (t->nf == 3 && (s = parse_activation(t->f[2], &l->act, t->original)) != CT_OK) return s;
+    return CT_OK;
+}
+
+static ct_status parse_dense(head_token *t) {
+    ct_status s = parse_units(t, false);
+    if (s != CT_OK) return s;
+    if (t->spatial) return need_flat(t->original);
+    return CT_OK;
+}
+
+static ct_status parse_aux(head_token *t) {
+    ct_layer *l = t->l;
+    ct_status s = parse_units(t, true);
+    if (s != CT_OK) return s;
+    if (t->m->cfg.aux_dim <= 0)
+        return ct_error(CT_EINVAL, "head spec: '%s' uses the auxiliary input, but the data has "
+                        "no auxiliary values (aux_dim is 0)", t->original);
+    if (*t->pending_aux >= 0)
+        return ct_error(CT_EINVAL, "head spec: '%s': the previous aux branch was never joined by "
+                        "a concat", t->original);
+    l->src = CT_SRC_AUX;
+    l->in_h = l->in_w = 1;
+    l->in_c = t->m->cfg.aux_dim;
+    *t->pending_aux = t->idx;
+    if (l->act != CT_ACT_LINEAR && l->act != CT_ACT_RELU)
+        return ct_error(CT_EINVAL, "head spec: '%s': an aux branch is linear or relu",
+                        t->original);
+    return CT_OK;
+}
+
+static ct_status parse_dropout(head_token *t) {
+    if (t->nf != 2)
+        return ct_error(CT_EINVAL, "head spec: '%s': expected dropout:RATE", t->original);
+    char *end = NULL;
+    errno = 0;
+    double r = strtod(t->f[1], &end);
+    if (errno != 0 || end == t->f[1] || *end != '\0' || !(r >= 0.0 && r < 1.0))
+        return ct_error(CT_EINVAL, "head spec: '%s': the rate must be a number in [0, 1)",
+                        t->original);
+    t->l->rate = (float)r;
+    if (t->spatial) return need_flat(t->original);
+    return CT_OK;
+}
+
+static ct_status parse_concat(head_token *t) {
+    if (t->nf != 1) return ct_error(CT_EINVAL, "head spec: 'concat' takes no arguments");
+    if (*t->pending_aux < 0)
+        return ct_error(CT_EINVAL, "head spec: 'concat' needs an aux:UNITS branch before it");
+    if (t->spatial) return need_flat("concat");
+    t->l->src2 = *t->pending_aux;
+    *t->pending_aux = -1;
+    return CT_OK;
+}
+
+/* The words of a head spec: which kind each makes and how its arguments are read. */
+static const struct {
+    const char *word;
+    ct_layer_kind kind;
+    ct_status (*parse)(head_token *t);
+} words[] = {
+    {"flatten", CT_LAYER_FLATTEN, parse_pooling}, {"gap", CT_LAYER_GAP, parse_pooling},
+    {"gmp", CT_LAYER_GMP, parse_pooling},         {"dense", CT_LAYER_DENSE, parse_dense},
+    {"aux", CT_LAYER_DENSE, parse_aux},           {"dropout", CT_LAYER_DROPOUT, parse_dropout},
+    {"concat", CT_LAYER_CONCAT, parse_concat},
+};
+
+/* Checks the '@name' part of a token (cut off in place); *given points at it, or is NULL. */
+static ct_status take_given_name(char *tok, const char *original, char **given) {
+    *given = strchr(tok, '@');
+    if (*given == NULL) return CT_OK;
+    *(*given)++ = '\0';
+    if (**given == '\0' || strlen(*given) >= CT_NAME_MAX)
+        return ct_error(CT_EINVAL, "head spec: '%s': the name after '@' must have 1 to %d "
+                        "characters", original, CT_NAME_MAX - 1);
+    for (const char *p = *given; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_')
+            return ct_error(CT_EINVAL, "head spec: '%s': layer names use letters, digits and "
+                            "'_'", original);
+    return CT_OK;
+}
+
 static ct_status parse_token(ct_model *m, ct_layer *l, char *tok, name_counters *nc,
                              int *pending_aux, int idx) {
-    char original[128];
+    char original[128], *given_name;
     snprintf(original, sizeof original, "%s", tok);
-    char *given_name = strchr(tok, '@');
-    if (given_name != NULL) {
-        *given_name++ = '\0';
-        if (*given_name == '\0' || strlen(given_name) >= CT_NAME_MAX)
-            return ct_error(CT_EINVAL, "head spec: '%s': the name after '@' must have 1 to %d "
-                            "characters", original, CT_NAME_MAX - 1);
-        for (const char *p = given_name; *p; p++)
-            if (!isalnum((unsigned char)*p) && *p != '_')
-                return ct_error(CT_EINVAL, "head spec: '%s': layer names use letters, digits "
-                                "and '_'", original);
-    }
+    ct_status s = take_given_name(tok, original, &given_name);
+    if (s != CT_OK) return s;
     char *f[4];
     int nf = split_fields(tok, f);
     /* The main chain's current output: the last layer that is not the aux branch. */
     int cur = idx - 1;
     while (cur >= 0 && m->layers[cur].src == CT_SRC_AUX) cur--;
     const ct_layer *prev = &m->layers[cur];
-    bool spatial = prev->kind == CT_LAYER_CONV || prev->kind == CT_LAYER_MAXPOOL;
-
-    /* Keras names a layer from its class's counter only when no name was given. */
-    const name_counters saved = *nc;
     memset(l, 0, sizeof *l);
     l->src = cur;
     l->src2 = -1;
@@ -101,96 +209,21 @@ static ct_status parse_token(ct_model *m, ct_layer *l, char *tok, name_counters 
     l->in_h = prev->out_h;
     l->in_w = prev->out_w;
     l->in_c = prev->out_c;
-    char *name_dst = l->name;
-    ct_status s;
-
-    if (strcmp(f[0], "flatten") == 0 || strcmp(f[0], "gap") == 0 || strcmp(f[0], "gmp") == 0) {
-        if (nf != 1) return ct_error(CT_EINVAL, "head spec: '%s' takes no arguments", original);
-        if (!spatial)
-            return ct_error(CT_EINVAL, "head spec: '%s' needs an image feature map before it, "
-                            "but the features are already flat", original);
-        if (f[0][0] == 'f') {
-            l->kind = CT_LAYER_FLATTEN;
-            l->out_h = l->out_w = 1;
-            l->out_c = prev->out_h * prev->out_w * prev->out_c;
-            auto_name(name_dst, "flatten", &nc->flatten);
-        } else {
-            l->kind = f[0][1] == 'a' ? CT_LAYER_GAP : CT_LAYER_GMP;
-            l->out_h = l->out_w = 1;
-            l->out_c = prev->out_c;
-            if (l->kind == CT_LAYER_GAP)
-                auto_name(name_dst, "global_average_pooling2d", &nc->gap);
-            else
-                auto_name(name_dst, "global_max_pooling2d", &nc->gmp);
-        }
-    } else if (strcmp(f[0], "dense") == 0 || strcmp(f[0], "aux") == 0) {
-        bool aux = f[0][0] == 'a';
-        if (nf < 2 || nf > 3)
-            return ct_error(CT_EINVAL, "head spec: '%s': expected %s", original,
-                            aux ? "aux:UNITS" : "dense:UNITS[:ACTIVATION]");
-        if ((s = parse_int(f[1], &l->units, original)) != CT_OK) return s;
-        l->act = CT_ACT_LINEAR;
-        if (nf == 3 && (s = parse_activation(f[2], &l->act, original)) != CT_OK) return s;
-        if (aux) {
-            if (m->cfg.aux_dim <= 0)
-                return ct_error(CT_EINVAL, "head spec: '%s' uses the auxiliary input, but the "
-                                "data has no auxiliary values (aux_dim is 0)", original);
-            if (*pending_aux >= 0)
-                return ct_error(CT_EINVAL, "head spec: '%s': the previous aux branch was never "
-                                "joined by a concat", original);
-            l->src = CT_SRC_AUX;
-            l->in_h = l->in_w = 1;
-            l->in_c = m->cfg.aux_dim;
-            *pending_aux = idx;
-        } else if (spatial) {
-            return ct_error(CT_EINVAL, "head spec: '%s' needs flat features: put flatten, gap or "
-                            "gmp before it", original);
-        }
-        l->kind = CT_LAYER_DENSE;
-        l->out_h = l->out_w = 1;
-        l->out_c = l->units;
-        auto_name(name_dst, "dense", &nc->dense);
-    } else if (strcmp(f[0], "dropout") == 0) {
-        if (nf != 2) return ct_error(CT_EINVAL, "head spec: '%s': expected dropout:RATE", original);
-        char *end = NULL;
-        errno = 0;
-        double r = strtod(f[1], &end);
-        if (errno != 0 || end == f[1] || *end != '\0' || !(r >= 0.0 && r < 1.0))
-            return ct_error(CT_EINVAL, "head spec: '%s': the rate must be a number in [0, 1)",
-                            original);
-        l->kind = CT_LAYER_DROPOUT;
-        l->rate = (float)r;
-        l->out_h = prev->out_h;
-        l->out_w = prev->out_w;
-        l->out_c = prev->out_c;
-        if (spatial)
-            return ct_error(CT_EINVAL, "head spec: '%s' needs flat features: put flatten, gap or "
-                            "gmp before it", original);
-        auto_name(name_dst, "dropout", &nc->dropout);
-    } else if (strcmp(f[0], "concat") == 0) {
-        if (nf != 1) return ct_error(CT_EINVAL, "head spec: 'concat' takes no arguments");
-        if (*pending_aux < 0)
-            return ct_error(CT_EINVAL, "head spec: 'concat' needs an aux:UNITS branch before it");
-        if (spatial)
-            return ct_error(CT_EINVAL, "head spec: 'concat' needs flat features: put flatten, gap "
-                            "or gmp before it");
-        l->kind = CT_LAYER_CONCAT;
-        l->src2 = *pending_aux;
-        l->out_h = l->out_w = 1;
-        l->out_c = prev->out_c + m->layers[*pending_aux].out_c;
-        *pending_aux = -1;
-        auto_name(name_dst, "concatenate", &nc->concat);
-    } else {
+    size_t w = 0;
+    while (w < sizeof words / sizeof words[0] && strcmp(words[w].word, f[0]) != 0) w++;
+    if (w == sizeof words / sizeof words[0])
         return ct_error(CT_EINVAL, "head spec: unknown layer '%s' (flatten, gap, gmp, aux:U, "
                         "concat, dense:U[:act], dropout:R, or a preset: iceberg, mri)", original);
-    }
-    if (l->kind == CT_LAYER_DENSE && l->src == CT_SRC_AUX && l->act != CT_ACT_LINEAR &&
-        l->act != CT_ACT_RELU)
-        return ct_error(CT_EINVAL, "head spec: '%s': an aux branch is linear or relu", original);
-    if (given_name != NULL) {
-        *nc = saved;
+    head_token t = {m, l, idx, f, nf, original, ct_layer_kind_get(prev->kind)->spatial,
+                    pending_aux};
+    l->kind = words[w].kind;
+    if ((s = words[w].parse(&t)) != CT_OK) return s;
+    ct_layer_kind_get(l->kind)->shape(m, l);
+    /* Keras names a layer from its class's counter only when no name was given. */
+    if (given_name != NULL)
         snprintf(l->name, CT_NAME_MAX, "%s", given_name);
-    }
+    else
+        auto_name(l->name, l->kind, nc);
     return CT_OK;
 }
 
@@ -220,7 +253,7 @@ ct_status ct_head_build(ct_model *m, const char *spec) {
     ct_layer *grown = realloc(m->layers, (size_t)(m->n_backbone + nt) * sizeof *grown);
     if (grown == NULL) return ct_error(CT_ENOMEM, "cannot allocate the head layers");
     m->layers = grown;
-    name_counters nc = {0};
+    name_counters nc = {{0}};
     int pending_aux = -1;
     for (int i = 0; i < nt; i++) {
         int idx = m->n_backbone + i;

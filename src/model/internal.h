@@ -2,6 +2,8 @@
 #ifndef CUTUNE_MODEL_INTERNAL_H
 #define CUTUNE_MODEL_INTERNAL_H
 
+#include "backbone.h"
+#include "layer.h"
 #include "cutune/model.h"
 #include "cutune/optim.h"
 
@@ -14,12 +16,13 @@ typedef struct ct_tensor_names {
 struct ct_model {
     ct_model_config cfg;
     char head[CT_HEAD_MAX];        /* expanded head spec */
+    const ct_backbone *backbone;   /* the layers before the head (backbones.c) */
     ct_backend *be;
 
     int n_layers;
     ct_layer *layers;              /* (n_layers) */
     ct_tensor_names *names;        /* (n_layers) */
-    int n_backbone;                /* 18: block1_conv1 .. block5_pool */
+    int n_backbone;                /* backbone->n_layers: block1_conv1 .. block5_pool */
     ct_loss_kind loss;
     int n_out;                     /* units of the last dense */
     int first_trainable;
@@ -80,8 +83,5 @@ static inline bool ct_layer_reads_bridge(const ct_model *m, int i) {
     return m->bridge != NULL && i >= m->n_backbone && m->layers[i].src == m->n_backbone - 1;
 }
 
-static inline bool ct_layer_has_params(const ct_layer *l) {
-    return l->kind == CT_LAYER_CONV || l->kind == CT_LAYER_DENSE;
-}
 
 #endif

@@ -33,47 +33,11 @@ static ct_status cast(ct_model *m, void *dst, ct_dtype dt, const void *src, ct_d
     return m->be->ops->cast(m->be->ctx, dst, dt, src, st, count);
 }
 
-static ct_dropout_key dropout_key(const ct_model *m, int layer) {
-    ct_dropout_key k = {m->cfg.seed, (uint32_t)layer, m->last_step};
-    return k;
-}
-
+/* Layer i's forward step, through its kind's row (kinds.c). */
 static ct_status layer_forward(ct_model *m, int i, int n, bool training) {
-    ct_layer *l = &m->layers[i];
-    const ct_backend_ops *ops = m->be->ops;
-    void *ctx = m->be->ctx;
-    const void *x = layer_input(m, i);
-    switch (l->kind) {
-    case CT_LAYER_CONV: {
-        ct_conv_args a = {.n = n, .h = l->in_h, .w = l->in_w, .c = l->in_c, .k = l->units,
-                          .act = l->dtype, .x = x, .wt = l->kernel.data, .b = l->bias.data,
-                          .y = l->out, .relu = true};
-        return ops->conv3x3_forward(ctx, &a);
-    }
-    case CT_LAYER_MAXPOOL:
-        return ops->maxpool_forward(ctx, l->dtype, l->out, x, n, l->in_h, l->in_w, l->in_c);
-    case CT_LAYER_FLATTEN:
-        return CT_OK;
-    case CT_LAYER_GAP:
-    case CT_LAYER_GMP:
-        return ops->global_pool_forward(ctx, l->kind == CT_LAYER_GAP ? CT_GLOBAL_AVG
-                                                                     : CT_GLOBAL_MAX,
-                                        l->out, x, n, l->in_h, l->in_w, l->in_c);
-    case CT_LAYER_DENSE: {
-        ct_dense_args a = {.n = n, .in = l->in_h * l->in_w * l->in_c, .out = l->units, .x = x,
-                           .wt = l->kernel.data, .b = l->bias.data, .y = l->out,
-                           .relu = l->act == CT_ACT_RELU};
-        return ops->dense_forward(ctx, &a);
-    }
-    case CT_LAYER_DROPOUT:
-        /* At rate 0 every element is kept with scale 1: inference is an exact copy. */
-        return ops->dropout_forward(ctx, l->out, x, n, l->out_c, training ? l->rate : 0.0f,
-                                    dropout_key(m, i));
-    case CT_LAYER_CONCAT:
-        return ops->concat_forward(ctx, l->out, x, m->layers[l->src2].out, n,
-                                   m->layers[l->src].out_c, m->layers[l->src2].out_c);
-    }
-    return ct_error(CT_EINVAL, "layer %s has an unknown kind", l->name);
+    ct_layer_step st = {.m = m, .be = m->be, .i = i, .l = &m->layers[i], .n = n,
+                        .x = layer_input(m, i), .training = training};
+    return ct_layer_kind_get(m->layers[i].kind)->forward(&st);
 }
 
 /* Runs layers [from, to). */
@@ -270,65 +234,19 @@ ct_status ct_model_predict(ct_model *m, int n, float *probs_host) {
     return s;
 }
 
+/* Layer i's backward step: the data gradient only when a trainable layer lies below it, the
+ * weight gradients only when it is trainable itself. */
 static ct_status layer_backward(ct_model *m, int i) {
     ct_layer *l = &m->layers[i];
-    const ct_backend_ops *ops = m->be->ops;
-    void *ctx = m->be->ctx;
-    const int n = m->last_n, ft = m->first_trainable;
-    const bool wgrad = ct_layer_has_params(l) && l->trainable;
-    const bool dgrad = l->src >= ft;
-    void *dx = dgrad ? layer_input_grad(m, i) : NULL;
-    const void *x = layer_input(m, i);
-    ct_status s = CT_OK;
-
-    switch (l->kind) {
-    case CT_LAYER_CONV: {
-        ct_conv_args a = {.n = n, .h = l->in_h, .w = l->in_w, .c = l->in_c, .k = l->units,
-                          .act = l->dtype, .x = x, .wt = l->kernel.data, .b = l->bias.data,
-                          .y = l->out, .dy = l->dout, .dx = dx, .dw = l->dkernel.data,
-                          .db = l->dbias.data, .relu = true};
-        s = ops->conv3x3_backward(ctx, &a, dgrad, wgrad);
-        break;
-    }
-    case CT_LAYER_DENSE: {
-        ct_dense_args a = {.n = n, .in = l->in_h * l->in_w * l->in_c, .out = l->units, .x = x,
-                           .wt = l->kernel.data, .b = l->bias.data, .y = l->out, .dy = l->dout,
-                           .dx = dx, .dw = l->dkernel.data, .db = l->dbias.data,
-                           .relu = l->act == CT_ACT_RELU};
-        if (!dgrad && !wgrad) return CT_OK;
-        s = ops->dense_backward(ctx, &a, dgrad, wgrad);
-        break;
-    }
-    case CT_LAYER_MAXPOOL:
-        if (dgrad) s = ops->maxpool_backward(ctx, l->dtype, dx, l->dout, x, l->out, n, l->in_h,
-                                             l->in_w, l->in_c);
-        break;
-    case CT_LAYER_FLATTEN:
-        break; /* its gradient buffer is its input's */
-    case CT_LAYER_GAP:
-    case CT_LAYER_GMP:
-        if (dgrad)
-            s = ops->global_pool_backward(ctx, l->kind == CT_LAYER_GAP ? CT_GLOBAL_AVG
-                                                                       : CT_GLOBAL_MAX,
-                                          dx, l->dout, x, l->out, n, l->in_h, l->in_w, l->in_c);
-        break;
-    case CT_LAYER_DROPOUT:
-        if (dgrad)
-            s = ops->dropout_backward(ctx, dx, l->dout, n, l->out_c,
-                                      m->last_training ? l->rate : 0.0f, dropout_key(m, i));
-        break;
-    case CT_LAYER_CONCAT: {
-        const ct_layer *branch = &m->layers[l->src2];
-        float *db = branch->trainable ? branch->dout : NULL;
-        if (dx != NULL || db != NULL)
-            s = ops->concat_backward(ctx, dx, db, l->dout, n, m->layers[l->src].out_c,
-                                     branch->out_c);
-        break;
-    }
-    }
+    const ct_layer_kind_ops *kind = ct_layer_kind_get(l->kind);
+    const bool wgrad = kind->has_params && l->trainable;
+    const bool dgrad = l->src >= m->first_trainable;
+    ct_layer_step st = {.m = m, .be = m->be, .i = i, .l = l, .n = m->last_n,
+                        .x = layer_input(m, i), .dx = dgrad ? layer_input_grad(m, i) : NULL,
+                        .training = m->last_training, .dgrad = dgrad, .wgrad = wgrad};
+    ct_status s = kind->backward(&st);
     if (s != CT_OK) return s;
-    bool moved_data = dgrad && l->kind != CT_LAYER_FLATTEN;
-    if (moved_data) l->n_dgrad++;
+    if (dgrad && !kind->view) l->n_dgrad++;
     if (wgrad) l->n_wgrad++;
     return CT_OK;
 }

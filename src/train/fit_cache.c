@@ -7,7 +7,8 @@
 #include <string.h>
 
 #include "cutune/rng.h"
-#include "fit_internal.h"
+#include "../core/shuffle.h"
+#include "fit.h"
 
 static void cache_free_data(fit_cache *fc) {
     free(fc->train);
@@ -116,20 +117,11 @@ void fit_cache_begin_epoch(fit_run *r, uint32_t epoch, uint32_t first_batch, boo
     fit_cache *fc = &r->cache;
     fc->training = training;
     size_t n = training ? fc->n_train : fc->n_val;
-    for (size_t i = 0; i < fc->n_train; i++) fc->order[i] = (uint32_t)i;
-    if (training && n > 1) {
-        /* The training loader's own shuffle (ct_loader_begin_epoch_at: Fisher-Yates from the
-         * end, the draw for position i addressed by (epoch, i)), so the cache changes no batch:
-         * a run trains the same with --no-feature-cache, and a resumed run sees the same
-         * batches as one never interrupted. */
-        const uint32_t purpose = (uint32_t)CT_RNG_SHUFFLE << 16;
-        for (size_t i = n - 1; i > 0; i--) {
-            uint32_t w = ct_rng_word(r->c->seed, purpose, epoch, 0, (uint32_t)i);
-            size_t j = (size_t)(((uint64_t)w * (uint64_t)(i + 1)) >> 32);
-            uint32_t t = fc->order[i];
-            fc->order[i] = fc->order[j];
-            fc->order[j] = t;
-        }
+    if (training) {
+        /* The training loader's own permutation (ct_loader_begin_epoch_at), so the cache changes
+         * no batch: a run trains the same with --no-feature-cache, and a resumed run sees the
+         * same batches as one never interrupted. */
+        ct_shuffle_order(fc->order, n, r->c->seed, (uint32_t)CT_RNG_SHUFFLE << 16, epoch);
     }
     fc->pos = (size_t)first_batch * r->c->batch_size;
     fc->epoch = epoch;

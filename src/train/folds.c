@@ -19,7 +19,7 @@
 
 #include "../core/atomic.h"
 #include "cutune/run.h"
-#include "fit_internal.h"
+#include "fit.h"
 
 static bool exists(const char *p) {
     struct stat st;
@@ -409,11 +409,7 @@ ct_status ct_train_folds(const ct_train_config *c, int folds, const char *test,
     ct_train_config fc = *c;
     if (c->strategy == CT_STRATEGY_AUTO) {
         /* Once, on the whole training data, rather than once per fold. */
-        fit_run fr;
-        memset(&fr, 0, sizeof fr);
-        fr.c = c;
-        fr.train = all;
-        if ((s = ct_fit_auto_strategy(&fr, &fc.strategy)) != CT_OK) goto out;
+        if ((s = fit_auto_strategy(c, all, &fc.strategy)) != CT_OK) goto out;
     }
     char subset[128];
     for (int k = 0; k < folds; k++) {

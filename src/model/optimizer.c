@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../model/internal.h"
+#include "internal.h"
 
 void ct_optimizer_defaults(ct_optimizer_config *c, ct_optimizer_kind kind) {
     memset(c, 0, sizeof *c);
@@ -17,12 +17,22 @@ void ct_optimizer_defaults(ct_optimizer_config *c, ct_optimizer_kind kind) {
     c->weight_decay = kind == CT_OPT_ADAMW ? 0.004f : 0.0f;
 }
 
+/* Keras's names, in ct_optimizer_kind order: the one spelling of them. */
+static const char *const optimizer_names[] = {"sgd", "adam", "adamw"};
+
+const char *ct_optimizer_name(ct_optimizer_kind kind) {
+    return (int)kind >= 0 && (size_t)kind < sizeof optimizer_names / sizeof optimizer_names[0]
+               ? optimizer_names[kind]
+               : "?";
+}
+
 ct_status ct_optimizer_parse(const char *name, ct_optimizer_kind *kind) {
-    if (strcmp(name, "sgd") == 0) *kind = CT_OPT_SGD;
-    else if (strcmp(name, "adam") == 0) *kind = CT_OPT_ADAM;
-    else if (strcmp(name, "adamw") == 0) *kind = CT_OPT_ADAMW;
-    else return ct_error(CT_EINVAL, "unknown optimizer '%s' (sgd, adam, adamw)", name);
-    return CT_OK;
+    for (size_t k = 0; k < sizeof optimizer_names / sizeof optimizer_names[0]; k++)
+        if (strcmp(name, optimizer_names[k]) == 0) {
+            *kind = (ct_optimizer_kind)k;
+            return CT_OK;
+        }
+    return ct_error(CT_EINVAL, "unknown optimizer '%s' (sgd, adam, adamw)", name);
 }
 
 static ct_status check_optimizer(const ct_optimizer_config *c) {

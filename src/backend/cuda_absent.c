@@ -27,10 +27,15 @@ ct_status ct_cuda_memory_used(int device, size_t *used, size_t *total) {
     return ct_error(CT_ENODEV, "%s", reason);
 }
 
-ct_status ct_backend_cuda_init(ct_backend *be, int device) {
+ct_status ct_backend_cuda_open(ct_backend *be, int device, const ct_backend_options *o) {
     (void)be;
     (void)device;
+    (void)o;
     return ct_error(CT_ENODEV, "%s", reason);
+}
+
+ct_status ct_backend_cuda_init(ct_backend *be, int device) {
+    return ct_backend_cuda_open(be, device, NULL);
 }
 
 ct_status ct_cuda_backend_device(const struct ct_backend *be, ct_device_info *info) {

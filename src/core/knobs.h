@@ -1,0 +1,61 @@
+/* Every CUTUNE_* environment variable cutune reads is read here and nowhere else (SQLite keeps
+ * its test seams in one place the same way). Two kinds:
+ *
+ *   settings a user may give the environment instead of a flag
+ *     CUTUNE_WEIGHTS=FILE|DIR        where --weights imagenet looks first (io/resolve.c)
+ *     CUTUNE_PRECISION=tf32|fp32|bf16  the CUDA backend's arithmetic when no --precision is given
+ *     CUTUNE_DETERMINISTIC=1         deterministic cuDNN algorithms only (--deterministic)
+ *     CUTUNE_WORKSPACE_MB=N          the most workspace a convolution algorithm may need (1024)
+ *     CUTUNE_CONV_LOG=1              print each convolution shape's chosen algorithms
+ *     CUTUNE_H5_PROBE_S=SECONDS      the time limit of the damaged-file probe (60)
+ *   seams for tests and benchmarks, which force what is otherwise decided by timing or by
+ *   the machine
+ *     CUTUNE_STOP_AFTER_STEPS=N      ct_train stops as if interrupted after N steps
+ *     CUTUNE_CONV_LAYOUT=nchw|nhwc   fp32 convolutions through NCHW copies, or never
+ *     CUTUNE_CONV_PAD=always|never   narrow first-layer inputs zero-padded, or never
+ *     CUTUNE_CPU_LAZY_STAGING=1      the CPU backend copies staged batches when acquired
+ *     CUTUNE_H5_PROBE=0              no child-process probe of HDF5 files
+ *
+ * Each is read when it is needed (a backend starting, a run starting, a shape being tuned), so
+ * a test may set it just before. Values are checked; a bad one is an error that names it. */
+#ifndef CUTUNE_CORE_KNOBS_H
+#define CUTUNE_CORE_KNOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cutune/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CUTUNE_WEIGHTS, or NULL when unset or empty. */
+const char *ct_knob_weights(void);
+
+/* CUTUNE_PRECISION: tf32, fp32 or bf16; NULL when unset or empty. */
+ct_status ct_knob_precision(const char **out);
+bool ct_knob_deterministic(void);
+/* CUTUNE_WORKSPACE_MB in bytes; `fallback` when unset. */
+ct_status ct_knob_workspace(size_t fallback, size_t *bytes);
+bool ct_knob_conv_log(void);
+
+/* CUTUNE_CONV_LAYOUT and CUTUNE_CONV_PAD: +1 forced on (nchw, always), 0 forced off (nhwc,
+ * never), -1 not forced. */
+int ct_knob_conv_layout(void);
+int ct_knob_conv_pad(void);
+
+bool ct_knob_cpu_lazy_staging(void);
+
+/* CUTUNE_H5_PROBE (false only for "0") and CUTUNE_H5_PROBE_S (seconds; `fallback` unless a
+ * positive number). */
+bool ct_knob_h5_probe(void);
+double ct_knob_h5_probe_seconds(double fallback);
+
+/* CUTUNE_STOP_AFTER_STEPS: 0 when unset; CT_EINVAL for anything but a whole number >= 1. */
+ct_status ct_knob_stop_after_steps(long *steps);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
