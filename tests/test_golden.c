@@ -1,10 +1,12 @@
-/* VGG16 + head against an independent PyTorch implementation (tests/reference/vgg16_golden.py).
+/* VGG16 and VGG19 + head against an independent PyTorch implementation
+ * (tests/reference/vgg16_golden.py).
  *
  * Both sides compute the same parameters, inputs and dropout masks from Philox4x32-10, run one
  * training step (forward in training mode at step 7, loss, backward) and compare samples of
  * every layer's activation, output gradient, and kernel and bias gradients, plus the loss,
- * logits and probabilities. Two configurations: the seed iceberg head (48x48 + incidence angle,
- * global max pool, two dropouts, sigmoid) and the seed MRI head (80x80, flatten, softmax).
+ * logits and probabilities. Three configurations: the seed iceberg head (48x48 + incidence
+ * angle, global max pool, two dropouts, sigmoid), the seed MRI head (80x80, flatten, softmax),
+ * and the MRI head on VGG19 (40x40).
  *
  * Tolerance. The fixture's values come from a float64 run of the reference, and for each array
  * it also records err32: how far PyTorch's own float32 run lands from those values
@@ -103,13 +105,13 @@ static void fill_params(golden_run *r, const ct_layer *l, int index) {
     free(b);
 }
 
-static void run_golden(const char *fixture, int hw, const char *head, int aux_dim,
-                       const float *labels, int n_out) {
+static void run_golden(const char *fixture, const char *backbone, int hw, const char *head,
+                       int aux_dim, const float *labels, int n_out) {
     golden_run r = {0};
     cr_assert_eq(tu_golden_load(&r.g, tu_fixture(fixture)), 0);
     cr_assert_eq(ct_backend_cpu_init(&r.be, 0), CT_OK);
-    ct_model_config cfg = {.input_h = hw, .input_w = hw, .input_c = 3, .aux_dim = aux_dim,
-                           .max_batch = 2, .head = head, .seed = SEED};
+    ct_model_config cfg = {.backbone = backbone, .input_h = hw, .input_w = hw, .input_c = 3,
+                           .aux_dim = aux_dim, .max_batch = 2, .head = head, .seed = SEED};
     ct_status s = ct_model_init(&r.m, &cfg, &r.be);
     cr_assert_eq(s, CT_OK, "%s", ct_last_error());
     cr_assert_eq(ct_model_num_outputs(r.m), n_out);
@@ -176,10 +178,16 @@ static void run_golden(const char *fixture, int hw, const char *head, int aux_di
 
 Test(golden, iceberg_head_48x48, .timeout = 300) {
     const float labels[2] = {1.0f, 0.0f};
-    run_golden("golden_iceberg_48.txt", 48, "iceberg", 1, labels, 1);
+    run_golden("golden_iceberg_48.txt", "vgg16", 48, "iceberg", 1, labels, 1);
 }
 
 Test(golden, mri_head_80x80, .timeout = 300) {
     const float labels[4] = {0.0f, 1.0f, 1.0f, 0.0f};
-    run_golden("golden_mri_80.txt", 80, "mri", 0, labels, 2);
+    run_golden("golden_mri_80.txt", "vgg16", 80, "mri", 0, labels, 2);
+}
+
+/* VGG19's 16 convolutions: the same checks at 40x40, where block5_pool is 1x1. */
+Test(golden, vgg19_mri_head_40x40, .timeout = 300) {
+    const float labels[4] = {0.0f, 1.0f, 1.0f, 0.0f};
+    run_golden("golden_vgg19_mri_40.txt", "vgg19", 40, "mri", 0, labels, 2);
 }

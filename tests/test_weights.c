@@ -137,6 +137,43 @@ static void check_head(ct_model *m, const char *const *names, int n, int L0) {
 
 /* ---- reading every layout ---- */
 
+/* VGG19's official notop file (16 convolutions) fills a VGG19 model, and a VGG16 model refuses
+ * it with the flag that fixes it instead of loading 13 of its layers by name. */
+Test(weights, official_vgg19_notop) {
+    ct_weights_file *wf = NULL;
+    cr_assert_eq(ct_weights_inspect(fx("keras1_vgg19_notop.h5"), &wf), CT_OK, "%s",
+                 ct_last_error());
+    cr_assert_eq(wf->format, CT_WEIGHTS_KERAS1);
+    cr_assert_eq(wf->n_params, 20024384); /* keras.applications.VGG19(include_top=False) */
+    cr_assert_eq(wf->n_layers, 22);       /* input_1, 16 convs, 5 pools */
+    ct_weights_file_free(wf);
+
+    ct_model_config cfg = {.backbone = "vgg19", .input_h = 40, .input_w = 40, .input_c = 3,
+                           .max_batch = 2, .head = "mri", .seed = 1};
+    ct_model *m = NULL;
+    cr_assert_eq(ct_model_init(&m, &cfg, &be), CT_OK, "%s", ct_last_error());
+    ct_weights_load_opts o = opts(CT_WEIGHTS_MATCH_NAME, CT_WEIGHTS_SCOPE_BACKBONE);
+    ct_weights_report rep;
+    cr_assert_eq(ct_weights_load(m, fx("keras1_vgg19_notop.h5"), &o, &rep), CT_OK, "%s",
+                 ct_last_error());
+    cr_assert_eq(rep.n_loaded, 16);
+    cr_assert_eq(rep.n_params_loaded, 20024384);
+    int L = 0;
+    for (int i = 0; i < ct_model_num_layers(m); i++) {
+        const ct_layer *l = ct_model_layer(m, i);
+        if (l->kind == CT_LAYER_CONV) check_layer(l, ++L, true);
+    }
+    cr_assert_eq(L, 16);
+    ct_model_free(m);
+
+    m = make(64, "mri", 0, 1); /* VGG16 */
+    cr_assert_eq(ct_weights_load(m, fx("keras1_vgg19_notop.h5"), &o, &rep), CT_EFORMAT);
+    cr_assert(strstr(ct_last_error(), "'block3_conv4' belongs to VGG19, and this model is VGG16: "
+                                      "build the model with --backbone vgg19") != NULL,
+              "%s", ct_last_error());
+    ct_model_free(m);
+}
+
 Test(weights, official_notop_fixed_and_vlen_strings) {
     const char *files[2] = {"keras1_notop_fixed.h5", "keras1_notop_vlen.h5"};
     for (int f = 0; f < 2; f++) {

@@ -203,6 +203,15 @@ Test(weights_cli, fetch_checks_md5_and_never_leaves_a_bad_file) {
     cr_expect_eq(rc, 0, "%s", tu_out);
     cr_expect(strstr(tu_out, "already") != NULL, "%s", tu_out);
 
+    /* --backbone vgg19 asks for VGG19's file and checks VGG19's sum (Keras's source). */
+    snprintf(cmd, sizeof cmd, "cp '%s/%s' '%s/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5' "
+             "&& CUTUNE_FETCH_URL='file://%s/' sh '%s' --backbone vgg19 --dir '%s/v19'", src,
+             CT_IMAGENET_NOTOP, src, src, fetch_script(), dst);
+    cr_expect_eq(tu_sh(cmd), 1, "%s", tu_out);
+    cr_expect(strstr(tu_out, "MD5 mismatch for vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5: "
+                             "expected 253f8cb515780f3b799900260a226db6") != NULL, "%s", tu_out);
+    snprintf(cmd, sizeof cmd, "sh '%s' --backbone vgg13", fetch_script());
+    cr_expect_eq(tu_sh(cmd), 2, "%s", tu_out);
     snprintf(cmd, sizeof cmd, "sh '%s' --bogus", fetch_script());
     cr_expect_eq(tu_sh(cmd), 2, "%s", tu_out);
     snprintf(cmd, sizeof cmd, "sh '%s' --help", fetch_script());

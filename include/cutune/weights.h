@@ -25,6 +25,7 @@
 #define CUTUNE_WEIGHTS_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -184,6 +185,7 @@ ct_status ct_weights_save(ct_model *m, const char *path, const ct_weights_save_o
 
 /* cutune's root attributes, beside the model configuration. */
 typedef struct ct_saved_config {
+    char backbone[32];             /* "vgg16", "vgg19" */
     char head[CT_CONFIG_HEAD_MAX]; /* expanded head spec */
     char preprocessing[512];       /* ct_standardize_format's text: "caffe", "none;..." */
     char cutune_version[32];
@@ -191,11 +193,15 @@ typedef struct ct_saved_config {
     char **class_names;            /* (n_classes), owned: ct_saved_config_free */
 } ct_saved_config;
 
-/* Reads the configuration of a file written by cutune: fills cfg->input_h, input_w, input_c,
- * aux_dim and head (pointing into extra->head, which must outlive cfg's use); max_batch and seed
- * keep the caller's values. CT_ENOTFOUND when the file holds weights only (not from cutune). */
+/* Reads the configuration of a file written by cutune: fills cfg->backbone, input_h, input_w,
+ * input_c, aux_dim and head (pointing into `extra`, which must outlive cfg's use); max_batch and
+ * seed keep the caller's values. CT_ENOTFOUND when the file holds weights only (not from cutune). */
 ct_status ct_weights_read_config(const char *path, ct_model_config *cfg, ct_saved_config *extra);
 void ct_saved_config_free(ct_saved_config *c);
+
+/* Prints the Python code that builds the Keras model matching a file written by cutune (its
+ * layers named as in the file) and loads the file with model.load_weights (export-keras). */
+ct_status ct_weights_keras_code(const char *path, FILE *out);
 
 /* ---- checkpoints ---- */
 

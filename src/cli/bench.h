@@ -12,6 +12,7 @@
 
 typedef struct bench_opts {
     const char *device, *head, *freeze_to;
+    const char *backbone;     /* NULL: vgg16 */
     const char *precision;    /* NULL: the backend's default (tf32 on cuda, fp32 on cpu) */
     const char *sweep_freeze; /* comma-separated depths for --sweep */
     const char *sweep_batch;  /* comma-separated batch sizes for --sweep */

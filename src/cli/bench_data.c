@@ -92,7 +92,7 @@ int bench_data(const char *cmd, const bench_opts *o) {
     int mh, mw, mc;
     const bool in_memory = ct_dataset_in_memory(d.ds, &mh, &mw, &mc);
     const int aux_dim = ct_dataset_aux_dim(d.ds);
-    ct_model_config mcfg = {.input_h = in_memory ? mh : (int)o->size,
+    ct_model_config mcfg = {.backbone = o->backbone, .input_h = in_memory ? mh : (int)o->size,
                             .input_w = in_memory ? mw : (int)o->size,
                             .input_c = 3,
                             .aux_dim = aux_dim,
@@ -131,7 +131,7 @@ int bench_data(const char *cmd, const bench_opts *o) {
         goto fail;
     ct_loader_shape(d.loader, &H, &W, &C, &K);
     if (C != 3) {
-        s = ct_error(CT_EINVAL, "%s: images have %d channels; VGG16 takes 3", o->data, C);
+        s = ct_error(CT_EINVAL, "%s: images have %d channels; the backbone takes 3", o->data, C);
         goto fail;
     }
     d.labels = malloc((size_t)o->batch * (outputs == 1 ? 1 : (size_t)K) * sizeof(float));

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../model/backbone.h"
 #include "cli.h"
 #include "cutune/run.h"
 
@@ -13,7 +14,7 @@
 static const char usage[] =
     "usage: cutune advise --data DIR|train.json [flags]\n"
     "\n"
-    "Counts the images per class, probes how well frozen features of the pretrained VGG16\n"
+    "Counts the images per class, probes how well frozen features of the pretrained backbone\n"
     "separate the classes (global average pooled block3_pool, block4_pool and block5_pool\n"
     "outputs, multinomial logistic regression, k-fold cross-validated against the majority\n"
     "class), and recommends from the seed table (dataset size x similarity to ImageNet) how\n"
@@ -22,6 +23,7 @@ static const char usage[] =
     "and the advice uses the dataset size alone.\n"
     "\n"
     "  --data PATH           class folders (data/<class>/...) or iceberg train.json\n"
+    "  --backbone NAME       vgg16 (default) or vgg19\n"
     "  --weights SPEC        imagenet (default), none, or a .h5 file whose backbone to probe\n"
     "  --input-size N        probe at N x N and train at it (default: probe at "
     STR(CT_ADVISE_CPU_INPUT) " on the CPU,\n"
@@ -47,6 +49,7 @@ int cmd_advise(int argc, char **argv) {
                *threads = NULL, *na = NULL, *skip = NULL, *weights = NULL, *device = NULL;
     cli_flag flags[] = {
         {"data", true, &c.data},       {"weights", true, &weights}, {"input-size", true, &input},
+        {"backbone", true, &c.backbone},
         {"samples", true, &samples},   {"cv", true, &cv},           {"batch-size", true, &batch},
         {"seed", true, &seed},         {"device", true, &device},   {"threads", true, &threads},
         {"na-policy", true, &na},      {"skip-bad", false, &skip},  {"out", true, &c.out_dir},
@@ -60,6 +63,11 @@ int cmd_advise(int argc, char **argv) {
             return CLI_EXIT_USAGE;
         }
         c.weights = weights;
+    }
+    const ct_backbone *bb;
+    if (ct_backbone_lookup(c.backbone, &bb) != CT_OK) {
+        fprintf(stderr, "cutune advise: --backbone: %s\n", ct_last_error());
+        return CLI_EXIT_USAGE;
     }
     if (device != NULL) c.device = device;
     if (input != NULL) {

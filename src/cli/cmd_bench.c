@@ -1,4 +1,4 @@
-/* `cutune bench`: VGG16 forward + backward + SGD update, timed.
+/* `cutune bench`: the backbone's forward + backward + SGD update, timed.
  *
  * Three modes. By default one configuration runs on generated data and every step's loss and
  * throughput are printed, then the median. --sweep runs every freeze depth of --sweep-freeze
@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../model/backbone.h"
 #include "bench.h"
 #include "cli.h"
 #include "cutune/backend.h"
@@ -133,7 +134,7 @@ static ct_status print_profile(ct_model *m, int n, double *pf, double *pb, doubl
 static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *precision,
                               const char *freeze_to, int batch, bool verbose, bench_result *r) {
     const bool iceberg = strstr(o->head, "aux") != NULL || strcmp(o->head, "iceberg") == 0;
-    ct_model_config cfg = {.input_h = (int)o->size, .input_w = (int)o->size, .input_c = 3,
+    ct_model_config cfg = {.backbone = o->backbone, .input_h = (int)o->size, .input_w = (int)o->size, .input_c = 3,
                            .aux_dim = iceberg ? 1 : 0, .max_batch = batch, .head = o->head,
                            .seed = (uint64_t)o->seed};
     ct_model *m = NULL;
@@ -182,8 +183,8 @@ static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *p
         ct_model_memory mem;
         ct_model_memory_get(m, &mem);
         const ct_layer *ft = ct_model_layer(m, ct_model_first_trainable(m));
-        printf("cutune bench: VGG16 %ldx%ld, head '%s', batch %d, backend %s, precision %s, "
-               "input %s\n", o->size, o->size, ct_model_head_spec(m), n, be->ops->name, precision,
+        printf("cutune bench: %s %ldx%ld, head '%s', batch %d, backend %s, precision %s, "
+               "input %s\n", ct_model_backbone(m)->keras_name, o->size, o->size, ct_model_head_spec(m), n, be->ops->name, precision,
                input_words(o));
         printf("parameters %zu (trainable %zu), lowest trainable layer %s\n", n_params, n_train,
                ft != NULL ? ft->name : "(none)");
@@ -351,9 +352,9 @@ static int run_sweep(const char *cmd, const bench_opts *o) {
             fprintf(stderr, "cutune %s: frozen %s, batch %ld: %.1f img/s\n", cmd, depths[d],
                     batches[b], ips);
         }
-    printf("\n### cutune bench --sweep: %s (%s), VGG16 %ldx%ld, head '%s', %ld timed steps after "
-           "%ld warm-up, input %s\n\n",
-           device_name, backend_name, o->size, o->size, o->head, o->steps, o->warmup,
+    printf("\n### cutune bench --sweep: %s (%s), %s %ldx%ld, head '%s', %ld timed steps "
+           "after %ld warm-up, input %s\n\n",
+           device_name, backend_name, o->backbone != NULL ? o->backbone : "vgg16", o->size, o->size, o->head, o->steps, o->warmup,
            input_words(o));
     printf("| impl | precision | frozen | batch | img/s | TFLOP/s | ms/step | device GiB |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
@@ -365,7 +366,8 @@ static int run_sweep(const char *cmd, const bench_opts *o) {
 /* ---- flags ------------------------------------------------------------------------------- */
 
 static const char bench_usage[] =
-    "usage: cutune bench [--device cpu|cuda|auto] [--input-size N] [--batch-size N]\n"
+    "usage: cutune bench [--device cpu|cuda|auto] [--backbone vgg16|vgg19] [--input-size N]\n"
+    "                    [--batch-size N]\n"
     "                    [--steps N] [--warmup N] [--head SPEC] [--freeze-to LAYER]\n"
     "                    [--seed N] [--threads N] [--precision fp32|tf32|bf16]\n"
     "                    [--sweep [--sweep-freeze LIST] [--sweep-batch LIST]]\n"
@@ -373,9 +375,9 @@ static const char bench_usage[] =
     "                     [--workers N] [--no-cache]] [--profile]\n"
     "                    [--input device|host]\n"
     "\n"
-    "Times VGG16 forward + backward + SGD update on generated data and prints the loss and\n"
-    "img/s of each step, then the median. Defaults: --device auto --input-size 64\n"
-    "--batch-size 8 --steps 5 --warmup 1 --head mri --seed 1.\n"
+    "Times the backbone's forward + backward + SGD update on generated data and prints the\n"
+    "loss and img/s of each step, then the median. Defaults: --device auto --backbone vgg16\n"
+    "--input-size 64 --batch-size 8 --steps 5 --warmup 1 --head mri --seed 1.\n"
     "\n"
     "--precision  the CUDA backend's arithmetic: tf32 (its default), fp32, or bf16 (mixed\n"
     "             precision: the backbone's activations in bf16 on bf16 tensor cores,\n"
@@ -407,6 +409,7 @@ static int parse_bench(const char *cmd, int argc, char **argv, bench_opts *o) {
                *profile = NULL;
     cli_flag flags[] = {
         {"device", true, &o->device},
+        {"backbone", true, &o->backbone},
         {"input-size", true, &size},
         {"batch-size", true, &batch},
         {"steps", true, &steps},

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../model/backbone.h"
 #include "cli.h"
 #include "cutune/backend.h"
 #include "cutune/model.h"
@@ -100,8 +101,8 @@ static void print_config(const char *path) {
         printf("cutune configuration: unreadable: %s\n", ct_last_error());
         return;
     }
-    printf("written by cutune %s: head '%s', input %dx%dx%d, aux_dim %d, preprocessing %s\n",
-           extra.cutune_version, extra.head, cfg.input_h, cfg.input_w, cfg.input_c, cfg.aux_dim,
+    printf("written by cutune %s: backbone %s, head '%s', input %dx%dx%d, aux_dim %d, "
+           "preprocessing %s\n", extra.cutune_version, extra.backbone, extra.head, cfg.input_h, cfg.input_w, cfg.input_c, cfg.aux_dim,
            extra.preprocessing);
     if (extra.n_classes > 0) {
         printf("classes:");
@@ -115,8 +116,8 @@ static void print_config(const char *path) {
  * backbone fits. */
 static bool print_fit(const char *cmd, const char *path, ct_model *m, ct_weights_match match) {
     const ct_model_config *c = ct_model_get_config(m);
-    printf("model: VGG16 %dx%d, head '%s', aux_dim %d\n", c->input_h, c->input_w,
-           ct_model_head_spec(m), c->aux_dim);
+    printf("model: %s %dx%d, head '%s', aux_dim %d\n", ct_model_backbone(m)->keras_name,
+           c->input_h, c->input_w, ct_model_head_spec(m), c->aux_dim);
     ct_weights_load_opts o;
     ct_weights_load_defaults(&o);
     o.match = match;
@@ -151,16 +152,17 @@ static bool print_fit(const char *cmd, const char *path, ct_model *m, ct_weights
 }
 
 static const char inspect_usage[] =
-    "usage: cutune inspect FILE [--input-size N] [--head SPEC] [--aux-dim N] [--match name|order]\n"
+    "usage: cutune inspect FILE [--backbone vgg16|vgg19] [--input-size N] [--head SPEC]\n"
+    "                      [--aux-dim N] [--match name|order]\n"
     "\n"
-    "Describes a weights file: its layout (official Keras VGG16 file, legacy save_weights .h5,\n"
-    "whole-model .h5, Keras 3 .weights.h5, cutune output or checkpoint), every layer's arrays\n"
-    "with shapes and dtypes as stored, and the parameter count. Given a model (--head,\n"
-    "--input-size, --aux-dim), or for a file written by cutune, it also says whether the file\n"
-    "fits the model's backbone and the whole model, and what would keep its initialisation.\n"
-    "Exits 1 when the file cannot be read or its backbone does not fit the model.\n"
-    "Defaults: --input-size 224 (or the file's), --aux-dim 1 for heads with aux:, else 0,\n"
-    "--match name.\n";
+    "Describes a weights file: its layout (official Keras VGG16/VGG19 file, legacy\n"
+    "save_weights .h5, whole-model .h5, Keras 3 .weights.h5, cutune output or checkpoint),\n"
+    "every layer's arrays with shapes and dtypes as stored, and the parameter count. Given a\n"
+    "model (--backbone, --head, --input-size, --aux-dim), or for a file written by cutune, it\n"
+    "also says whether the file fits the model's backbone and the whole model, and what would\n"
+    "keep its initialisation. Exits 1 when the file cannot be read or its backbone does not\n"
+    "fit the model. Defaults: --backbone vgg16 and --input-size 224 (or the file's), --aux-dim\n"
+    "1 for heads with aux:, else 0, --match name.\n";
 
 int cmd_inspect(int argc, char **argv) {
     const char *cmd = "inspect";
@@ -168,13 +170,17 @@ int cmd_inspect(int argc, char **argv) {
         fputs(inspect_usage, stdout);
         return 0;
     }
-    const char *file, *size = NULL, *head = NULL, *aux = NULL, *match = NULL;
+    const char *file, *size = NULL, *head = NULL, *aux = NULL, *match = NULL, *backbone = NULL;
     if (!take_file(cmd, &argc, argv, &file)) return CLI_EXIT_USAGE;
-    cli_flag flags[] = {{"input-size", true, &size},
-                        {"head", true, &head},
-                        {"aux-dim", true, &aux},
-                        {"match", true, &match}};
-    if (!cli_parse(cmd, argc, argv, flags, 4)) return CLI_EXIT_USAGE;
+    cli_flag flags[] = {{"input-size", true, &size}, {"head", true, &head},
+                        {"aux-dim", true, &aux},     {"match", true, &match},
+                        {"backbone", true, &backbone}};
+    if (!cli_parse(cmd, argc, argv, flags, 5)) return CLI_EXIT_USAGE;
+    const ct_backbone *bb;
+    if (backbone != NULL && ct_backbone_lookup(backbone, &bb) != CT_OK) {
+        fprintf(stderr, "cutune %s: --backbone: %s\n", cmd, ct_last_error());
+        return CLI_EXIT_USAGE;
+    }
     long n_size = 224, n_aux = -1;
     if (size != NULL && !cli_int(cmd, "input-size", size, 1, 4096, &n_size)) return CLI_EXIT_USAGE;
     if (aux != NULL && !cli_int(cmd, "aux-dim", aux, 0, 4096, &n_aux)) return CLI_EXIT_USAGE;
@@ -201,11 +207,12 @@ int cmd_inspect(int argc, char **argv) {
     ct_model_config cfg = {.input_h = (int)n_size, .input_w = (int)n_size, .input_c = 3,
                            .max_batch = 1, .seed = 1};
     ct_saved_config extra = {0};
-    bool check = size != NULL || head != NULL || aux != NULL;
+    bool check = size != NULL || head != NULL || aux != NULL || backbone != NULL;
     if (has_config && ct_weights_read_config(file, &cfg, &extra) == CT_OK) {
         check = true;
         if (size != NULL) cfg.input_h = cfg.input_w = (int)n_size;
     }
+    if (backbone != NULL) cfg.backbone = backbone;
     if (head != NULL) cfg.head = head;
     if (cfg.head == NULL) cfg.head = "gap,dense:2:softmax"; /* the backbone is what matters */
     if (n_aux >= 0) cfg.aux_dim = (int)n_aux;
@@ -227,88 +234,6 @@ int cmd_inspect(int argc, char **argv) {
 
 /* ---- export-keras ---- */
 
-static void py_string(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') putchar('\\');
-        putchar(*s);
-    }
-    putchar('"');
-}
-
-static const char *act_name(ct_activation a) {
-    switch (a) {
-    case CT_ACT_RELU: return "relu";
-    case CT_ACT_SIGMOID: return "sigmoid";
-    case CT_ACT_SOFTMAX: return "softmax";
-    default: return "linear";
-    }
-}
-
-static void print_keras(ct_model *m, const char *path, const ct_saved_config *extra) {
-    const ct_model_config *c = ct_model_get_config(m);
-    const int n = ct_model_num_layers(m);
-    bool uses_aux = false;
-    for (int i = 0; i < n; i++) uses_aux |= ct_model_layer(m, i)->src == CT_SRC_AUX;
-    printf("# Keras model for the weights in %s, written by cutune %s.\n", path,
-           extra->cutune_version);
-    printf("# Rebuilds cutune's model with the same layer names, so that Keras's load_weights\n"
-           "# reads the file (legacy HDF5 layout) by order, or with by_name=True.\n");
-    printf("# Head '%s'. Inputs: %dx%dx3 images preprocessed the '%s' way%s", extra->head,
-           c->input_h, c->input_w, extra->preprocessing,
-           strcmp(extra->preprocessing, "caffe") == 0
-               ? " (keras.applications.vgg16.preprocess_input)" : "");
-    if (uses_aux) printf(", and %d auxiliary value%s per sample", c->aux_dim, c->aux_dim == 1 ? "" : "s");
-    printf(".\n");
-    if (extra->n_classes > 0) {
-        printf("# Classes:");
-        for (int i = 0; i < extra->n_classes; i++) printf(" %d=%s", i, extra->class_names[i]);
-        printf("\n");
-    }
-    size_t len = strlen(path);
-    if (!(len > 3 && strcmp(path + len - 3, ".h5") == 0) &&
-        !(len > 5 && strcmp(path + len - 5, ".hdf5") == 0))
-        printf("# Keras reads the legacy layout only from names ending in .h5 or .hdf5: copy the "
-               "file to such a name first.\n");
-    printf("import keras\nfrom keras import layers\n\n\ndef build_model():\n");
-    printf("    image = keras.Input(shape=(%d, %d, 3), name=\"" "input_image" "\")\n", c->input_h,
-           c->input_w);
-    if (uses_aux) printf("    aux = keras.Input(shape=(%d,), name=\"input_aux\")\n", c->aux_dim);
-    const char *x = "image";
-    for (int i = 0; i < n; i++) {
-        const ct_layer *l = ct_model_layer(m, i);
-        const char *out = l->src == CT_SRC_AUX ? "a" : "x";
-        const char *in = l->src == CT_SRC_AUX ? "aux" : x;
-        printf("    %s = ", out);
-        switch (l->kind) {
-        case CT_LAYER_CONV:
-            printf("layers.Conv2D(%d, (3, 3), activation=\"relu\", padding=\"same\", name=",
-                   l->units);
-            break;
-        case CT_LAYER_MAXPOOL: printf("layers.MaxPooling2D((2, 2), strides=(2, 2), name="); break;
-        case CT_LAYER_FLATTEN: printf("layers.Flatten(name="); break;
-        case CT_LAYER_GAP: printf("layers.GlobalAveragePooling2D(name="); break;
-        case CT_LAYER_GMP: printf("layers.GlobalMaxPooling2D(name="); break;
-        case CT_LAYER_DENSE:
-            printf("layers.Dense(%d, activation=\"%s\", name=", l->units, act_name(l->act));
-            break;
-        case CT_LAYER_DROPOUT: printf("layers.Dropout(%g, name=", (double)l->rate); break;
-        case CT_LAYER_CONCAT: printf("layers.Concatenate(name="); break;
-        }
-        py_string(l->name);
-        if (l->kind == CT_LAYER_CONCAT) printf(")([x, a])\n");
-        else printf(")(%s)\n", in);
-        if (l->src != CT_SRC_AUX) x = "x";
-    }
-    if (uses_aux) printf("    return keras.Model([image, aux], x, name=\"cutune_vgg16\")\n");
-    else printf("    return keras.Model(image, x, name=\"cutune_vgg16\")\n");
-    printf("\n\nmodel = build_model()\nmodel.load_weights(");
-    py_string(path);
-    printf(")\n");
-    printf("# model.predict(%s) gives the same probabilities as cutune.\n",
-           uses_aux ? "[images, aux]" : "images");
-}
-
 static const char export_usage[] =
     "usage: cutune export-keras FILE\n"
     "\n"
@@ -325,19 +250,6 @@ int cmd_export_keras(int argc, char **argv) {
     const char *file;
     if (!take_file(cmd, &argc, argv, &file)) return CLI_EXIT_USAGE;
     if (!cli_parse(cmd, argc, argv, NULL, 0)) return CLI_EXIT_USAGE;
-    ct_model_config cfg = {.max_batch = 1, .seed = 1};
-    ct_saved_config extra;
-    ct_status s = ct_weights_read_config(file, &cfg, &extra);
-    if (s != CT_OK) return cli_fail(cmd, s);
-    ct_backend be = {0};
-    ct_model *m = NULL;
-    int rc = 0;
-    if ((s = ct_backend_cpu_init(&be, 1)) != CT_OK || (s = ct_model_init(&m, &cfg, &be)) != CT_OK)
-        rc = cli_fail(cmd, s);
-    else
-        print_keras(m, file, &extra);
-    ct_model_free(m);
-    ct_backend_free(&be);
-    ct_saved_config_free(&extra);
-    return rc;
+    ct_status s = ct_weights_keras_code(file, stdout);
+    return s == CT_OK ? 0 : cli_fail(cmd, s);
 }

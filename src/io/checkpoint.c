@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cutune/optim.h"
+#include "../model/backbone.h"
 #include "../model/layer.h"
 #include "io.h"
 
@@ -201,9 +202,13 @@ static ct_status read_state(hid_t g, const char *where, ct_checkpoint_state *st)
 /* The checkpoint must be for this model: same configuration, same trainable layers. */
 static ct_status check_model(ct_model *m, hid_t file, hid_t g, const char *path) {
     const ct_model_config *c = ct_model_get_config(m);
-    char head[CT_CONFIG_HEAD_MAX];
+    char head[CT_CONFIG_HEAD_MAX], backbone[32];
     int64_t shape[3], aux;
     ct_status s;
+    if ((s = ct__read_backbone(file, path, backbone, sizeof backbone)) != CT_OK) return s;
+    if (strcmp(backbone, ct_model_backbone(m)->name) != 0)
+        return ct_error(CT_EINVAL, "%s: the checkpoint is for a %s model; this model is %s", path,
+                        backbone, ct_model_backbone(m)->name);
     if ((s = ct__h5_read_string(file, "cutune_head", path, head, sizeof head)) != CT_OK ||
         (s = ct__h5_read_i64(file, "cutune_input_shape", path, shape, 3)) != CT_OK ||
         (s = ct__h5_read_i64(file, "cutune_aux_dim", path, &aux, 1)) != CT_OK)

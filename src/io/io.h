@@ -6,6 +6,7 @@
 #include <hdf5.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cutune/model.h"
 #include "cutune/weights.h"
@@ -129,12 +130,19 @@ void ct__h5_atomic_abort(ct__h5_atomic *a);
 #define CT__NODE_AUX (-2)
 int ct__keras_order(ct_model *m, int *nodes);
 
+/* export-keras's code for model `m`, built from the file at `path` (keras_code.c). */
+void ct__keras_code(FILE *f, ct_model *m, const char *path, const ct_saved_config *extra);
+
 /* Names the image and aux inputs get in written files and exported code. */
 #define CT__INPUT_IMAGE "input_image"
 #define CT__INPUT_AUX "input_aux"
 
 /* Whether layer i of the model is one of the 13 backbone convolutions. */
 bool ct__is_backbone_conv(ct_model *m, int i);
+
+/* The cutune_backbone attribute of a file's root ("vgg16" when absent: files written before
+ * VGG19), checked against the known backbones. */
+ct_status ct__read_backbone(hid_t root, const char *path, char *buf, size_t cap);
 
 /* Writes the weights layout and the cutune attributes into an open file (root group). */
 ct_status ct__weights_write(ct_model *m, hid_t file, const char *path,

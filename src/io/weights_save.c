@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cutune/run.h"
+#include "../model/backbone.h"
 #include "io.h"
 
 /* Keras reads keras_version only to decide whether to apply its Keras 1 conversions (when it is
@@ -116,6 +117,8 @@ static ct_status write_config(ct_model *m, hid_t root, const ct_weights_save_opt
     int64_t backbone_only = o != NULL && o->backbone_only;
     ct_status s;
     if ((s = ct__h5_write_string(root, "cutune_version", CUTUNE_VERSION)) != CT_OK ||
+        (s = ct__h5_write_string(root, "cutune_backbone", ct_model_backbone(m)->name)) !=
+            CT_OK ||
         (s = ct__h5_write_string(root, "cutune_head", ct_model_head_spec(m))) != CT_OK ||
         (s = ct__h5_write_i64(root, "cutune_input_shape", shape, 3)) != CT_OK ||
         (s = ct__h5_write_i64(root, "cutune_aux_dim", &aux, 1)) != CT_OK ||
@@ -238,6 +241,25 @@ void ct_saved_config_free(ct_saved_config *c) {
     c->n_classes = 0;
 }
 
+ct_status ct__read_backbone(hid_t root, const char *path, char *buf, size_t cap) {
+    htri_t has = CT_H5(H5Aexists(root, "cutune_backbone"));
+    if (has < 0) return ct__h5_error(CT_EFORMAT, "%s: cannot read cutune_backbone", path);
+    if (has == 0) {
+        /* Written before cutune knew another backbone. */
+        snprintf(buf, cap, "%s", CT_BACKBONE_DEFAULT);
+        return CT_OK;
+    }
+    ct_status s = ct__h5_read_string(root, "cutune_backbone", path, buf, cap);
+    if (s != CT_OK) return s;
+    if (ct_backbone_find(buf) == NULL) {
+        char names[128];
+        ct_backbone_names(names, sizeof names);
+        return ct_error(CT_EFORMAT, "%s: cutune_backbone '%s' is not a backbone this cutune "
+                        "knows (%s)", path, buf, names);
+    }
+    return CT_OK;
+}
+
 ct_status ct_weights_read_config(const char *path, ct_model_config *cfg, ct_saved_config *extra) {
     memset(extra, 0, sizeof *extra);
     ct__h5_begin();
@@ -271,6 +293,8 @@ ct_status ct_weights_read_config(const char *path, ct_model_config *cfg, ct_save
                      (long long)shape[2], (long long)aux);
         goto done;
     }
+    if ((s = ct__read_backbone(root, path, extra->backbone, sizeof extra->backbone)) != CT_OK)
+        goto done;
     ct__strlist classes = {0};
     bool found = false;
     s = ct__h5_read_strings(root, "cutune_class_names", path, &classes, &found, NULL, NULL);
@@ -282,6 +306,7 @@ ct_status ct_weights_read_config(const char *path, ct_model_config *cfg, ct_save
     cfg->input_c = (int)shape[2];
     cfg->aux_dim = (int)aux;
     cfg->head = extra->head;
+    cfg->backbone = extra->backbone;
 done:
     ct__h5_close(root);
     ct__h5_close(file);

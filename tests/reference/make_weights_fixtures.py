@@ -9,6 +9,7 @@ shared/reference/keras-formats.md and keras/src/legacy/saving/legacy_h5_format.p
                           backend, no keras_version), <layer>/<layer>_W_1:0 and _b_1:0,
                           fixed-length NUL-padded strings, empty weight_names as float64 (0,)
   keras1_notop_vlen.h5    the same with variable-length strings
+  keras1_vgg19_notop.h5   the official layout of VGG19's notop file (16 convolutions)
   keras1_full.h5          the full file: + flatten, fc1 (25088, 4096), fc2, predictions
   tfkeras2_mri64.h5       tf.keras 2 save_weights of VGG16(64x64) + mri head (flatten, dense,
                           dense_1): names like block1_conv1/kernel:0, backend, keras_version
@@ -39,7 +40,7 @@ exactly representable in float32, so a HWIO/KRSC transposition or a layer mix-up
 
 Run from the repository root (deterministic; rerunning rewrites identical content):
 
-    python3 tests/reference/make_weights_fixtures.py
+    python3 tests/reference/make_weights_fixtures.py [FILE ...]
 
 Files are written with libver ('earliest', 'v110') so that the HDF5 1.10 C library reads them.
 """
@@ -52,18 +53,28 @@ import numpy as np
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 
-VGG = []  # (name, cin, cout) of the 13 convolutions
-_cin = 3
-for _b, (_n, _k) in enumerate([(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)], start=1):
-    for _i in range(1, _n + 1):
-        VGG.append(("block%d_conv%d" % (_b, _i), _cin, _k))
-        _cin = _k
+# Convolutions per block: VGG16 and VGG19 (keras.applications).
+VGG16_BLOCKS = [2, 2, 3, 3, 3]
+VGG19_BLOCKS = [2, 2, 4, 4, 4]
 
 
-def backbone_names(input_name):
+def vgg_convs(blocks):
+    """(name, cin, cout) of the backbone's convolutions."""
+    convs, cin = [], 3
+    for b, (n, k) in enumerate(zip(blocks, [64, 128, 256, 512, 512]), start=1):
+        for i in range(1, n + 1):
+            convs.append(("block%d_conv%d" % (b, i), cin, k))
+            cin = k
+    return convs
+
+
+VGG = vgg_convs(VGG16_BLOCKS)  # the 13 convolutions of VGG16
+
+
+def backbone_names(input_name, blocks=VGG16_BLOCKS):
     """Every backbone layer in Keras order, with the input layer first."""
     names = [input_name] if input_name else []
-    for b, n in enumerate([2, 2, 3, 3, 3], start=1):
+    for b, n in enumerate(blocks, start=1):
         names += ["block%d_conv%d" % (b, i) for i in range(1, n + 1)]
         names.append("block%d_pool" % b)
     return names
@@ -165,10 +176,10 @@ def legacy(root, layers, vlen, wname, L0=0, skip=()):
     return names
 
 
-def backbone_layers(input_name):
-    convs = {n: (c, k) for n, c, k in VGG}
+def backbone_layers(input_name, blocks=VGG16_BLOCKS):
+    convs = {n: (c, k) for n, c, k in vgg_convs(blocks)}
     out = []
-    for n in backbone_names(input_name):
+    for n in backbone_names(input_name, blocks):
         out.append((n, "conv", convs[n]) if n in convs else (n, "none", None))
     return out
 
@@ -185,9 +196,9 @@ def k3_name(layer, what):
     return "%s/%s" % (layer, what)
 
 
-def make_keras1(name, vlen, full=False):
+def make_keras1(name, vlen, full=False, blocks=VGG16_BLOCKS):
     with new_file(name) as f:
-        layers = backbone_layers("input_1")
+        layers = backbone_layers("input_1", blocks)
         if full:
             layers += [("flatten", "none", None), ("fc1", "dense", (25088, 4096)),
                        ("fc2", "dense", (4096, 4096)), ("predictions", "dense", (4096, 1000))]
@@ -386,22 +397,34 @@ def make_bad():
     notop("bad_missing_dataset.h5", missing_dataset)
 
 
+# The fixtures by file, each with whether it gets conv corners (the HWIO -> KRSC check goes
+# into the official-layout notop files and the Keras 3 .weights.h5; every other file checks
+# pairing through the per-layer fill values and biases).
+FIXTURES = [
+    ("keras1_notop_fixed.h5", True, lambda: make_keras1("keras1_notop_fixed.h5", vlen=False)),
+    ("keras1_notop_vlen.h5", True, lambda: make_keras1("keras1_notop_vlen.h5", vlen=True)),
+    ("keras1_vgg19_notop.h5", True,
+     lambda: make_keras1("keras1_vgg19_notop.h5", vlen=False, blocks=VGG19_BLOCKS)),
+    ("keras3_iceberg48.weights.h5", True, make_keras3_weights),
+    ("keras1_full.h5", False, lambda: make_keras1("keras1_full.h5", vlen=False, full=True)),
+    ("tfkeras2_mri64.h5", False, make_tfkeras2_mri64),
+    ("tfkeras2_seqhead.h5", False, make_tfkeras2_seqhead),
+    ("keras3_iceberg48.h5", False, make_keras3_iceberg48),
+    ("keras3_model_mri64.h5", False, make_keras3_model_mri64),
+    ("split_names.h5", False, make_split_names),
+    ("bad_*.h5", False, make_bad),
+]
+
+
 def main():
-    # The conv corners (the HWIO -> KRSC check) go into the two official-layout notop files
-    # and the Keras 3 .weights.h5; every other file checks pairing through the per-layer fill
-    # values and biases.
-    CONV_CORNERS[0] = True
-    make_keras1("keras1_notop_fixed.h5", vlen=False)
-    make_keras1("keras1_notop_vlen.h5", vlen=True)
-    make_keras3_weights()
+    # All fixtures, or those named on the command line (so that adding one rewrites no other).
+    wanted = sys.argv[1:]
+    for name, corners, make in FIXTURES:
+        if wanted and name not in wanted:
+            continue
+        CONV_CORNERS[0] = corners
+        make()
     CONV_CORNERS[0] = False
-    make_keras1("keras1_full.h5", vlen=False, full=True)
-    make_tfkeras2_mri64()
-    make_tfkeras2_seqhead()
-    make_keras3_iceberg48()
-    make_keras3_model_mri64()
-    make_split_names()
-    make_bad()
     total = 0
     for n in sorted(os.listdir(OUT)):
         if not n.endswith(".h5"):

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Independent PyTorch golden reference for cutune's VGG16 fine-tuning engine.
+"""Independent PyTorch golden reference for cutune's VGG fine-tuning engine.
 
 This script re-derives, without using any of cutune's C code, everything the
-engine computes for one training step of two VGG16 fine-tuning models:
+engine computes for one training step of three fine-tuning models:
 
   * "iceberg": 48x48x3 input + 1 aux scalar per image, global-max-pool head with
     two dropout layers and a sigmoid / binary cross-entropy loss;
-  * "mri":     80x80x3 input, flatten head, softmax / categorical cross-entropy.
+  * "mri":     80x80x3 input, flatten head, softmax / categorical cross-entropy;
+  * "mri_vgg19": the same head on VGG19 (16 convolutions) at 40x40x3.
 
 Parameters, inputs and dropout masks are not random draws from torch: they are
 produced from cutune's counter-based RNG (Philox4x32-10, Random123), which is
@@ -19,13 +20,14 @@ in cutune's memory layout (activations NHWC, conv kernels KRSC, dense kernels
 
     tests/fixtures/golden_iceberg_48.txt
     tests/fixtures/golden_mri_80.txt
+    tests/fixtures/golden_vgg19_mri_40.txt
 
 The C test tests/test_golden.c compares the engine against these fixtures.
 
 Run from the repository root (deterministic; re-running regenerates identical
 files):
 
-    python3 tests/reference/vgg16_golden.py
+    python3 tests/reference/vgg16_golden.py [CONFIG ...]   (iceberg, mri, mri_vgg19)
 
 Fixture format: first line is a '#' comment describing the generator; every
 other line is one array:
@@ -164,14 +166,20 @@ def dropout_mask(layer, rows, features, rate):
 # Model description.
 # ---------------------------------------------------------------------------
 
-# (name, op, filters) for layers 0..17, Keras VGG16 order.
-BACKBONE = []
-for _b, (_nconv, _filters) in enumerate([(2, 64), (2, 128), (3, 256),
-                                         (3, 512), (3, 512)], start=1):
-    for _i in range(1, _nconv + 1):
-        BACKBONE.append(("block%d_conv%d" % (_b, _i), "conv", _filters))
-    BACKBONE.append(("block%d_pool" % _b, "pool", None))
-assert len(BACKBONE) == 18
+def vgg_backbone(convs_per_block):
+    """(name, op, filters) per layer, in Keras's order for VGG16 (2, 2, 3, 3, 3 convolutions per
+    block) or VGG19 (2, 2, 4, 4, 4)."""
+    layers = []
+    filters = [64, 128, 256, 512, 512]
+    for b, nconv in enumerate(convs_per_block, start=1):
+        for i in range(1, nconv + 1):
+            layers.append(("block%d_conv%d" % (b, i), "conv", filters[b - 1]))
+        layers.append(("block%d_pool" % b, "pool", None))
+    return layers
+
+
+BACKBONES = {"vgg16": vgg_backbone([2, 2, 3, 3, 3]), "vgg19": vgg_backbone([2, 2, 4, 4, 4])}
+assert len(BACKBONES["vgg16"]) == 18 and len(BACKBONES["vgg19"]) == 21
 
 CONFIGS = {
     "iceberg": dict(
@@ -196,6 +204,16 @@ CONFIGS = {
               (20, "dense_1", "dense", 2)],
         loss="softmax_ce", labels=[[0.0, 1.0], [1.0, 0.0]],
         desc="mri: input 2x80x80x3; head flatten(NHWC) -> dense(64,relu) -> "
+             "dense_1(2); softmax CE mean; labels [[0,1],[1,0]]"),
+    # VGG19 (16 convolutions, layers 0..20) at 40x40 under the seed MRI head: block5_pool is
+    # 1x1x512, so the head's indices start at 21.
+    "mri_vgg19": dict(
+        fixture="golden_vgg19_mri_40.txt", hw=40, batch=2, aux=False, backbone="vgg19",
+        head=[(21, "flatten", "flatten", None),
+              (22, "dense", "dense_relu", 64),
+              (23, "dense_1", "dense", 2)],
+        loss="softmax_ce", labels=[[0.0, 1.0], [1.0, 0.0]],
+        desc="mri_vgg19: VGG19, input 2x40x40x3; head flatten(NHWC) -> dense(64,relu) -> "
              "dense_1(2); softmax CE mean; labels [[0,1],[1,0]]"),
 }
 
@@ -272,7 +290,7 @@ def run_config(cfg):
     # Backbone.
     h = _tensor(x_nhwc.copy()).permute(0, 3, 1, 2).contiguous()
     cin = 3
-    for index, (name, op, filters) in enumerate(BACKBONE):
+    for index, (name, op, filters) in enumerate(BACKBONES[cfg.get("backbone", "vgg16")]):
         if op == "conv":
             params.conv(index, name, cin, filters)
             w, b = params.torch[name]
@@ -398,7 +416,10 @@ def main():
     outdir = os.path.join(repo, "tests", "fixtures")
     os.makedirs(outdir, exist_ok=True)
 
-    for key in ("iceberg", "mri"):
+    # Which fixtures to write: all, or those named on the command line (e.g. mri_vgg19), so
+    # that adding one does not rewrite the others.
+    keys = sys.argv[1:] or list(CONFIGS)
+    for key in keys:
         cfg = CONFIGS[key]
         # The reference values come from a float64 run. A float32 run of the same model says how
         # far an exact float32 implementation may stray from them: the C test allows each array
