@@ -6,9 +6,9 @@
  * fail; it backs out through `goto fail_x` labels in the reverse order of creation, so a failure
  * leaks nothing and leaves the backend zeroed.
  *
- * Options (ct_backend_options), else the environment (core/knobs.h), read once at init:
- *   precision, CUTUNE_PRECISION=tf32|fp32|bf16  tf32 (default) lets cuDNN and cuBLAS use TF32 tensor
- *                               cores on fp32 data; fp32 forbids it; bf16 is mixed precision:
+ * Options (ct_backend_options), else the environment (core/knobs.h), read at init:
+ *   precision, CUTUNE_PRECISION=tf32|fp32|bf16  tf32 (default) lets cuDNN and cuBLAS use
+ *                               TF32 tensor cores on fp32 data; fp32 forbids it; bf16 is mixed precision:
  *                               models keep the backbone's activations in bf16 and convolve them
  *                               on bf16 tensor cores (bf16.cu; compute capability 8.0+).
  *   deterministic, CUTUNE_DETERMINISTIC=1  only deterministic cuDNN algorithms, chosen by cuDNN's

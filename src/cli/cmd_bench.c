@@ -134,8 +134,13 @@ static ct_status print_profile(ct_model *m, int n, double *pf, double *pb, doubl
 static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *precision,
                               const char *freeze_to, int batch, bool verbose, bench_result *r) {
     const bool iceberg = strstr(o->head, "aux") != NULL || strcmp(o->head, "iceberg") == 0;
-    ct_model_config cfg = {.backbone = o->backbone, .input_h = (int)o->size, .input_w = (int)o->size, .input_c = 3,
-                           .aux_dim = iceberg ? 1 : 0, .max_batch = batch, .head = o->head,
+    ct_model_config cfg = {.backbone = o->backbone,
+                           .input_h = (int)o->size,
+                           .input_w = (int)o->size,
+                           .input_c = 3,
+                           .aux_dim = iceberg ? 1 : 0,
+                           .max_batch = batch,
+                           .head = o->head,
                            .seed = (uint64_t)o->seed};
     ct_model *m = NULL;
     float *x = NULL, *aux = NULL, *labels = NULL;
@@ -184,8 +189,8 @@ static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *p
         ct_model_memory_get(m, &mem);
         const ct_layer *ft = ct_model_layer(m, ct_model_first_trainable(m));
         printf("cutune bench: %s %ldx%ld, head '%s', batch %d, backend %s, precision %s, "
-               "input %s\n", ct_model_backbone(m)->keras_name, o->size, o->size, ct_model_head_spec(m), n, be->ops->name, precision,
-               input_words(o));
+               "input %s\n", ct_model_backbone(m)->keras_name, o->size, o->size,
+               ct_model_head_spec(m), n, be->ops->name, precision, input_words(o));
         printf("parameters %zu (trainable %zu), lowest trainable layer %s\n", n_params, n_train,
                ft != NULL ? ft->name : "(none)");
         printf("memory: params %.1f MiB, grads %.1f MiB, optimizer %.1f MiB, activations %.1f "
@@ -345,17 +350,16 @@ static int run_sweep(const char *cmd, const bench_opts *o) {
             if (strcmp(backend_name, "cuda") == 0)
                 snprintf(mem, sizeof mem, "%.2f", r.mem_bytes / 1073741824.0);
             const double tflops = r.flop_img * ips * 1e-12;
-            snprintf(row, sizeof table[0],
-                     "| cutune | %s | %s | %ld | %.1f | %.*f | %.1f | %s |", precision,
-                     depths[d], batches[b], ips, tflops < 10.0 ? 3 : 1, tflops,
+            snprintf(row, sizeof table[0], "| cutune | %s | %s | %ld | %.1f | %.*f | %.1f | %s |",
+                     precision, depths[d], batches[b], ips, tflops < 10.0 ? 3 : 1, tflops,
                      r.median_s * 1e3, mem);
             fprintf(stderr, "cutune %s: frozen %s, batch %ld: %.1f img/s\n", cmd, depths[d],
                     batches[b], ips);
         }
     printf("\n### cutune bench --sweep: %s (%s), %s %ldx%ld, head '%s', %ld timed steps "
            "after %ld warm-up, input %s\n\n",
-           device_name, backend_name, o->backbone != NULL ? o->backbone : "vgg16", o->size, o->size, o->head, o->steps, o->warmup,
-           input_words(o));
+           device_name, backend_name, o->backbone != NULL ? o->backbone : "vgg16", o->size,
+           o->size, o->head, o->steps, o->warmup, input_words(o));
     printf("| impl | precision | frozen | batch | img/s | TFLOP/s | ms/step | device GiB |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < rows; i++) printf("%s\n", table[i]);

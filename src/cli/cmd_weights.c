@@ -102,8 +102,9 @@ static void print_config(const char *path) {
         return;
     }
     printf("written by cutune %s: backbone %s, head '%s', input %dx%dx%d, aux_dim %d, "
-           "preprocessing %s\n", extra.cutune_version, extra.backbone, extra.head, cfg.input_h, cfg.input_w, cfg.input_c, cfg.aux_dim,
-           extra.preprocessing);
+           "preprocessing %s\n",
+           extra.cutune_version, extra.backbone, extra.head, cfg.input_h, cfg.input_w, cfg.input_c,
+           cfg.aux_dim, extra.preprocessing);
     if (extra.n_classes > 0) {
         printf("classes:");
         for (int i = 0; i < extra.n_classes; i++) printf(" %d=%s", i, extra.class_names[i]);

@@ -75,11 +75,11 @@ void ct__keras_code(FILE *f, ct_model *m, const char *path, const ct_saved_confi
     fprintf(f, "import keras\nfrom keras import layers\n\n\ndef build_model():\n");
     fprintf(f, "    image = keras.Input(shape=(%d, %d, 3), name=\"" CT__INPUT_IMAGE "\")\n",
             c->input_h, c->input_w);
-    if (aux) fprintf(f, "    aux = keras.Input(shape=(%d,), name=\"" CT__INPUT_AUX "\")\n",
-                     c->aux_dim);
+    if (aux)
+        fprintf(f, "    aux = keras.Input(shape=(%d,), name=\"" CT__INPUT_AUX "\")\n", c->aux_dim);
     print_layers(f, m);
-    fprintf(f, "    return keras.Model(%s, x, name=\"cutune_%s\")\n", aux ? "[image, aux]" : "image",
-            ct_model_backbone(m)->name);
+    fprintf(f, "    return keras.Model(%s, x, name=\"cutune_%s\")\n",
+            aux ? "[image, aux]" : "image", ct_model_backbone(m)->name);
     fprintf(f, "\n\nmodel = build_model()\nmodel.load_weights(");
     py_string(f, path);
     fprintf(f, ")\n");

@@ -112,7 +112,8 @@ static bool file_has_backbone(const ct_weights_file *wf, const ct_backbone *bb) 
         if (bb->layers[c].kind != CT_LAYER_CONV) continue;
         bool found = false;
         for (int i = 0; i < wf->n_layers && !found; i++)
-            found = wf->layers[i].n_arrays > 0 && strcmp(wf->layers[i].name, bb->layers[c].name) == 0;
+            found =
+                wf->layers[i].n_arrays > 0 && strcmp(wf->layers[i].name, bb->layers[c].name) == 0;
         if (!found) return false;
     }
     return true;

@@ -137,10 +137,12 @@ static ct_status check_opts(ct_model *m, const ct_weights_save_opts *o, const ch
     /* The preprocessing text is ct_standardize_format's: a mode, then ';' items. */
     ct_standardize st;
     if (o->preprocessing != NULL && ct_standardize_parse(o->preprocessing, &st) != CT_OK)
-        return ct_error(CT_EINVAL, "cannot save %s: unknown preprocessing '%s' (caffe, tf, torch, "
+        return ct_error(CT_EINVAL,
+                        "cannot save %s: unknown preprocessing '%s' (caffe, tf, torch, "
                         "none, optionally followed by ';' standardisation items)",
                         path, o->preprocessing);
-    if (o->preprocessing != NULL && strlen(o->preprocessing) >= sizeof((ct_saved_config *)0)->preprocessing)
+    if (o->preprocessing != NULL &&
+        strlen(o->preprocessing) >= sizeof((ct_saved_config *)0)->preprocessing)
         return ct_error(CT_EINVAL, "cannot save %s: the preprocessing text is too long", path);
     if (o->n_classes < 0 || (o->n_classes > 0 && o->class_names == NULL))
         return ct_error(CT_EINVAL, "cannot save %s: %d class names but no list", path,

@@ -305,7 +305,8 @@ static ct_status score_depths(probe_run *p, const ct_advise_config *c, int folds
 
 static ct_status open_backend(ct_backend *be, const ct_advise_config *c) {
     char note[512];
-    if (c->device != NULL && strcmp(c->device, "cpu") == 0) return ct_backend_cpu_init(be, c->threads);
+    if (c->device != NULL && strcmp(c->device, "cpu") == 0)
+        return ct_backend_cpu_init(be, c->threads);
     return ct_backend_init_by_name(be, c->device, note, sizeof note);
 }
 

@@ -18,9 +18,15 @@ static ct_status planned_bytes(const fit_run *r, int n, bool on_device, size_t *
     /* 0 threads: leaves the thread settings alone */
     ct_status s = ct_backend_cpu_open(&cpu, 0, bf16 ? "bf16" : "fp32");
     if (s != CT_OK) return s;
-    ct_model_config mc = {.backbone = r->c->backbone, .input_h = r->input, .input_w = r->input, .input_c = 3,
-                          .aux_dim = ct_dataset_aux_dim(r->train), .max_batch = n,
-                          .head = r->head, .seed = r->c->seed, .freeze_to = r->freeze_target};
+    ct_model_config mc = {.backbone = r->c->backbone,
+                          .input_h = r->input,
+                          .input_w = r->input,
+                          .input_c = 3,
+                          .aux_dim = ct_dataset_aux_dim(r->train),
+                          .max_batch = n,
+                          .head = r->head,
+                          .seed = r->c->seed,
+                          .freeze_to = r->freeze_target};
     ct_model *m = NULL;
     s = ct_model_init(&m, &mc, &cpu);
     if (s == CT_OK) s = ct_model_compile(m, &r->c->optimizer);

@@ -222,9 +222,15 @@ ct_status fit_build_model(fit_run *r) {
     snprintf(r->freeze_target, sizeof r->freeze_target, "%s", target);
     /* Built frozen as the first epoch trains, so its memory is planned for that from the start
      * (an unknown layer name is reported here, with the list of names). */
-    ct_model_config mc = {.backbone = c->backbone, .input_h = size, .input_w = size, .input_c = 3,
-                          .aux_dim = ct_dataset_aux_dim(r->train), .max_batch = c->batch_size,
-                          .head = r->head, .seed = c->seed, .freeze_to = fit_freeze_at(r, 0)};
+    ct_model_config mc = {.backbone = c->backbone,
+                          .input_h = size,
+                          .input_w = size,
+                          .input_c = 3,
+                          .aux_dim = ct_dataset_aux_dim(r->train),
+                          .max_batch = c->batch_size,
+                          .head = r->head,
+                          .seed = c->seed,
+                          .freeze_to = fit_freeze_at(r, 0)};
     ct_status s = ct_model_init(&r->m, &mc, &r->be);
     if (s != CT_OK) return s;
     if (target[0] != '\0' && ct_model_find(r->m, target) == NULL) {
