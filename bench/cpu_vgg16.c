@@ -20,9 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cutune/backend.h"
-#include "cutune/model.h"
-#include "cutune/optim.h"
+#include "core/backend.h"
+#include "model/model.h"
+#include "model/optim.h"
 #include "cutune/status.h"
 
 #define EXIT_USAGE 2

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cutune/data.h"
+#include "data/data.h"
 
 #define SIDE 224
 

@@ -19,8 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cutune/model.h"
-#include "cutune/weights.h"
+#include "model/model.h"
+#include "io/weights.h"
 
 static double now(void) {
     struct timespec ts;

@@ -38,8 +38,8 @@
 #include <string.h>
 
 #include "context.h"
-#include "cutune/augment.h"
-#include "cutune/data.h"
+#include "data/augment.h"
+#include "data/data.h"
 
 #define THREADS 256
 #define DRAW_THREADS 64

@@ -21,7 +21,7 @@
 #include <cudnn.h>
 
 #include "check.h"
-#include "cutune/backend.h"
+#include "core/backend.h"
 #include "cutune/cuda.h"
 #include "cutune/status.h"
 

@@ -12,8 +12,8 @@
 #include <stdint.h>
 
 #include "context.h"
-#include "cutune/data.h"
-#include "cutune/rng.h"
+#include "data/data.h"
+#include "core/rng.h"
 
 #define THREADS 256
 

@@ -27,8 +27,8 @@
 #include "augment.cu"
 #undef ct_cu_augment_standardize
 
-#include "cutune/backend.h"
-#include "cutune/data.h"
+#include "core/backend.h"
+#include "data/data.h"
 extern "C" {
 #include "util.h" /* a C header without C++ guards */
 }

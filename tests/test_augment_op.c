@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/backend.h"
-#include "cutune/data.h"
+#include "core/backend.h"
+#include "data/data.h"
 
 #define H 29
 #define W 31

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/run.h"
+#include "train/run.h"
 
 Test(bench_cli, precision_flag) {
     TU_EXPECT_CLI("bench --device cpu --precision bf16 --input-size 32 --batch-size 1 --steps 1 "

@@ -25,9 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/backend.h"
-#include "cutune/dtype.h"
-#include "cutune/model.h"
+#include "core/backend.h"
+#include "core/dtype.h"
+#include "model/model.h"
 #include "util.h"
 
 static ct_backend be;

@@ -25,7 +25,7 @@
 #undef ct_cu_cast
 #undef ct_cu_bias_act_bf16
 
-#include "cutune/dtype.h"
+#include "core/dtype.h"
 
 static uint16_t bits_of(__nv_bfloat16 h) {
     __nv_bfloat16_raw r = h;

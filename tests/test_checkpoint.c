@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cutune/model.h"
-#include "cutune/optim.h"
-#include "cutune/weights.h"
+#include "model/model.h"
+#include "model/optim.h"
+#include "io/weights.h"
 #include "io/io.h"
 #include "util.h"
 

@@ -40,9 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/backend.h"
+#include "core/backend.h"
 #include "cutune/cuda.h"
-#include "cutune/data.h"
+#include "data/data.h"
 
 #define SEED 0xA11CE5EEDULL
 #define EPOCH 3

@@ -44,10 +44,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/backend.h"
+#include "core/backend.h"
 #include "cutune/cuda.h"
-#include "cutune/model.h"
-#include "cutune/optim.h"
+#include "model/model.h"
+#include "model/optim.h"
 #include "util.h"
 
 #define BATCH 4

@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/backend.h"
+#include "core/backend.h"
 #include "cutune/cuda.h"
-#include "cutune/rng.h"
+#include "core/rng.h"
 #include "cutune/status.h"
 #include "util.h"
 

@@ -7,7 +7,7 @@
 
 #include <math.h>
 
-#include "cutune/data.h"
+#include "data/data.h"
 
 TestSuite(data_augment, .timeout = 120);
 

@@ -6,7 +6,7 @@
 
 #include <math.h>
 
-#include "cutune/data.h"
+#include "data/data.h"
 
 static char *tmp;
 static void setup(void) { tmp = td_tmpdir(); }

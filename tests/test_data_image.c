@@ -5,7 +5,7 @@
  * tests/reference/data_reference.py. */
 #include "test_data_util.h"
 
-#include "cutune/data.h"
+#include "data/data.h"
 
 static char *tmp;
 static void setup(void) { tmp = td_tmpdir(); }

@@ -8,7 +8,7 @@
 
 #include <math.h>
 
-#include "cutune/data.h"
+#include "data/data.h"
 
 static char *tmp;
 static char root[4096];

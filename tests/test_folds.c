@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cutune/run.h"
+#include "train/run.h"
 #include "util.h"
 
 static char dir[64];

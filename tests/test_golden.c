@@ -24,8 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/model.h"
-#include "cutune/rng.h"
+#include "model/model.h"
+#include "core/rng.h"
 #include "util.h"
 
 #define TOL_FLOOR 1e-5

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/model.h"
-#include "cutune/optim.h"
+#include "model/model.h"
+#include "model/optim.h"
 #include "util.h"
 
 static ct_backend be;

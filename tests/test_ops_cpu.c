@@ -35,7 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/backend.h"
+#include "core/backend.h"
 #include "util.h"
 
 #define FD_EPS 1e-2f

@@ -3,7 +3,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 
-#include "cutune/rng.h"
+#include "core/rng.h"
 
 Test(rng, philox_known_answers) {
     static const uint32_t kat[3][10] = {

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cutune/model.h"
-#include "cutune/optim.h"
-#include "cutune/run.h"
-#include "cutune/train.h"
+#include "model/model.h"
+#include "model/optim.h"
+#include "train/run.h"
+#include "train/callbacks.h"
 #include "util.h"
 
 static tu_golden ref;

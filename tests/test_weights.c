@@ -21,9 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cutune/model.h"
-#include "cutune/rng.h"
-#include "cutune/weights.h"
+#include "model/model.h"
+#include "core/rng.h"
+#include "io/weights.h"
 #include "io/io.h"
 #include "util.h"
 

@@ -10,8 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cutune/model.h"
-#include "cutune/weights.h"
+#include "model/model.h"
+#include "io/weights.h"
 #include "util.h"
 
 static char dir[64];

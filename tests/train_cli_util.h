@@ -27,9 +27,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cutune/model.h"
-#include "cutune/run.h"
-#include "cutune/weights.h"
+#include "model/model.h"
+#include "train/run.h"
+#include "io/weights.h"
 
 /* The test's folder: D/d holds the generated data (ct_demo_generate: d/train/{dementia,normal}
  * with 6 PNG slices each, d/val with 2 each, d/iceberg_train.json with 12 labelled records and

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 #include "cutune/cuda.h"
-#include "cutune/rng.h"
+#include "core/rng.h"
 
 void tu_fill(float *x, size_t n, uint32_t tag, float lo, float hi) {
     for (size_t i = 0; i < n; i++) {

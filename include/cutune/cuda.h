@@ -1,4 +1,4 @@
-/* CUDA device discovery. Available in every build: without CUDA support compiled in, the
+/* CUDA devices, and the versions of the driver and libraries. Available in every build: without CUDA support compiled in, the
  * functions say so instead of failing to link. */
 #ifndef CUTUNE_CUDA_H
 #define CUTUNE_CUDA_H
@@ -30,27 +30,22 @@ typedef struct ct_cuda_versions {
 } ct_cuda_versions;
 
 /* Whether this build includes the CUDA backend. */
-bool ct_cuda_compiled(void);
+CT_API bool ct_cuda_compiled(void);
 
 /* Fills up to `cap` entries and sets *count to the number of usable devices. When none is
  * usable, returns CT_ENODEV with a message saying why (built without CUDA, no driver, driver
  * older than the runtime, no device). */
-ct_status ct_cuda_devices(ct_device_info *out, int cap, int *count);
-
-struct ct_backend;
-/* The device a CUDA backend runs on (no other device is touched). CT_EINVAL when `be` is not a
- * CUDA backend; CT_ENODEV without CUDA support. */
-ct_status ct_cuda_backend_device(const struct ct_backend *be, ct_device_info *info);
+CT_API ct_status ct_cuda_devices(ct_device_info *out, int cap, int *count);
 
 /* Driver, runtime, cuDNN and cuBLAS versions; zeros for what is missing. */
-void ct_cuda_versions_get(ct_cuda_versions *v);
+CT_API void ct_cuda_versions_get(ct_cuda_versions *v);
 
 /* Device memory in use on `device` now, and its total, in bytes: total minus free as
  * cudaMemGetInfo reports them, so every process's allocations, the CUDA context and the
  * libraries' pools count. Benchmarks take the difference over a run (cutune's arenas and
  * workspace only grow, so the value after a run is its peak). CT_ENODEV without a usable device
  * or without CUDA. The calling thread's current device is left as it was. */
-ct_status ct_cuda_memory_used(int device, size_t *used, size_t *total);
+CT_API ct_status ct_cuda_memory_used(int device, size_t *used, size_t *total);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,14 @@
 extern "C" {
 #endif
 
+/* What the shared library exports: the functions declared in include/cutune/. Everything else
+ * in libcutune is internal (built with hidden visibility). */
+#if defined(__GNUC__)
+#define CT_API __attribute__((visibility("default")))
+#else
+#define CT_API
+#endif
+
 #define CT_STATUS_MAP(X)                                                  \
     X(CT_OK, "success")                                                   \
     X(CT_EINVAL, "invalid argument")                                      \
@@ -34,25 +42,25 @@ typedef enum {
 } ct_status;
 
 /* The fixed text of a status code ("shape mismatch"). Never NULL. */
-const char *ct_strerror(ct_status s);
+CT_API const char *ct_strerror(ct_status s);
 
 /* The symbolic name of a status code ("CT_ESHAPE"). Never NULL. */
-const char *ct_status_name(ct_status s);
+CT_API const char *ct_status_name(ct_status s);
 
 /* The detailed message of the last failure on this thread, or ct_strerror of the last code when
  * no detail was recorded. Never NULL. */
-const char *ct_last_error(void);
+CT_API const char *ct_last_error(void);
 
 /* Records a formatted detail message for this thread and returns `s`, so failures read as
  * `return ct_error(CT_EFORMAT, "%s: not a PNG file (bad signature)", path);`. */
-ct_status ct_error(ct_status s, const char *fmt, ...)
+CT_API ct_status ct_error(ct_status s, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
 
 /* Forgets the last message of this thread. */
-void ct_error_clear(void);
+CT_API void ct_error_clear(void);
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,7 @@
  * users get a plain reason instead of a link error. Compiled only when CUTUNE_CUDA is off. */
 #include <string.h>
 
-#include "cutune/backend.h"
+#include "core/backend.h"
 #include "cutune/cuda.h"
 
 static const char reason[] =

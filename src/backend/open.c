@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/backend.h"
+#include "core/backend.h"
 #include "cutune/cuda.h"
 
 ct_status ct_backend_init_by_name(ct_backend *be, const char *name, char *note, size_t note_len) {

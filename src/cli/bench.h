@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cutune/backend.h"
+#include "core/backend.h"
 #include "cutune/status.h"
 
 typedef struct bench_opts {

@@ -18,11 +18,11 @@
 
 #include "bench.h"
 #include "cli.h"
-#include "cutune/augment.h"
-#include "cutune/data.h"
-#include "cutune/model.h"
-#include "cutune/optim.h"
-#include "cutune/stream.h"
+#include "data/augment.h"
+#include "data/data.h"
+#include "model/model.h"
+#include "model/optim.h"
+#include "train/stream.h"
 
 /* What `ImageDataGenerator(rotation_range=20, width_shift_range=0.1, height_shift_range=0.1,
  * shear_range=10, zoom_range=0.2, horizontal_flip=True)` asks for: a common fine-tuning setting. */

@@ -6,7 +6,7 @@
 
 #include "../model/backbone.h"
 #include "cli.h"
-#include "cutune/run.h"
+#include "train/run.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)

@@ -20,10 +20,10 @@
 #include "../model/backbone.h"
 #include "bench.h"
 #include "cli.h"
-#include "cutune/backend.h"
+#include "core/backend.h"
 #include "cutune/cuda.h"
-#include "cutune/model.h"
-#include "cutune/optim.h"
+#include "model/model.h"
+#include "model/optim.h"
 
 #define MAX_SWEEP 16
 

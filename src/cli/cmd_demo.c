@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "cutune/run.h"
-#include "cutune/weights.h"
+#include "train/run.h"
+#include "io/weights.h"
 #include "../core/atomic.h"
 
 static const char usage[] =

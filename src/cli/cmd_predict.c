@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "cutune/run.h"
+#include "train/run.h"
 
 static const char eval_usage[] =
     "usage: cutune evaluate --model FILE.h5 --data DIR|train.json [--batch-size N]\n"

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "cutune/data.h"
+#include "data/data.h"
 
 static const char help[] =
     "usage: cutune scan --data PATH [--validation-split F] [--check] [--target-size N]\n"

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "cutune/run.h"
+#include "train/run.h"
 
 static void print_usage(void) {
     printf("usage: cutune train --data DIR|train.json --out RUN_DIR [flags]\n\n");

@@ -6,9 +6,9 @@
 
 #include "../model/backbone.h"
 #include "cli.h"
-#include "cutune/backend.h"
-#include "cutune/model.h"
-#include "cutune/weights.h"
+#include "core/backend.h"
+#include "model/model.h"
+#include "io/weights.h"
 
 static bool wants_help(int argc, char **argv) {
     for (int i = 0; i < argc; i++)

@@ -1,7 +1,7 @@
 /* The addressed Fisher-Yates permutation (shuffle.h). */
 #include "shuffle.h"
 
-#include "cutune/rng.h"
+#include "core/rng.h"
 
 void ct_shuffle_order(uint32_t *order, size_t n, uint64_t seed, uint32_t purpose, uint32_t group) {
     for (size_t i = 0; i < n; i++) order[i] = (uint32_t)i;

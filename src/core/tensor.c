@@ -1,9 +1,9 @@
 /* Tensor shapes and arenas: one allocation per category, planned before it is made, so that the
  * training step never allocates. */
-#include "cutune/tensor.h"
+#include "core/tensor.h"
 
-#include "cutune/backend.h"
-#include "cutune/dtype.h"
+#include "core/backend.h"
+#include "core/dtype.h"
 
 void ct_tensor_set_shape(ct_tensor *t, int ndim, const int *shape) {
     t->ndim = ndim;

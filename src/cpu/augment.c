@@ -11,7 +11,7 @@
 #endif
 
 #include "cpu.h"
-#include "cutune/data.h"
+#include "data/data.h"
 
 ct_status ct_cpu_augment_standardize(void *ctx, float *out, const uint8_t *in_u8,
                                      const float *in_f32, const uint32_t *sample_index, int n,

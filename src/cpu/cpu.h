@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "cutune/backend.h"
+#include "core/backend.h"
 
 /* Staging slots (backend.h): the CPU copies at once, but checks the protocol the CUDA backend
  * relies on, and with CUTUNE_CPU_LAZY_STAGING=1 defers each copy to the latest moment the

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "cpu.h"
-#include "cutune/rng.h"
+#include "core/rng.h"
 
 static void dropout_apply(float *y, const float *x, int n, int dim, float rate,
                           ct_dropout_key key) {

@@ -6,8 +6,8 @@
  * backend's augment_standardize op both call it, so the two cannot drift apart. */
 #include <string.h>
 
-#include "cutune/augment.h"
-#include "cutune/data.h"
+#include "data/augment.h"
+#include "data/data.h"
 
 static void min_max(const float *x, size_t n, float *lo, float *hi) {
     float a = x[0], b = x[0];

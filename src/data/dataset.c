@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cutune/rng.h"
+#include "core/rng.h"
 #include "../core/shuffle.h"
 #include "internal.h"
 

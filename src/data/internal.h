@@ -5,7 +5,7 @@
 
 #include <stdatomic.h>
 
-#include "cutune/data.h"
+#include "data/data.h"
 
 /* The samples a dataset was opened with. Views (splits, subsets) share one store. */
 typedef struct ct_data_store {

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 
 #include "../core/shuffle.h"
-#include "cutune/rng.h"
-#include "cutune/run.h"
+#include "core/rng.h"
+#include "train/run.h"
 
 /* Philox purpose word: CT_RNG_SHUFFLE, low bits distinct from the loader's and the splits'. */
 #define PURPOSE_KFOLD (((uint32_t)CT_RNG_SHUFFLE << 16) | 0x0f0u)

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/run.h"
+#include "train/run.h"
 
 void ct_standardize_format(const ct_standardize *s, char *buf, size_t len) {
     size_t at = (size_t)snprintf(buf, len, "%s", ct_preprocess_name(s->preprocess));

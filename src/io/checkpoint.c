@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/optim.h"
+#include "model/optim.h"
 #include "../model/backbone.h"
 #include "../model/layer.h"
 #include "io.h"

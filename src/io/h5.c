@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cutune/model.h"
-#include "cutune/weights.h"
+#include "model/model.h"
+#include "io/weights.h"
 #include "../core/knobs.h"
 #include "io.h"
 

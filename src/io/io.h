@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "cutune/model.h"
-#include "cutune/weights.h"
+#include "model/model.h"
+#include "io/weights.h"
 
 /* Every HDF5 call goes through CT_H5, except the H5E* error-stack calls themselves and the
  * closes on cleanup paths (ct__h5_close), where a second failure must not replace the first. A

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/run.h"
+#include "train/run.h"
 #include "../model/backbone.h"
 #include "io.h"
 

@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cutune/model.h"
+#include "model/model.h"
 
 typedef struct ct_backbone_layer {
     const char *name;   /* Keras name: block1_conv1, block1_pool, ... */

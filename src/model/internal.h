@@ -4,8 +4,8 @@
 
 #include "backbone.h"
 #include "layer.h"
-#include "cutune/model.h"
-#include "cutune/optim.h"
+#include "model/model.h"
+#include "model/optim.h"
 
 #define CT_HEAD_MAX 1024
 
@@ -59,6 +59,11 @@ struct ct_model {
     bool fwd_marked[CT_MARKS / 4], bwd_marked[CT_MARKS / 4];
     ct_backward_hook hook;
     void *hook_user;
+
+    /* What owns the model from outside (cutune/model.h's models: their backend and file), freed
+     * with it after everything that needs the backend. */
+    void *owner;
+    void (*free_owner)(void *owner);
 
     /* Optimizer. */
     bool compiled;

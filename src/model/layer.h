@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cutune/model.h"
+#include "model/model.h"
 
 /* One layer's step through the backend: what its kind's forward and backward read. */
 typedef struct ct_layer_step {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/rng.h"
+#include "core/rng.h"
 #include "internal.h"
 
 /* The backbone's layers from its table: names, kinds and filters from the row, shapes from the
@@ -205,8 +205,16 @@ void ct_model_free(ct_model *m) {
     ct_arena_free(&m->params);
     free(m->names);
     free(m->layers);
+    if (m->free_owner != NULL) m->free_owner(m->owner);
     free(m);
 }
+
+void ct_model_set_owner(ct_model *m, void *owner, void (*free_owner)(void *owner)) {
+    m->owner = owner;
+    m->free_owner = free_owner;
+}
+
+void *ct_model_owner(const ct_model *m) { return m->owner; }
 
 /* ---- accessors and freezing ---- */
 

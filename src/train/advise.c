@@ -20,10 +20,10 @@
 
 #include "../core/shuffle.h"
 #include "../model/backbone.h"
-#include "cutune/model.h"
-#include "cutune/rng.h"
-#include "cutune/run.h"
-#include "cutune/weights.h"
+#include "model/model.h"
+#include "core/rng.h"
+#include "train/run.h"
+#include "io/weights.h"
 
 /* Philox purpose word of the probe's sample (CT_RNG_SHUFFLE, low bits distinct from the
  * loader's, the splits' and the k-fold deal's). */

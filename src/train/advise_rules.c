@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "../model/backbone.h"
-#include "cutune/run.h"
+#include "train/run.h"
 
 static void appendf(char *buf, size_t cap, const char *fmt, ...)
 #if defined(__GNUC__)

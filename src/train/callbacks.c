@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/train.h"
+#include "train/callbacks.h"
 
 ct_status ct_monitor_mode_parse(const char *s, ct_monitor_mode *mode) {
     if (strcmp(s, "auto") == 0) *mode = CT_MODE_AUTO;

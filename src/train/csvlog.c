@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "../core/atomic.h"
-#include "cutune/train.h"
+#include "train/callbacks.h"
 
 void ct_format_double(char *buf, size_t len, double v) {
     if (isnan(v)) {

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "../core/atomic.h"
-#include "cutune/train.h"
+#include "train/callbacks.h"
 
 #define W 800
 #define H 600

@@ -18,8 +18,8 @@
 #include <sys/stat.h>
 
 #include "../core/atomic.h"
-#include "cutune/rng.h"
-#include "cutune/run.h"
+#include "core/rng.h"
+#include "train/run.h"
 
 #define DEMO_PURPOSE (((uint32_t)CT_RNG_TEST << 16) | 0x0de0u)
 

@@ -20,12 +20,12 @@
 #define CUTUNE_TRAIN_FIT_H
 
 #include "../core/atomic.h"
-#include "cutune/data.h"
-#include "cutune/model.h"
-#include "cutune/run.h"
-#include "cutune/stream.h"
-#include "cutune/train.h"
-#include "cutune/weights.h"
+#include "data/data.h"
+#include "model/model.h"
+#include "train/run.h"
+#include "train/stream.h"
+#include "train/callbacks.h"
+#include "io/weights.h"
 
 #define FIT_KEYS 5 /* acc, loss, lr, val_acc, val_loss: Keras's sorted column order */
 enum { FIT_ACC, FIT_LOSS, FIT_LR, FIT_VAL_ACC, FIT_VAL_LOSS };

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/rng.h"
+#include "core/rng.h"
 #include "../core/shuffle.h"
 #include "fit.h"
 

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 
 #include "../core/atomic.h"
-#include "cutune/run.h"
+#include "train/run.h"
 #include "fit.h"
 
 static bool exists(const char *p) {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/train.h"
+#include "train/callbacks.h"
 
 #define EPS 1e-7 /* Keras's backend epsilon: probabilities are clipped before the logarithm */
 

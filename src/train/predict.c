@@ -15,10 +15,10 @@
 #include <sys/stat.h>
 
 #include "../core/atomic.h"
-#include "cutune/model.h"
-#include "cutune/run.h"
-#include "cutune/stream.h"
-#include "cutune/weights.h"
+#include "model/model.h"
+#include "train/run.h"
+#include "train/stream.h"
+#include "io/weights.h"
 
 void ct_predict_config_defaults(ct_predict_config *c) {
     memset(c, 0, sizeof *c);

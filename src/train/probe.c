@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "cutune/run.h"
+#include "train/run.h"
 
 /* Largest eigenvalue of A^T A / n for A = [x, 1] (n, d + 1), by power iteration. */
 static double gram_top_eigen(const double *x, size_t n, int d, double *v, double *av) {

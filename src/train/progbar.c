@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cutune/train.h"
+#include "train/callbacks.h"
 
 void ct_progbar_init(ct_progbar *p, long target, FILE *out, bool interactive, double now) {
     p->target = target > 0 ? target : 1;

@@ -402,10 +402,63 @@ const char *ct_train_settings_title(ct_train_settings_group g) {
     return (int)g >= 0 && g < CT_SETTINGS_GROUPS ? group_titles[g] : "";
 }
 
+/* ---- configurations that own their strings (ct_train_config_new) ---- */
+
+struct ct_strpool {
+    struct ct_strpool *next;
+    char text[];
+};
+
+/* `value` as the config keeps it: a copy in its pool, or the caller's pointer. */
+static const char *keep(ct_train_config *c, const char *value, ct_status *st) {
+    if (c->pool == NULL || value == NULL) return value;
+    size_t n = strlen(value) + 1;
+    struct ct_strpool *p = malloc(sizeof *p + n);
+    if (p == NULL) {
+        *st = ct_error(CT_ENOMEM, "cannot keep a setting's value");
+        return NULL;
+    }
+    memcpy(p->text, value, n);
+    p->next = c->pool->next;
+    c->pool->next = p;
+    return p->text;
+}
+
+ct_status ct_train_config_new(ct_train_config **out) {
+    *out = NULL;
+    ct_train_config *c = malloc(sizeof *c);
+    struct ct_strpool *head = calloc(1, sizeof *head);
+    if (c == NULL || head == NULL) {
+        free(c);
+        free(head);
+        return ct_error(CT_ENOMEM, "cannot allocate a training configuration");
+    }
+    ct_train_config_defaults(c);
+    c->pool = head;
+    *out = c;
+    return CT_OK;
+}
+
+void ct_train_config_free(ct_train_config *c) {
+    if (c == NULL) return;
+    for (struct ct_strpool *p = c->pool, *next; p != NULL; p = next) {
+        next = p->next;
+        free(p);
+    }
+    free(c);
+}
+
+void ct_train_config_set_callbacks(ct_train_config *c, const ct_train_callbacks *cb) {
+    if (cb != NULL) c->callbacks = *cb;
+    else memset(&c->callbacks, 0, sizeof c->callbacks);
+}
+
 static ct_status apply_row(ct_train_config *c, const setting *s, const char *value) {
     if (value == NULL && s->info.arg != NULL)
         return ct_error(CT_EINVAL, "--%s needs a value", s->info.name);
-    return s->set(c, s, value);
+    ct_status st = CT_OK;
+    const char *kept = keep(c, value, &st);
+    return st != CT_OK ? st : s->set(c, s, kept);
 }
 
 ct_status ct_train_config_set(ct_train_config *c, const char *name, const char *value) {

@@ -3,7 +3,7 @@
 #ifndef CUTUNE_TRAIN_SETTINGS_H
 #define CUTUNE_TRAIN_SETTINGS_H
 
-#include "cutune/run.h"
+#include "train/run.h"
 #include "settings_table.h"
 
 /* What a run resolved from its settings and its data, which config.txt records beside them. */

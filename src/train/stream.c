@@ -24,8 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cutune/model.h"
-#include "cutune/stream.h"
+#include "model/model.h"
+#include "train/stream.h"
 
 struct ct_stream {
     ct_backend *be;

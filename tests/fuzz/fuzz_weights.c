@@ -28,9 +28,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cutune/model.h"
-#include "cutune/optim.h"
-#include "cutune/weights.h"
+#include "model/model.h"
+#include "model/optim.h"
+#include "io/weights.h"
 
 static ct_backend be;
 static ct_model *model;

@@ -3,19 +3,17 @@
  * SGD follows Keras 2 (lr, momentum, nesterov, and time decay lr / (1 + decay * iterations));
  * Adam follows Keras (epsilon 1e-7, bias correction folded into the step size); AdamW adds
  * decoupled weight decay. State is kept only for trainable parameters. */
-#ifndef CUTUNE_OPTIM_H
-#define CUTUNE_OPTIM_H
+#ifndef CUTUNE_MODEL_OPTIM_H
+#define CUTUNE_MODEL_OPTIM_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cutune/model.h"
+#include "model/model.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum { CT_OPT_SGD, CT_OPT_ADAM, CT_OPT_ADAMW } ct_optimizer_kind;
 
 typedef struct ct_optimizer_config {
     ct_optimizer_kind kind;

@@ -8,14 +8,15 @@
  *
  * The CPU backend implements every op forward and backward; it is the numerical oracle for the
  * CUDA backend and the fallback that trains where no GPU is present. */
-#ifndef CUTUNE_BACKEND_H
-#define CUTUNE_BACKEND_H
+#ifndef CUTUNE_CORE_BACKEND_H
+#define CUTUNE_CORE_BACKEND_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cutune/dtype.h"
+#include "core/dtype.h"
+#include "cutune/cuda.h"
 #include "cutune/status.h"
 
 #ifdef __cplusplus
@@ -279,6 +280,10 @@ ct_status ct_backend_open_with(ct_backend *be, const char *name, const ct_backen
 
 /* The arithmetic the backend uses for convolutions and GEMMs: "fp32", "tf32" or "bf16". */
 const char *ct_backend_precision(const ct_backend *be);
+
+/* The device a CUDA backend runs on (no other device is touched). CT_EINVAL when `be` is not a
+ * CUDA backend; CT_ENODEV without CUDA support. */
+ct_status ct_cuda_backend_device(const ct_backend *be, ct_device_info *info);
 
 /* Frees the context. A zeroed backend is a no-op. */
 void ct_backend_free(ct_backend *be);

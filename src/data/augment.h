@@ -30,14 +30,15 @@
  * order), and u = ct_rng_unit(word) in [0, 1). The words are bit-identical on every device;
  * parameters derived from them in float may differ in the last bits between compilers (nvcc
  * contracts to FMA), which moves the output by far less than one grey level. */
-#ifndef CUTUNE_AUGMENT_H
-#define CUTUNE_AUGMENT_H
+#ifndef CUTUNE_DATA_AUGMENT_H
+#define CUTUNE_DATA_AUGMENT_H
 
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cutune/rng.h"
+#include "core/rng.h"
+#include "cutune/data.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -389,14 +390,6 @@ CT_HD float ct_augment_brightness_value(float v, float factor, float lo, float h
     if (stretch) out = out / 255.0f * span + lo;
     return out;
 }
-
-/* Keras's imagenet_utils.preprocess_input modes (the preprocessing_function). */
-typedef enum {
-    CT_PREPROCESS_NONE = 0,
-    CT_PREPROCESS_CAFFE, /* RGB -> BGR, minus [103.939, 116.779, 123.68]: VGG16, ResNet50 */
-    CT_PREPROCESS_TF,    /* x / 127.5 - 1 */
-    CT_PREPROCESS_TORCH  /* x / 255, minus [0.485, 0.456, 0.406], over [0.229, 0.224, 0.225] */
-} ct_preprocess_mode;
 
 /* preprocess_input on one pixel of c channels, in place, with Keras's float32 operations in
  * Keras's order (bit-exact on the host; caffe and torch need c == 3). */

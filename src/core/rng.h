@@ -5,8 +5,8 @@
  * The CPU reference and the CUDA kernels compute the same function, so they draw the same
  * augmentation parameters and dropout masks for the same sample, and a resumed run continues
  * exactly where it stopped. The same code compiles for the host and, through CT_HD, the device. */
-#ifndef CUTUNE_RNG_H
-#define CUTUNE_RNG_H
+#ifndef CUTUNE_CORE_RNG_H
+#define CUTUNE_CORE_RNG_H
 
 #include <stdint.h>
 

@@ -5,8 +5,8 @@
  * backbone then stores what it keeps for backward at half the bytes, as mixed-precision training
  * does). bfloat16 is the upper half of a float32: widening is exact, narrowing rounds to nearest
  * even, the rounding __float2bfloat16_rn does on the GPU. */
-#ifndef CUTUNE_DTYPE_H
-#define CUTUNE_DTYPE_H
+#ifndef CUTUNE_CORE_DTYPE_H
+#define CUTUNE_CORE_DTYPE_H
 
 #include <stddef.h>
 #include <stdint.h>

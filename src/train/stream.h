@@ -25,15 +25,15 @@
  *         ct_stream_done(s, l, slot);                // the batch goes back to the loader
  *         slot = next_slot;
  */
-#ifndef CUTUNE_STREAM_H
-#define CUTUNE_STREAM_H
+#ifndef CUTUNE_TRAIN_STREAM_H
+#define CUTUNE_TRAIN_STREAM_H
 
 #include <stdbool.h>
 
-#include "cutune/augment.h"
-#include "cutune/backend.h"
-#include "cutune/data.h"
-#include "cutune/model.h"
+#include "data/augment.h"
+#include "core/backend.h"
+#include "data/data.h"
+#include "model/model.h"
 
 #ifdef __cplusplus
 extern "C" {

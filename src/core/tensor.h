@@ -4,8 +4,8 @@
  * memory for the CPU backend, device memory for CUDA). Parameters, gradients, optimizer state and
  * activations each live in one arena per category, planned first and allocated once (llm.c), so
  * the training step never allocates. Activations are NHWC float32 on the host side of the API. */
-#ifndef CUTUNE_TENSOR_H
-#define CUTUNE_TENSOR_H
+#ifndef CUTUNE_CORE_TENSOR_H
+#define CUTUNE_CORE_TENSOR_H
 
 #include <stddef.h>
 
