@@ -129,133 +129,157 @@ static ct_status print_profile(ct_model *m, int n, double *pf, double *pb, doubl
     return CT_OK;
 }
 
-/* Builds the model for one configuration on `be`, runs warm-up and timed steps and fills `r`.
- * With `verbose`, prints the model and every step as the single-configuration mode does. */
-static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *precision,
-                              const char *freeze_to, int batch, bool verbose, bench_result *r) {
-    const bool iceberg = strstr(o->head, "aux") != NULL || strcmp(o->head, "iceberg") == 0;
-    ct_model_config cfg = {.backbone = o->backbone,
-                           .input_h = (int)o->size,
-                           .input_w = (int)o->size,
-                           .input_c = 3,
-                           .aux_dim = iceberg ? 1 : 0,
-                           .max_batch = batch,
-                           .head = o->head,
-                           .seed = (uint64_t)o->seed};
-    ct_model *m = NULL;
-    float *x = NULL, *aux = NULL, *labels = NULL;
-    double *times = NULL, *prof_f = NULL, *prof_b = NULL; /* (steps, layers) ms */
-    const size_t mem0 = bench_device_memory(be);
-    ct_status s;
-    /* Frozen from the start: the memory column is what this configuration needs, and a batch
-     * that fits only frozen is measured rather than refused. */
-    cfg.freeze_to = freeze_to;
-    if ((s = ct_model_init(&m, &cfg, be)) != CT_OK) goto done;
+/* One configuration's model and its step's host buffers. */
+typedef struct synth_run {
+    ct_model *m;
+    int n;                         /* batch */
+    bool aux;                      /* the head takes the auxiliary input */
+    float *x, *aux_x, *labels;     /* (n, H, W, 3), (n), (n, outputs) */
+    double *times;                 /* (steps + warm-up) seconds */
+    double *prof_f, *prof_b;       /* (steps, layers) ms, with --profile */
+} synth_run;
+
+static void synth_free(synth_run *r) {
+    free(r->prof_b);
+    free(r->prof_f);
+    free(r->times);
+    free(r->labels);
+    free(r->aux_x);
+    free(r->x);
+    ct_model_free(r->m);
+}
+
+/* The model (frozen from the start: the memory column is what this configuration needs, and a
+ * batch that fits only frozen is measured rather than refused), compiled with SGD + Nesterov,
+ * and the buffers of its steps. */
+static ct_status synth_open(const bench_opts *o, ct_backend *be, const char *freeze_to,
+                            int batch, synth_run *r) {
+    r->n = batch;
+    r->aux = strstr(o->head, "aux") != NULL || strcmp(o->head, "iceberg") == 0;
+    ct_model_config cfg = {.backbone = o->backbone, .input_h = (int)o->size,
+                           .input_w = (int)o->size, .input_c = 3, .aux_dim = r->aux ? 1 : 0,
+                           .max_batch = batch, .head = o->head, .seed = (uint64_t)o->seed,
+                           .freeze_to = freeze_to};
+    ct_status s = ct_model_init(&r->m, &cfg, be);
+    if (s != CT_OK) return s;
     if (o->profile) {
-        const size_t cells = (size_t)o->steps * ct_model_num_layers(m);
-        prof_f = malloc(cells * sizeof *prof_f);
-        prof_b = malloc(cells * sizeof *prof_b);
-        if (prof_f == NULL || prof_b == NULL) {
-            s = ct_error(CT_ENOMEM, "out of memory for the profile");
-            goto done;
-        }
-        if ((s = ct_model_set_profile(m, true)) != CT_OK) goto done;
+        const size_t cells = (size_t)o->steps * ct_model_num_layers(r->m);
+        r->prof_f = malloc(cells * sizeof *r->prof_f);
+        r->prof_b = malloc(cells * sizeof *r->prof_b);
+        if (r->prof_f == NULL || r->prof_b == NULL)
+            return ct_error(CT_ENOMEM, "out of memory for the profile");
+        if ((s = ct_model_set_profile(r->m, true)) != CT_OK) return s;
     }
     ct_optimizer_config opt;
     ct_optimizer_defaults(&opt, CT_OPT_SGD);
     opt.lr = 1e-3f;
     opt.momentum = 0.9f;
     opt.nesterov = true;
-    if ((s = ct_model_compile(m, &opt)) != CT_OK) goto done;
+    if ((s = ct_model_compile(r->m, &opt)) != CT_OK) return s;
+    const size_t per = (size_t)o->size * o->size * 3;
+    r->x = malloc((size_t)batch * per * sizeof *r->x);
+    r->aux_x = malloc((size_t)batch * sizeof *r->aux_x);
+    r->labels = malloc((size_t)batch * ct_model_num_outputs(r->m) * sizeof *r->labels);
+    r->times = malloc((size_t)(o->steps + o->warmup) * sizeof *r->times);
+    if (r->x == NULL || r->aux_x == NULL || r->labels == NULL || r->times == NULL)
+        return ct_error(CT_ENOMEM, "cannot allocate a batch of %d images of %ldx%ld", batch,
+                        o->size, o->size);
+    return CT_OK;
+}
 
-    const int n = batch, k = ct_model_num_outputs(m);
-    const size_t per = (size_t)cfg.input_h * cfg.input_w * 3;
-    const long total = o->steps + o->warmup;
-    x = malloc((size_t)n * per * sizeof *x);
-    aux = malloc((size_t)n * sizeof *aux);
-    labels = malloc((size_t)n * k * sizeof *labels);
-    times = malloc((size_t)total * sizeof *times);
-    if (x == NULL || aux == NULL || labels == NULL || times == NULL) {
-        s = ct_error(CT_ENOMEM, "cannot allocate a batch of %d images of %ldx%ld", n, o->size,
-                     o->size);
-        goto done;
-    }
+static void print_model(const bench_opts *o, const ct_backend *be, const char *precision,
+                        ct_model *m, int n) {
+    size_t n_train = 0, n_params = ct_model_num_params(m, &n_train);
+    ct_model_memory mem;
+    ct_model_memory_get(m, &mem);
     double f_fwd, f_train;
     ct_model_flops(m, &f_fwd, &f_train);
-    if (verbose) {
-        size_t n_params, n_train;
-        n_params = ct_model_num_params(m, &n_train);
-        ct_model_memory mem;
-        ct_model_memory_get(m, &mem);
-        const ct_layer *ft = ct_model_layer(m, ct_model_first_trainable(m));
-        printf("cutune bench: %s %ldx%ld, head '%s', batch %d, backend %s, precision %s, "
-               "input %s\n", ct_model_backbone(m)->keras_name, o->size, o->size,
-               ct_model_head_spec(m), n, be->ops->name, precision, input_words(o));
-        printf("parameters %zu (trainable %zu), lowest trainable layer %s\n", n_params, n_train,
-               ft != NULL ? ft->name : "(none)");
-        printf("memory: params %.1f MiB, grads %.1f MiB, optimizer %.1f MiB, activations %.1f "
-               "MiB\n",
-               mem.params / 1048576.0, mem.grads / 1048576.0, mem.optimizer / 1048576.0,
-               mem.activations / 1048576.0);
-        printf("work: %.2f GFLOP/img forward, %.2f GFLOP/img per training step\n", f_fwd * 1e-9,
-               f_train * 1e-9);
-    }
-    /* --input device: one batch, copied into the model's input before the timing; each step
-     * trains on it. --input host: each step copies a new batch from pageable host memory. */
+    const ct_layer *ft = ct_model_layer(m, ct_model_first_trainable(m));
+    printf("cutune bench: %s %ldx%ld, head '%s', batch %d, backend %s, precision %s, "
+           "input %s\n", ct_model_backbone(m)->keras_name, o->size, o->size,
+           ct_model_head_spec(m), n, be->ops->name, precision, input_words(o));
+    printf("parameters %zu (trainable %zu), lowest trainable layer %s\n", n_params, n_train,
+           ft != NULL ? ft->name : "(none)");
+    printf("memory: params %.1f MiB, grads %.1f MiB, optimizer %.1f MiB, activations %.1f "
+           "MiB\n",
+           mem.params / 1048576.0, mem.grads / 1048576.0, mem.optimizer / 1048576.0,
+           mem.activations / 1048576.0);
+    printf("work: %.2f GFLOP/img forward, %.2f GFLOP/img per training step\n", f_fwd * 1e-9,
+           f_train * 1e-9);
+}
+
+/* The warm-up and timed steps. --input device: one batch, copied into the model's input before
+ * the timing; each step trains on it. --input host: each step copies a new batch from pageable
+ * host memory. */
+static ct_status time_steps(const bench_opts *o, ct_backend *be, synth_run *r, bool verbose) {
+    const long total = o->steps + o->warmup;
+    const int n = r->n;
     const bool resident = strcmp(o->input, "device") == 0;
+    ct_status s = CT_OK;
     if (resident) {
-        ct_model_synthetic_batch(m, n, 0, (uint64_t)o->seed, x, aux, labels);
-        if ((s = ct_model_set_input(m, x, iceberg ? aux : NULL, n)) != CT_OK ||
+        ct_model_synthetic_batch(r->m, n, 0, (uint64_t)o->seed, r->x, r->aux_x, r->labels);
+        if ((s = ct_model_set_input(r->m, r->x, r->aux ? r->aux_x : NULL, n)) != CT_OK ||
             (s = be->ops->synchronize(be->ctx)) != CT_OK)
-            goto done;
+            return s;
     }
     for (long step = 0; step < total; step++) {
         if (!resident)
-            ct_model_synthetic_batch(m, n, (uint32_t)step, (uint64_t)o->seed, x, aux, labels);
+            ct_model_synthetic_batch(r->m, n, (uint32_t)step, (uint64_t)o->seed, r->x, r->aux_x,
+                                     r->labels);
         float loss = 0.0f;
         double t0 = bench_now();
-        if ((s = resident ? ct_model_forward(m, n, true, (uint32_t)step)
-                          : ct_model_forward_host(m, x, iceberg ? aux : NULL, n, true,
+        if ((s = resident ? ct_model_forward(r->m, n, true, (uint32_t)step)
+                          : ct_model_forward_host(r->m, r->x, r->aux ? r->aux_x : NULL, n, true,
                                                   (uint32_t)step)) != CT_OK ||
-            (s = ct_model_loss(m, labels, NULL, &loss)) != CT_OK ||
-            (s = ct_model_backward(m)) != CT_OK ||
-            (s = ct_model_apply_gradients(m, 1.0f)) != CT_OK ||
+            (s = ct_model_loss(r->m, r->labels, NULL, &loss)) != CT_OK ||
+            (s = ct_model_backward(r->m)) != CT_OK ||
+            (s = ct_model_apply_gradients(r->m, 1.0f)) != CT_OK ||
             (s = be->ops->synchronize(be->ctx)) != CT_OK)
-            goto done;
-        times[step] = bench_now() - t0;
+            return s;
+        r->times[step] = bench_now() - t0;
         if (o->profile && step >= o->warmup) {
-            const int nl = ct_model_num_layers(m);
-            const size_t row = (size_t)(step - o->warmup) * nl;
-            if ((s = ct_model_profile(m, prof_f + row, prof_b + row)) != CT_OK) goto done;
+            const size_t row = (size_t)(step - o->warmup) * ct_model_num_layers(r->m);
+            if ((s = ct_model_profile(r->m, r->prof_f + row, r->prof_b + row)) != CT_OK) return s;
         }
         if (verbose) {
             printf("step %ld/%ld%s: loss %.4f, %.3f s, %.1f img/s\n", step + 1, total,
-                   step < o->warmup ? " (warm-up)" : "", loss, times[step], n / times[step]);
+                   step < o->warmup ? " (warm-up)" : "", loss, r->times[step], n / r->times[step]);
             fflush(stdout);
         }
     }
-    r->median_s = bench_median(times + o->warmup, (size_t)o->steps);
-    if (o->profile && (s = print_profile(m, n, prof_f, prof_b, r->median_s * 1e3, o)) != CT_OK)
-        goto done;
-    r->flop_img = f_train;
-    /* The arenas and the workspace only grow, so what is held now is the run's peak. */
-    size_t mem1 = bench_device_memory(be);
-    r->mem_bytes = mem1 > mem0 ? mem1 - mem0 : 0;
-    if (verbose) {
-        printf("median step %.3f s: %.1f img/s, %.1f GFLOP/s achieved\n", r->median_s,
-               n / r->median_s, f_train * n / r->median_s * 1e-9);
+    return CT_OK;
+}
+
+/* Builds the model for one configuration on `be`, runs warm-up and timed steps and fills `res`.
+ * With `verbose`, prints the model and every step as the single-configuration mode does. */
+static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *precision,
+                              const char *freeze_to, int batch, bool verbose, bench_result *res) {
+    synth_run r;
+    memset(&r, 0, sizeof r);
+    const size_t mem0 = bench_device_memory(be);
+    ct_status s = synth_open(o, be, freeze_to, batch, &r);
+    if (s == CT_OK && verbose) print_model(o, be, precision, r.m, batch);
+    if (s == CT_OK) s = time_steps(o, be, &r, verbose);
+    if (s == CT_OK) {
+        double f_fwd;
+        ct_model_flops(r.m, &f_fwd, &res->flop_img);
+        res->median_s = bench_median(r.times + o->warmup, (size_t)o->steps);
+        if (o->profile)
+            s = print_profile(r.m, batch, r.prof_f, r.prof_b, res->median_s * 1e3, o);
+    }
+    if (s == CT_OK) {
+        /* The arenas and the workspace only grow, so what is held now is the run's peak. */
+        size_t mem1 = bench_device_memory(be);
+        res->mem_bytes = mem1 > mem0 ? mem1 - mem0 : 0;
+    }
+    if (s == CT_OK && verbose) {
+        printf("median step %.3f s: %.1f img/s, %.1f GFLOP/s achieved\n", res->median_s,
+               batch / res->median_s, res->flop_img * batch / res->median_s * 1e-9);
         if (strcmp(be->ops->name, "cuda") == 0)
             printf("device memory: %.2f GiB for this model (arenas, workspace, library pools)\n",
-                   r->mem_bytes / 1073741824.0);
+                   res->mem_bytes / 1073741824.0);
     }
-done:
-    free(prof_b);
-    free(prof_f);
-    free(times);
-    free(labels);
-    free(aux);
-    free(x);
-    ct_model_free(m);
+    synth_free(&r);
     return s;
 }
 

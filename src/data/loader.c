@@ -299,9 +299,8 @@ static ct_status alloc_buffers(ct_loader *l, ct_batch *b) {
     return CT_OK;
 }
 
-static ct_status init(ct_loader **out, const ct_dataset *ds, const ct_loader_config *cfg,
-                      const ct_augment_config *aug) {
-    *out = NULL;
+/* What a loader can refuse before it allocates anything. */
+static ct_status check_config(const ct_dataset *ds, const ct_loader_config *cfg) {
     if (cfg->batch_size < 1)
         return ct_error(CT_EINVAL, "batch_size must be >= 1, not %d", cfg->batch_size);
     if (cfg->threads < 1 || cfg->threads > 256)
@@ -315,126 +314,85 @@ static ct_status init(ct_loader **out, const ct_dataset *ds, const ct_loader_con
     if (n > UINT32_MAX) return ct_error(CT_EINVAL, "the dataset has more than 2^32 samples");
     if (cfg->class_mode != CT_CLASS_NONE && !ct_dataset_labelled(ds))
         return ct_error(CT_EINVAL, "the dataset has no labels: use class mode none");
-    const int K_classes = ct_dataset_num_classes(ds);
-    if (cfg->class_mode == CT_CLASS_BINARY && K_classes != 2)
-        return ct_error(CT_EINVAL, "class mode binary needs exactly 2 classes, not %d", K_classes);
+    const int k = ct_dataset_num_classes(ds);
+    if (cfg->class_mode == CT_CLASS_BINARY && k != 2)
+        return ct_error(CT_EINVAL, "class mode binary needs exactly 2 classes, not %d", k);
+    return CT_OK;
+}
 
-    ct_loader *l = calloc(1, sizeof *l);
-    if (l == NULL) return ct_error(CT_ENOMEM, "cannot allocate a loader");
-    l->ds = ds;
-    l->cfg = *cfg;
-    l->B = (size_t)cfg->batch_size;
-    l->n = n;
-    l->in_memory = ct_dataset_in_memory(ds, &l->H, &l->W, &l->C);
-    ct_status s = CT_OK;
+/* The batch's shape (the images' own, or the target size and colour mode's channels), the
+ * label and aux columns, and the augmentation. */
+static ct_status set_shape(ct_loader *l, const ct_augment_config *aug) {
+    const ct_loader_config *cfg = &l->cfg;
+    l->in_memory = ct_dataset_in_memory(l->ds, &l->H, &l->W, &l->C);
     if (!l->in_memory) {
         const ct_image_options *io = &cfg->image;
-        if (io->target_h <= 0 || io->target_w <= 0) {
-            s = ct_error(CT_EINVAL, "a loader needs a target size (got %dx%d)", io->target_h,
-                         io->target_w);
-            goto fail_early;
-        }
+        if (io->target_h <= 0 || io->target_w <= 0)
+            return ct_error(CT_EINVAL, "a loader needs a target size (got %dx%d)", io->target_h,
+                            io->target_w);
         if ((unsigned)io->color_mode > CT_COLOR_RGBA ||
-            (unsigned)io->interpolation > CT_INTERP_HAMMING) {
-            s = ct_error(CT_EINVAL, "unknown color mode or interpolation");
-            goto fail_early;
-        }
+            (unsigned)io->interpolation > CT_INTERP_HAMMING)
+            return ct_error(CT_EINVAL, "unknown color mode or interpolation");
         l->H = io->target_h;
         l->W = io->target_w;
         l->C = ct_color_mode_channels(io->color_mode);
     }
     l->hwc = (size_t)l->H * l->W * l->C;
+    const int classes = ct_dataset_num_classes(l->ds);
     l->K = cfg->class_mode == CT_CLASS_NONE
                ? 0
-               : (cfg->class_mode == CT_CLASS_CATEGORICAL ? K_classes : 1);
-    l->A = ct_dataset_aux_dim(ds);
+               : (cfg->class_mode == CT_CLASS_CATEGORICAL ? classes : 1);
+    l->A = ct_dataset_aux_dim(l->ds);
     if (aug != NULL && ct_augment_enabled(aug)) {
-        if ((unsigned)aug->fill_mode > CT_FILL_WRAP) {
-            s = ct_error(CT_EINVAL, "unknown fill mode %d", (int)aug->fill_mode);
-            goto fail_early;
-        }
+        if ((unsigned)aug->fill_mode > CT_FILL_WRAP)
+            return ct_error(CT_EINVAL, "unknown fill mode %d", (int)aug->fill_mode);
         l->augment = true;
         l->aug = *aug;
     }
-    if (cfg->output == CT_OUTPUT_FLOAT &&
-        (s = ct_standardize_check(&cfg->standardize, l->C)) != CT_OK)
-        goto fail_early;
+    if (cfg->output == CT_OUTPUT_FLOAT) return ct_standardize_check(&cfg->standardize, l->C);
+    return CT_OK;
+}
 
-    l->order = malloc(n * sizeof *l->order);
-    if (l->order == NULL) {
-        s = ct_error(CT_ENOMEM, "cannot allocate the sample order");
-        goto fail_early;
-    }
-    for (size_t i = 0; i < n; i++) l->order[i] = (uint32_t)i;
-    if (!l->in_memory) {
-        l->cache_state = calloc(n, 1);
-        if (l->cache_state == NULL) {
-            s = ct_error(CT_ENOMEM, "cannot allocate the cache table");
-            goto fail_early;
-        }
-        if (cfg->cache_bytes > 0 && l->hwc <= cfg->cache_bytes / n)
-            l->cache = malloc(n * l->hwc); /* NULL: too big after all, stream instead */
-    }
+/* The sample order and, for files, the decoded-image cache and its table. */
+static ct_status alloc_tables(ct_loader *l) {
+    l->order = malloc(l->n * sizeof *l->order);
+    if (l->order == NULL) return ct_error(CT_ENOMEM, "cannot allocate the sample order");
+    for (size_t i = 0; i < l->n; i++) l->order[i] = (uint32_t)i;
+    if (l->in_memory) return CT_OK;
+    l->cache_state = calloc(l->n, 1);
+    if (l->cache_state == NULL) return ct_error(CT_ENOMEM, "cannot allocate the cache table");
+    if (l->cfg.cache_bytes > 0 && l->hwc <= l->cfg.cache_bytes / l->n)
+        l->cache = malloc(l->n * l->hwc); /* NULL: too big after all, stream instead */
+    return CT_OK;
+}
 
+/* The batches in flight: the caller's buffers, or the loader's own. */
+static ct_status alloc_slots(ct_loader *l) {
+    const ct_loader_config *cfg = &l->cfg;
     l->n_slots = cfg->n_buffers > 0 ? cfg->n_buffers : cfg->threads + 1;
-    if (cfg->buffers != NULL && cfg->n_buffers < 1) {
-        s = ct_error(CT_EINVAL, "buffers given but n_buffers is %d", cfg->n_buffers);
-        goto fail_early;
-    }
+    if (cfg->buffers != NULL && cfg->n_buffers < 1)
+        return ct_error(CT_EINVAL, "buffers given but n_buffers is %d", cfg->n_buffers);
     l->slots = calloc((size_t)l->n_slots, sizeof *l->slots);
-    if (l->slots == NULL) {
-        s = ct_error(CT_ENOMEM, "cannot allocate %d batch slots", l->n_slots);
-        goto fail_early;
-    }
+    if (l->slots == NULL) return ct_error(CT_ENOMEM, "cannot allocate %d batch slots", l->n_slots);
     l->own_buffers = cfg->buffers == NULL;
     for (int i = 0; i < l->n_slots; i++) {
         slot *sl = &l->slots[i];
         sl->state = SLOT_FREE;
         sl->bad = calloc(l->B, 1);
-        if (sl->bad == NULL) {
-            s = ct_error(CT_ENOMEM, "cannot allocate batch slots");
-            goto fail_early;
-        }
+        if (sl->bad == NULL) return ct_error(CT_ENOMEM, "cannot allocate batch slots");
+        ct_status s;
         if (l->own_buffers) {
-            if ((s = alloc_buffers(l, &sl->b)) != CT_OK) goto fail_early;
+            if ((s = alloc_buffers(l, &sl->b)) != CT_OK) return s;
         } else {
-            if ((s = check_buffers(l, &cfg->buffers[i], i)) != CT_OK) goto fail_early;
+            if ((s = check_buffers(l, &cfg->buffers[i], i)) != CT_OK) return s;
             sl->b = cfg->buffers[i];
         }
     }
-
-    pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->work_cv, NULL);
-    pthread_cond_init(&l->ready_cv, NULL);
-    pthread_cond_init(&l->idle_cv, NULL);
-    l->workers = calloc((size_t)cfg->threads, sizeof *l->workers);
-    if (l->workers == NULL) {
-        s = ct_error(CT_ENOMEM, "cannot allocate %d workers", cfg->threads);
-        goto fail;
-    }
-    for (int t = 0; t < cfg->threads; t++) {
-        worker *w = &l->workers[t];
-        w->l = l;
-        w->scratch = malloc(l->hwc * sizeof(float));
-        if (w->scratch == NULL) {
-            s = ct_error(CT_ENOMEM, "cannot allocate worker scratch");
-            goto fail;
-        }
-        if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
-            free(w->scratch);
-            w->scratch = NULL;
-            s = ct_error(CT_EIO, "cannot start loader thread %d", t);
-            goto fail;
-        }
-        l->n_workers++;
-    }
-    *out = l;
     return CT_OK;
-fail:
-    ct_loader_free(l);
-    return s;
-fail_early:
-    /* Threads and locks do not exist yet. */
+}
+
+/* Frees what alloc_tables and alloc_slots made, before any thread or lock exists. */
+static void free_unstarted(ct_loader *l) {
     for (int i = 0; l->slots != NULL && i < l->n_slots; i++) {
         free(l->slots[i].bad);
         if (l->own_buffers) {
@@ -450,7 +408,53 @@ fail_early:
     free(l->cache);
     free(l->cache_state);
     free(l);
-    return s;
+}
+
+static ct_status start_workers(ct_loader *l) {
+    const int threads = l->cfg.threads;
+    l->workers = calloc((size_t)threads, sizeof *l->workers);
+    if (l->workers == NULL) return ct_error(CT_ENOMEM, "cannot allocate %d workers", threads);
+    for (int t = 0; t < threads; t++) {
+        worker *w = &l->workers[t];
+        w->l = l;
+        w->scratch = malloc(l->hwc * sizeof(float));
+        if (w->scratch == NULL) return ct_error(CT_ENOMEM, "cannot allocate worker scratch");
+        if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
+            free(w->scratch);
+            w->scratch = NULL;
+            return ct_error(CT_EIO, "cannot start loader thread %d", t);
+        }
+        l->n_workers++;
+    }
+    return CT_OK;
+}
+
+static ct_status init(ct_loader **out, const ct_dataset *ds, const ct_loader_config *cfg,
+                      const ct_augment_config *aug) {
+    *out = NULL;
+    ct_status s = check_config(ds, cfg);
+    if (s != CT_OK) return s;
+    ct_loader *l = calloc(1, sizeof *l);
+    if (l == NULL) return ct_error(CT_ENOMEM, "cannot allocate a loader");
+    l->ds = ds;
+    l->cfg = *cfg;
+    l->B = (size_t)cfg->batch_size;
+    l->n = ct_dataset_count(ds);
+    if ((s = set_shape(l, aug)) != CT_OK || (s = alloc_tables(l)) != CT_OK ||
+        (s = alloc_slots(l)) != CT_OK) {
+        free_unstarted(l);
+        return s;
+    }
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->work_cv, NULL);
+    pthread_cond_init(&l->ready_cv, NULL);
+    pthread_cond_init(&l->idle_cv, NULL);
+    if ((s = start_workers(l)) != CT_OK) {
+        ct_loader_free(l);
+        return s;
+    }
+    *out = l;
+    return CT_OK;
 }
 
 ct_status ct_loader_init(ct_loader **out, const ct_dataset *ds, const ct_loader_config *cfg) {

@@ -1,12 +1,12 @@
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L /* strtok_r */
-#endif
 /* The standardisation a model was trained with, as text: saved beside the weights so that
  * `cutune predict` and `cutune evaluate` feed the model exactly what it was trained on.
  * Form: the preprocess mode, then optional `;`-separated items:
  *   caffe | tf | torch | none
  *   rescale=F  samplewise_center  samplewise_std_normalization
  *   featurewise_center=M0,M1,M2  featurewise_std_normalization=S0,S1,S2 */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* strtok_r */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

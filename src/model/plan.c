@@ -51,35 +51,37 @@ static void bind_grads_and_state(ct_model *m, size_t (*off)[PLAN_SLOTS]) {
  * one of the two ping-pong buffers of the frozen prefix. */
 enum { PLAN_OWN, PLAN_ALIAS, PLAN_SCRATCH0, PLAN_SCRATCH1 };
 
-ct_status ct_model_replan(ct_model *m) {
-    ct_arena_free(&m->grads);
-    ct_arena_free(&m->opt);
-    ct_arena_free(&m->acts);
-    m->have_loss = m->loss_queued = false;
-    m->first_trainable = compute_first_trainable(m);
-    const int ft = m->first_trainable;
-    const size_t nb = (size_t)m->cfg.max_batch;
-    ct_status s = CT_OK;
+/* The activation arena's plan: offsets of every buffer, in floats reserved in this order. */
+typedef struct act_plan {
+    size_t (*off)[PLAN_SLOTS]; /* (layers) gradients, optimizer slots, own activation */
+    int *where;                /* (layers) PLAN_* */
+    size_t *aux_dout;          /* (layers) the aux branch's gradient buffers */
+    size_t input, input16, bridge, dbridge, aux;
+    size_t scratch[2], dscratch[2];
+    size_t labels, weights, probs, dlogits, loss;
+} act_plan;
 
-    const size_t nl = (size_t)(unsigned)m->n_layers;
-    size_t (*off)[PLAN_SLOTS] = calloc(nl, sizeof *off);
-    int *kind = calloc(nl, sizeof *kind);
-    if (off == NULL || kind == NULL) {
-        s = ct_error(CT_ENOMEM, "cannot plan the arenas");
-        goto done;
-    }
-    plan_grads_and_state(m, off);
-
-    /* Activations. Sizes are counted in floats; a bf16 tensor takes half as many. */
+/* The inputs: the image batch (and its bf16 copy), the bridge between a bf16 backbone and the
+ * float32 head, the auxiliary values. Sizes are counted in floats; bf16 takes half as many. */
+static void plan_inputs(ct_model *m, act_plan *p) {
     const bool bf = m->act_dtype == CT_BF16;
+    const size_t nb = (size_t)m->cfg.max_batch;
     const size_t in_count = nb * m->cfg.input_h * m->cfg.input_w * m->cfg.input_c;
-    size_t in_off = ct_arena_reserve(&m->acts, in_count);
-    size_t in16_off = bf ? ct_arena_reserve(&m->acts, (in_count + 1) / 2) : 0;
+    p->input = ct_arena_reserve(&m->acts, in_count);
+    p->input16 = bf ? ct_arena_reserve(&m->acts, (in_count + 1) / 2) : 0;
     const size_t bridge_count = nb * ct_layer_out_size(&m->layers[m->n_backbone - 1]);
-    size_t bridge_off = bf ? ct_arena_reserve(&m->acts, bridge_count) : 0;
-    size_t dbridge_off = bf ? ct_arena_reserve(&m->acts, bridge_count) : 0;
-    size_t aux_off = ct_arena_reserve(&m->acts, nb * (size_t)(m->cfg.aux_dim > 0 ? m->cfg.aux_dim
-                                                                                : 1));
+    p->bridge = bf ? ct_arena_reserve(&m->acts, bridge_count) : 0;
+    p->dbridge = bf ? ct_arena_reserve(&m->acts, bridge_count) : 0;
+    p->aux = ct_arena_reserve(&m->acts, nb * (size_t)(m->cfg.aux_dim > 0 ? m->cfg.aux_dim : 1));
+}
+
+/* Every layer's output: kept in its own buffer from the layer below the lowest trainable one
+ * up (backward reads them), through the ping-pong buffers below it; and the output gradients'
+ * ping-pong buffers, as large as the largest gradient backward writes. */
+static void plan_outputs(ct_model *m, act_plan *p) {
+    const bool bf = m->act_dtype == CT_BF16;
+    const size_t nb = (size_t)m->cfg.max_batch;
+    const int ft = m->first_trainable;
     size_t scratch_floats = 0, dscratch_floats = 0;
     for (int i = 0; i < m->n_layers; i++) {
         ct_layer *l = &m->layers[i];
@@ -87,104 +89,131 @@ ct_status ct_model_replan(ct_model *m) {
         size_t sz = nb * ct_layer_out_size(l);
         if (l->dtype == CT_BF16) sz = (sz + 1) / 2;
         bool keep = i >= ft - 1 || l->src == CT_SRC_AUX || i == m->n_layers - 1;
-        int src_kind = l->src >= 0 ? kind[l->src] : PLAN_OWN;
-        if (l->kind == CT_LAYER_FLATTEN) {
-            /* Flatten is a reshape of NHWC data: it shares its input's buffer. */
-            kind[i] = src_kind >= PLAN_SCRATCH0 ? src_kind : PLAN_ALIAS;
+        int src_where = l->src >= 0 ? p->where[l->src] : PLAN_OWN;
+        if (ct_layer_kind_get(l->kind)->view) {
+            /* A reshape of NHWC data (flatten): it shares its input's buffer. */
+            p->where[i] = src_where >= PLAN_SCRATCH0 ? src_where : PLAN_ALIAS;
         } else if (keep) {
-            kind[i] = PLAN_OWN;
-            off[i][PLAN_ACT] = ct_arena_reserve(&m->acts, sz);
+            p->where[i] = PLAN_OWN;
+            p->off[i][PLAN_ACT] = ct_arena_reserve(&m->acts, sz);
         } else {
             /* Write to the scratch buffer the input is not in. */
-            kind[i] = src_kind == PLAN_SCRATCH0 ? PLAN_SCRATCH1 : PLAN_SCRATCH0;
+            p->where[i] = src_where == PLAN_SCRATCH0 ? PLAN_SCRATCH1 : PLAN_SCRATCH0;
             if (sz > scratch_floats) scratch_floats = sz;
         }
         if (i >= ft && sz > dscratch_floats) dscratch_floats = sz;
     }
-    size_t sc_off[2], dsc_off[2];
     for (int k = 0; k < 2; k++) {
-        sc_off[k] = ct_arena_reserve(&m->acts, scratch_floats);
-        dsc_off[k] = ct_arena_reserve(&m->acts, dscratch_floats);
+        p->scratch[k] = ct_arena_reserve(&m->acts, scratch_floats);
+        p->dscratch[k] = ct_arena_reserve(&m->acts, dscratch_floats);
     }
-    /* Aux branch gradients get their own small buffers: concat writes both sides at once. */
-    size_t *aux_dout = calloc(nl, sizeof *aux_dout);
-    if (aux_dout == NULL) {
-        s = ct_error(CT_ENOMEM, "cannot plan the arenas");
-        goto done;
-    }
+}
+
+/* The aux branch's gradients (concat writes both sides at once, so each has its own small
+ * buffer), then the loss's labels, weights, probabilities, logits' gradient and value. */
+static void plan_loss(ct_model *m, act_plan *p) {
+    const size_t nb = (size_t)m->cfg.max_batch;
     for (int i = 0; i < m->n_layers; i++)
         if (m->layers[i].src == CT_SRC_AUX)
-            aux_dout[i] = ct_arena_reserve(&m->acts, nb * ct_layer_out_size(&m->layers[i]));
+            p->aux_dout[i] = ct_arena_reserve(&m->acts, nb * ct_layer_out_size(&m->layers[i]));
     const size_t n_out = nb * (size_t)m->n_out;
-    size_t labels_off = ct_arena_reserve(&m->acts, n_out);
-    size_t weights_off = ct_arena_reserve(&m->acts, nb);
-    size_t probs_off = ct_arena_reserve(&m->acts, n_out);
-    size_t dlogits_off = ct_arena_reserve(&m->acts, n_out);
-    size_t loss_off = ct_arena_reserve(&m->acts, 1);
+    p->labels = ct_arena_reserve(&m->acts, n_out);
+    p->weights = ct_arena_reserve(&m->acts, nb);
+    p->probs = ct_arena_reserve(&m->acts, n_out);
+    p->dlogits = ct_arena_reserve(&m->acts, n_out);
+    p->loss = ct_arena_reserve(&m->acts, 1);
+}
 
-    if ((s = ct_arena_alloc(&m->grads)) != CT_OK) goto fail_aux;
-    if ((s = ct_arena_alloc(&m->opt)) != CT_OK) goto fail_aux;
-    if ((s = ct_arena_alloc(&m->acts)) != CT_OK) goto fail_aux;
-    bind_grads_and_state(m, off);
-
-    m->input = ct_arena_ptr(&m->acts, in_off);
-    m->input16 = bf ? (void *)ct_arena_ptr(&m->acts, in16_off) : NULL;
-    m->bridge = bf ? ct_arena_ptr(&m->acts, bridge_off) : NULL;
-    m->dbridge = bf ? ct_arena_ptr(&m->acts, dbridge_off) : NULL;
-    m->aux = m->cfg.aux_dim > 0 ? ct_arena_ptr(&m->acts, aux_off) : NULL;
+static void bind_buffers(ct_model *m, const act_plan *p) {
+    const bool bf = m->act_dtype == CT_BF16;
+    m->input = ct_arena_ptr(&m->acts, p->input);
+    m->input16 = bf ? (void *)ct_arena_ptr(&m->acts, p->input16) : NULL;
+    m->bridge = bf ? ct_arena_ptr(&m->acts, p->bridge) : NULL;
+    m->dbridge = bf ? ct_arena_ptr(&m->acts, p->dbridge) : NULL;
+    m->aux = m->cfg.aux_dim > 0 ? ct_arena_ptr(&m->acts, p->aux) : NULL;
     for (int k = 0; k < 2; k++) {
-        m->scratch[k] = ct_arena_ptr(&m->acts, sc_off[k]);
-        m->dscratch[k] = ct_arena_ptr(&m->acts, dsc_off[k]);
+        m->scratch[k] = ct_arena_ptr(&m->acts, p->scratch[k]);
+        m->dscratch[k] = ct_arena_ptr(&m->acts, p->dscratch[k]);
     }
-    m->labels = ct_arena_ptr(&m->acts, labels_off);
-    m->weights = ct_arena_ptr(&m->acts, weights_off);
-    m->probs = ct_arena_ptr(&m->acts, probs_off);
-    m->loss_value = ct_arena_ptr(&m->acts, loss_off);
+    m->labels = ct_arena_ptr(&m->acts, p->labels);
+    m->weights = ct_arena_ptr(&m->acts, p->weights);
+    m->probs = ct_arena_ptr(&m->acts, p->probs);
+    m->loss_value = ct_arena_ptr(&m->acts, p->loss);
+}
 
+static void bind_outputs(ct_model *m, const act_plan *p) {
+    const bool bf = m->act_dtype == CT_BF16;
     for (int i = 0; i < m->n_layers; i++) {
         ct_layer *l = &m->layers[i];
-        void *in = l->src == CT_SRC_IMAGE   ? (bf ? m->input16 : (void *)m->input)
-                   : l->src == CT_SRC_AUX   ? (void *)m->aux
+        void *in = l->src == CT_SRC_IMAGE        ? (bf ? m->input16 : (void *)m->input)
+                   : l->src == CT_SRC_AUX        ? (void *)m->aux
                    : ct_layer_reads_bridge(m, i) ? (void *)m->bridge
                                                  : m->layers[l->src].out;
-        switch (kind[i]) {
-        case PLAN_OWN: l->out = ct_arena_ptr(&m->acts, off[i][PLAN_ACT]); break;
+        switch (p->where[i]) {
+        case PLAN_OWN: l->out = ct_arena_ptr(&m->acts, p->off[i][PLAN_ACT]); break;
         case PLAN_ALIAS: l->out = in; break;
         default:
-            l->out = l->kind == CT_LAYER_FLATTEN ? in : m->scratch[kind[i] - PLAN_SCRATCH0];
+            l->out = ct_layer_kind_get(l->kind)->view ? in
+                                                      : m->scratch[p->where[i] - PLAN_SCRATCH0];
             break;
         }
         l->dout = NULL;
     }
-    /* Output gradients, from the top down: the logits' gradient has its own buffer; each layer's
-     * input gradient goes to the ping-pong buffer its own gradient is not in (flatten shares). */
+}
+
+/* Output gradients, from the top down: the logits' gradient has its own buffer; each layer's
+ * input gradient goes to the ping-pong buffer its own gradient is not in (flatten shares). */
+static void bind_output_grads(ct_model *m, const act_plan *p) {
     ct_layer *top = &m->layers[m->n_layers - 1];
-    top->dout = ct_arena_ptr(&m->acts, dlogits_off);
+    top->dout = ct_arena_ptr(&m->acts, p->dlogits);
     for (int i = m->n_layers - 1; i >= 0; i--) {
         ct_layer *l = &m->layers[i];
-        if (l->src == CT_SRC_AUX) l->dout = ct_arena_ptr(&m->acts, aux_dout[i]);
+        if (l->src == CT_SRC_AUX) l->dout = ct_arena_ptr(&m->acts, p->aux_dout[i]);
         if (l->src < 0 || l->dout == NULL) continue;
         ct_layer *src = &m->layers[l->src];
         if (src->dout != NULL) continue;
-        if (l->src < ft) continue; /* no gradient is needed below the lowest trainable layer */
+        if (l->src < m->first_trainable) continue; /* none needed below the lowest trainable */
         if (m->bridge != NULL && src->out == m->bridge)
             src->dout = m->dbridge; /* a flatten of the bridge */
-        else if (l->kind == CT_LAYER_FLATTEN && !ct_layer_reads_bridge(m, i))
+        else if (ct_layer_kind_get(l->kind)->view && !ct_layer_reads_bridge(m, i))
             src->dout = l->dout;
         else
             src->dout = m->dscratch[l->dout == m->dscratch[0] ? 1 : 0];
     }
-    s = CT_OK;
-    goto ok_aux;
-fail_aux:
+}
+
+ct_status ct_model_replan(ct_model *m) {
     ct_arena_free(&m->grads);
     ct_arena_free(&m->opt);
     ct_arena_free(&m->acts);
-ok_aux:
-    free(aux_dout);
+    m->have_loss = m->loss_queued = false;
+    m->first_trainable = compute_first_trainable(m);
+    const size_t nl = (size_t)(unsigned)m->n_layers;
+    act_plan p = {.off = calloc(nl, sizeof *p.off), .where = calloc(nl, sizeof *p.where),
+                  .aux_dout = calloc(nl, sizeof *p.aux_dout)};
+    ct_status s = CT_OK;
+    if (p.off == NULL || p.where == NULL || p.aux_dout == NULL) {
+        s = ct_error(CT_ENOMEM, "cannot plan the arenas");
+        goto done;
+    }
+    plan_grads_and_state(m, p.off);
+    plan_inputs(m, &p);
+    plan_outputs(m, &p);
+    plan_loss(m, &p);
+    if ((s = ct_arena_alloc(&m->grads)) != CT_OK || (s = ct_arena_alloc(&m->opt)) != CT_OK ||
+        (s = ct_arena_alloc(&m->acts)) != CT_OK) {
+        ct_arena_free(&m->grads);
+        ct_arena_free(&m->opt);
+        ct_arena_free(&m->acts);
+        goto done;
+    }
+    bind_grads_and_state(m, p.off);
+    bind_buffers(m, &p);
+    bind_outputs(m, &p);
+    bind_output_grads(m, &p);
 done:
-    free(off);
-    free(kind);
+    free(p.off);
+    free(p.where);
+    free(p.aux_dout);
     return s;
 }
-

@@ -352,11 +352,10 @@ static void print_table(const ct_folds_result *r, const bool *done, const char *
            r->mean_val_acc);
 }
 
-ct_status ct_train_folds(const ct_train_config *c, int folds, const char *test,
-                         ct_folds_result *r) {
-    memset(r, 0, sizeof *r);
-    r->folds = folds;
-    r->mean_val_loss = r->mean_val_acc = NAN;
+/* What can be refused before anything is opened; `summary` and `first` are folds.csv and
+ * fold_1/ of the run folder. */
+static ct_status check_request(const ct_train_config *c, int folds, const char *test,
+                               const char *summary, const char *first) {
     if (folds < 2 || folds > CT_MAX_FOLDS)
         return ct_error(CT_EINVAL, "--folds %d: expected 2 to %d", folds, CT_MAX_FOLDS);
     if (c->val != NULL || c->validation_split > 0.0)
@@ -372,92 +371,116 @@ ct_status ct_train_folds(const ct_train_config *c, int folds, const char *test,
     if (c->epochs < 1) return ct_error(CT_EINVAL, "--epochs must be at least 1");
     if (test != NULL && !exists(test))
         return ct_error(CT_ENOTFOUND, "--test %s: no such file or folder", test);
-
-    char summary[4300], dir[4300];
-    snprintf(summary, sizeof summary, "%s/folds.csv", c->out_dir);
-    snprintf(dir, sizeof dir, "%s/fold_1", c->out_dir);
     if (exists(c->out_dir) && !is_dir(c->out_dir))
         return ct_error(CT_EINVAL, "%s exists and is not a directory", c->out_dir);
-    if (!c->resume && (exists(summary) || exists(dir)))
+    if (!c->resume && (exists(summary) || exists(first)))
         return ct_error(CT_EINVAL, "%s already holds a k-fold run: add --resume to continue "
                         "it, or choose another --out (nothing was changed)", c->out_dir);
-    if (c->resume && !exists(summary) && !exists(dir))
+    if (c->resume && !exists(summary) && !exists(first))
         return ct_error(CT_ENOTFOUND, "%s holds no k-fold run to resume (start it without "
                         "--resume)", c->out_dir);
+    return CT_OK;
+}
 
-    ct_dataset *all = NULL, *train = NULL, *val = NULL;
-    int *labels = NULL, *fold_of = NULL;
-    bool done[CT_MAX_FOLDS] = {false};
-    ct_status s = open_all(c, &all);
-    if (s != CT_OK) goto out;
+/* The fold of every sample: the stratified deal keyed by the seed. */
+static ct_status deal(const ct_train_config *c, const ct_dataset *all, int folds,
+                      int **fold_of) {
     const size_t n = ct_dataset_count(all);
-    if (n < (size_t)folds) {
-        s = ct_error(CT_EINVAL, "--folds %d: %s has only %zu samples", folds, c->data, n);
-        goto out;
-    }
-    labels = malloc(n * sizeof *labels);
-    fold_of = malloc(n * sizeof *fold_of);
-    if (labels == NULL || fold_of == NULL) {
+    if (n < (size_t)folds)
+        return ct_error(CT_EINVAL, "--folds %d: %s has only %zu samples", folds, c->data, n);
+    int *labels = malloc(n * sizeof *labels);
+    *fold_of = malloc(n * sizeof **fold_of);
+    ct_status s = CT_OK;
+    if (labels == NULL || *fold_of == NULL) {
         s = ct_error(CT_ENOMEM, "cannot allocate the folds");
-        goto out;
+    } else {
+        for (size_t i = 0; i < n; i++) labels[i] = ct_dataset_label(all, i);
+        s = ct_kfold_assign(labels, n, folds, c->seed, *fold_of);
     }
-    for (size_t i = 0; i < n; i++) labels[i] = ct_dataset_label(all, i);
-    if ((s = ct_kfold_assign(labels, n, folds, c->seed, fold_of)) != CT_OK) goto out;
-    if ((s = ct_make_dirs(c->out_dir, NULL)) != CT_OK) goto out;
-    if (c->resume && (s = read_summary(summary, r, done)) != CT_OK) goto out;
+    free(labels);
+    return s;
+}
 
-    ct_train_config fc = *c;
-    if (c->strategy == CT_STRATEGY_AUTO) {
-        /* Once, on the whole training data, rather than once per fold. */
-        if ((s = fit_auto_strategy(c, all, &fc.strategy)) != CT_OK) goto out;
-    }
-    char subset[128];
-    for (int k = 0; k < folds; k++) {
-        if (ct_train_stop_requested()) {
-            s = ct_error(CT_EINTR, "interrupted before fold %d: continue with --resume", k + 1);
-            goto out;
-        }
-        snprintf(dir, sizeof dir, "%s/fold_%d", c->out_dir, k + 1);
-        if (done[k]) {
-            if (c->verbose > 0)
-                printf("fold %d/%d: finished earlier (%s)\n", k + 1, folds, summary);
-            continue;
-        }
-        if ((s = views(all, fold_of, k, &train, &val)) != CT_OK) goto out;
-        snprintf(subset, sizeof subset, "fold %d/%d, seed %llu", k + 1, folds,
-                 (unsigned long long)c->seed);
-        char ckpt[4400];
-        snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", dir);
-        fc.out_dir = dir;
-        fc.train_ds = train;
-        fc.val_ds = val;
-        fc.data_subset = subset;
-        fc.resume = c->resume && exists(ckpt);
-        char log[4400];
-        snprintf(log, sizeof log, "%s/log.csv", dir);
-        if (c->resume && !fc.resume && exists(log)) {
-            s = ct_error(CT_EINVAL, "fold %d: %s has no checkpoint to resume from (the run "
-                         "stopped before its first epoch ended): remove that folder and run "
-                         "again with --resume", k + 1, dir);
-            goto out;
-        }
-        ct_fold_result *f = &r->fold[k];
+/* Fold k: a ct_train run on the other folds, validating on fold k, into RUN_DIR/fold_<k+1>/
+ * (resumed from its checkpoint when there is one); then its best epoch into folds.csv. */
+static ct_status train_fold(const ct_train_config *c, ct_train_config *fc, const ct_dataset *all,
+                            const int *fold_of, int k, int folds, ct_folds_result *r) {
+    char dir[4300], subset[128], ckpt[4400], log[4400];
+    snprintf(dir, sizeof dir, "%s/fold_%d", c->out_dir, k + 1);
+    snprintf(subset, sizeof subset, "fold %d/%d, seed %llu", k + 1, folds,
+             (unsigned long long)c->seed);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", dir);
+    snprintf(log, sizeof log, "%s/log.csv", dir);
+    fc->resume = c->resume && exists(ckpt);
+    if (c->resume && !fc->resume && exists(log))
+        return ct_error(CT_EINVAL, "fold %d: %s has no checkpoint to resume from (the run "
+                        "stopped before its first epoch ended): remove that folder and run "
+                        "again with --resume", k + 1, dir);
+    ct_dataset *train = NULL, *val = NULL;
+    ct_status s = views(all, fold_of, k, &train, &val);
+    ct_fold_result *f = &r->fold[k];
+    ct_train_result tr;
+    if (s == CT_OK) {
+        fc->out_dir = dir;
+        fc->train_ds = train;
+        fc->val_ds = val;
+        fc->data_subset = subset;
         f->n_train = ct_dataset_count(train);
         f->n_val = ct_dataset_count(val);
         if (c->verbose > 0)
-            printf("\nfold %d/%d: training on %zu samples, validating on %zu, into %s%s\n", k + 1,
-                   folds, f->n_train, f->n_val, dir, fc.resume ? " (resuming)" : "");
-        ct_train_result tr;
-        s = ct_train(&fc, &tr);
-        ct_dataset_free(train);
-        ct_dataset_free(val);
-        train = val = NULL;
-        if (s != CT_OK) goto out;
-        if ((s = fold_best(c, dir, f)) != CT_OK) goto out;
-        f->stopped_early = tr.stopped_early;
-        done[k] = true;
-        if ((s = write_summary(summary, r, done)) != CT_OK) goto out;
+            printf("\nfold %d/%d: training on %zu samples, validating on %zu, into %s%s\n",
+                   k + 1, folds, f->n_train, f->n_val, dir, fc->resume ? " (resuming)" : "");
+        s = ct_train(fc, &tr);
     }
+    ct_dataset_free(train);
+    ct_dataset_free(val);
+    if (s == CT_OK) s = fold_best(c, dir, f);
+    if (s == CT_OK) f->stopped_early = tr.stopped_early;
+    return s;
+}
+
+/* Each fold's best.h5 (final.h5 when none improved) predicts `test`; the mean goes to
+ * RUN_DIR/predictions.csv. */
+static ct_status predict_test(const ct_train_config *c, int folds, const char *test,
+                              ct_folds_result *r) {
+    char(*paths)[4200] = calloc((size_t)folds, sizeof *paths);
+    if (paths == NULL) return ct_error(CT_ENOMEM, "cannot allocate the prediction paths");
+    ct_status s = CT_OK;
+    for (int k = 0; k < folds && s == CT_OK; k++) {
+        if (ct_train_stop_requested()) {
+            s = ct_error(CT_EINTR, "interrupted while predicting %s (the folds are trained: "
+                         "predict with each fold_<k>/best.h5)", test);
+            break;
+        }
+        char model[4400];
+        snprintf(model, sizeof model, "%s/fold_%d/best.h5", c->out_dir, k + 1);
+        if (!exists(model)) snprintf(model, sizeof model, "%s/fold_%d/final.h5", c->out_dir, k + 1);
+        snprintf(paths[k], sizeof paths[k], "%s/fold_%d/predictions.csv", c->out_dir, k + 1);
+        ct_predict_config pc;
+        ct_predict_config_defaults(&pc);
+        pc.model = model;
+        pc.data = test;
+        pc.out = paths[k];
+        pc.batch_size = c->batch_size;
+        pc.threads = c->threads; /* 0: predict's default for its backend */
+        pc.device = c->device;
+        pc.skip_bad = c->skip_bad;
+        size_t rows = 0;
+        s = ct_predict(&pc, &rows);
+        if (s == CT_OK && c->verbose > 0)
+            printf("fold %d: %zu predictions of %s by %s -> %s\n", k + 1, rows, test, model,
+                   paths[k]);
+    }
+    snprintf(r->predictions_path, sizeof r->predictions_path, "%s/predictions.csv", c->out_dir);
+    if (s == CT_OK) s = average_predictions(paths, folds, r->predictions_path, &r->test_rows);
+    if (s == CT_OK && c->verbose >= 0)
+        printf("wrote %s: the mean of the %d folds' predictions (%zu rows)\n",
+               r->predictions_path, folds, r->test_rows);
+    free(paths);
+    return s;
+}
+
+static void fold_means(ct_folds_result *r, int folds) {
     double sl = 0.0, sa = 0.0;
     for (int k = 0; k < folds; k++) {
         sl += r->fold[k].best_val_loss;
@@ -465,53 +488,45 @@ ct_status ct_train_folds(const ct_train_config *c, int folds, const char *test,
     }
     r->mean_val_loss = sl / folds;
     r->mean_val_acc = sa / folds;
-    print_table(r, done, c->monitor);
+}
 
-    if (test != NULL) {
-        char(*paths)[4200] = calloc((size_t)folds, sizeof *paths);
-        if (paths == NULL) {
-            s = ct_error(CT_ENOMEM, "cannot allocate the prediction paths");
-            goto out;
+ct_status ct_train_folds(const ct_train_config *c, int folds, const char *test,
+                         ct_folds_result *r) {
+    memset(r, 0, sizeof *r);
+    r->folds = folds;
+    r->mean_val_loss = r->mean_val_acc = NAN;
+    char summary[4300], first[4300];
+    snprintf(summary, sizeof summary, "%s/folds.csv", c->out_dir ? c->out_dir : "");
+    snprintf(first, sizeof first, "%s/fold_1", c->out_dir ? c->out_dir : "");
+    ct_status s = check_request(c, folds, test, summary, first);
+    if (s != CT_OK) return s;
+    ct_dataset *all = NULL;
+    int *fold_of = NULL;
+    bool done[CT_MAX_FOLDS] = {false};
+    if ((s = open_all(c, &all)) != CT_OK || (s = deal(c, all, folds, &fold_of)) != CT_OK ||
+        (s = ct_make_dirs(c->out_dir, NULL)) != CT_OK)
+        goto out;
+    if (c->resume && (s = read_summary(summary, r, done)) != CT_OK) goto out;
+    ct_train_config fc = *c;
+    /* --strategy auto once, on the whole training data, rather than once per fold. */
+    if (c->strategy == CT_STRATEGY_AUTO && (s = fit_auto_strategy(c, all, &fc.strategy)) != CT_OK)
+        goto out;
+    for (int k = 0; k < folds && s == CT_OK; k++) {
+        if (ct_train_stop_requested())
+            s = ct_error(CT_EINTR, "interrupted before fold %d: continue with --resume", k + 1);
+        else if (done[k] && c->verbose > 0)
+            printf("fold %d/%d: finished earlier (%s)\n", k + 1, folds, summary);
+        else if (!done[k] && (s = train_fold(c, &fc, all, fold_of, k, folds, r)) == CT_OK) {
+            done[k] = true;
+            s = write_summary(summary, r, done);
         }
-        for (int k = 0; k < folds && s == CT_OK; k++) {
-            if (ct_train_stop_requested()) {
-                s = ct_error(CT_EINTR, "interrupted while predicting %s (the folds are "
-                             "trained: predict with each fold_<k>/best.h5)", test);
-                break;
-            }
-            char model[4400];
-            snprintf(model, sizeof model, "%s/fold_%d/best.h5", c->out_dir, k + 1);
-            if (!exists(model))
-                snprintf(model, sizeof model, "%s/fold_%d/final.h5", c->out_dir, k + 1);
-            snprintf(paths[k], sizeof paths[k], "%s/fold_%d/predictions.csv", c->out_dir, k + 1);
-            ct_predict_config pc;
-            ct_predict_config_defaults(&pc);
-            pc.model = model;
-            pc.data = test;
-            pc.out = paths[k];
-            pc.batch_size = c->batch_size;
-            pc.threads = c->threads; /* 0: predict's default for its backend */
-            pc.device = c->device;
-            pc.skip_bad = c->skip_bad;
-            size_t rows = 0;
-            s = ct_predict(&pc, &rows);
-            if (s == CT_OK && c->verbose > 0)
-                printf("fold %d: %zu predictions of %s by %s -> %s\n", k + 1, rows, test, model,
-                       paths[k]);
-        }
-        snprintf(r->predictions_path, sizeof r->predictions_path, "%s/predictions.csv",
-                 c->out_dir);
-        if (s == CT_OK) s = average_predictions(paths, folds, r->predictions_path, &r->test_rows);
-        if (s == CT_OK && c->verbose >= 0)
-            printf("wrote %s: the mean of the %d folds' predictions (%zu rows)\n",
-                   r->predictions_path, folds, r->test_rows);
-        free(paths);
     }
+    if (s != CT_OK) goto out;
+    fold_means(r, folds);
+    print_table(r, done, c->monitor);
+    if (test != NULL) s = predict_test(c, folds, test, r);
 out:
-    ct_dataset_free(train);
-    ct_dataset_free(val);
     ct_dataset_free(all);
-    free(labels);
     free(fold_of);
     return s;
 }
