@@ -128,40 +128,15 @@ ct_status ct_cu_stage_sync(void *ctx, int slot);
 ct_status ct_cu_mark(void *ctx, int index);
 ct_status ct_cu_elapsed_ms(void *ctx, int from, int to, float *ms);
 
-/* conv.cu */
-ct_status ct_cu_conv3x3_forward(void *ctx, const ct_conv_args *a);
-ct_status ct_cu_conv3x3_backward(void *ctx, const ct_conv_args *a, bool need_dgrad,
-                                 bool need_wgrad);
-/* Destroys every cached plan; called by the context's free. */
+/* The arithmetic ops, one per row of CT_BACKEND_MATH_OPS, each in the file of its kind:
+ * conv.cu (conv3x3_*), pool.cu, dense.cu, elementwise.cu (dropout, concat, check_finite, flip),
+ * loss.cu, bf16.cu (cast), augment.cu, optim.cu. */
+#define CT_CU_DECLARE(name, params) ct_status ct_cu_##name params;
+CT_BACKEND_MATH_OPS(CT_CU_DECLARE)
+#undef CT_CU_DECLARE
+
+/* conv.cu: destroys every cached plan; called by the context's free. */
 void ct_cu_conv_plans_free(ct_cu_ctx *ctx);
-
-/* pool.cu */
-ct_status ct_cu_maxpool_forward(void *ctx, ct_dtype dt, void *y, const void *x, int n, int h,
-                                int w, int c);
-ct_status ct_cu_maxpool_backward(void *ctx, ct_dtype dt, void *dx, const void *dy, const void *x,
-                                 const void *y, int n, int h, int w, int c);
-ct_status ct_cu_global_pool_forward(void *ctx, ct_global_pool kind, float *y, const float *x,
-                                    int n, int h, int w, int c);
-ct_status ct_cu_global_pool_backward(void *ctx, ct_global_pool kind, float *dx, const float *dy,
-                                     const float *x, const float *y, int n, int h, int w, int c);
-
-/* dense.cu */
-ct_status ct_cu_dense_forward(void *ctx, const ct_dense_args *a);
-ct_status ct_cu_dense_backward(void *ctx, const ct_dense_args *a, bool need_dgrad,
-                               bool need_wgrad);
-
-/* elementwise.cu: ops */
-ct_status ct_cu_dropout_forward(void *ctx, float *y, const float *x, int n, int dim, float rate,
-                                ct_dropout_key key);
-ct_status ct_cu_dropout_backward(void *ctx, float *dx, const float *dy, int n, int dim,
-                                 float rate, ct_dropout_key key);
-ct_status ct_cu_concat_forward(void *ctx, float *y, const float *a, const float *b, int n, int da,
-                               int db);
-ct_status ct_cu_concat_backward(void *ctx, float *da, float *db, const float *dy, int n,
-                                int da_dim, int db_dim);
-ct_status ct_cu_check_finite(void *ctx, bool *finite, const float *x, size_t count);
-ct_status ct_cu_flip(void *ctx, float *x, int n, int h, int w, int c, bool horizontal,
-                     bool vertical);
 
 /* elementwise.cu: pieces shared by conv and dense, on row-major (rows, cols) data whose column
  * is the channel (NHWC activations, dense outputs). */
@@ -191,32 +166,10 @@ ct_status ct_cu_bias_grad(ct_cu_ctx *ctx, ct_dtype dt, float *db, void *dy, cons
                           size_t rows, int cols);
 
 /* bf16.cu */
-ct_status ct_cu_cast(void *ctx, void *dst, ct_dtype dst_type, const void *src, ct_dtype src_type,
-                     size_t count);
 ct_status ct_cu_to_bf16(ct_cu_ctx *ctx, __nv_bfloat16 *dst, const float *src, size_t count);
 ct_status ct_cu_from_bf16(ct_cu_ctx *ctx, float *dst, const __nv_bfloat16 *src, size_t count);
 /* y = rn(act(float(y) + b[col])) in place over (rows, cols) of bf16. */
 ct_status ct_cu_bias_act_bf16(ct_cu_ctx *ctx, __nv_bfloat16 *y, const float *b, size_t rows,
                               int cols, bool relu);
-
-/* loss.cu */
-ct_status ct_cu_loss_forward_backward(void *ctx, ct_loss_kind kind, float *loss, float *probs,
-                                      float *dlogits, const float *logits, const float *labels,
-                                      const float *weights, int n, int k);
-
-/* augment.cu */
-ct_status ct_cu_augment_standardize(void *ctx, float *out, const uint8_t *in_u8,
-                                    const float *in_f32, const uint32_t *sample_index, int n,
-                                    int h, int w, int c, const struct ct_augment_config *aug,
-                                    const struct ct_standardize *std, uint64_t seed,
-                                    uint32_t epoch);
-
-/* optim.cu */
-ct_status ct_cu_sgd_update(void *ctx, float *p, float *velocity, const float *g, size_t count,
-                           const ct_update_args *u);
-ct_status ct_cu_adam_update(void *ctx, float *p, float *m, float *v, const float *g,
-                            size_t count, const ct_update_args *u);
-ct_status ct_cu_update_multi(void *ctx, bool adam, const ct_update_tensor *t, int n,
-                             const ct_update_args *u);
 
 #endif

@@ -97,6 +97,84 @@ typedef struct ct_update_tensor {
     bool l2;         /* whether u->l2 applies (Keras regularises kernels, not biases) */
 } ct_update_tensor;
 
+/* The arithmetic ops every backend implements, in table order: X(name, (parameters)), each
+ * returning ct_status. A backend declares its functions from this list (ct_cpu_<name>,
+ * ct_cu_<name>) and fills its table from it; a new op (a fused kind's kernel) is a row here
+ * and a function in each backend. */
+#define CT_BACKEND_MATH_OPS(X)                                                                    \
+    /* convolution */                                                                             \
+    X(conv3x3_forward, (void *ctx, const ct_conv_args *a))                                        \
+    X(conv3x3_backward, (void *ctx, const ct_conv_args *a, bool need_dgrad, bool need_wgrad))     \
+    /* 2x2 stride-2 max pool, 'valid': (n, h, w, c) -> (n, h/2, w/2, c), odd sizes floor; all     \
+     * four tensors of type `dt` (exact in either: outputs are copies of inputs) */               \
+    X(maxpool_forward, (void *ctx, ct_dtype dt, void *y, const void *x, int n, int h, int w,      \
+      int c))                                                                                     \
+    X(maxpool_backward, (void *ctx, ct_dtype dt, void *dx, const void *dy, const void *x,         \
+      const void *y, int n, int h, int w, int c))                                                 \
+    /* global average / max pool: (n, h, w, c) -> (n, c) */                                       \
+    X(global_pool_forward, (void *ctx, ct_global_pool kind, float *y, const float *x, int n,      \
+      int h, int w, int c))                                                                       \
+    X(global_pool_backward, (void *ctx, ct_global_pool kind, float *dx, const float *dy,          \
+      const float *x, const float *y, int n, int h, int w, int c))                                \
+    /* dense */                                                                                   \
+    X(dense_forward, (void *ctx, const ct_dense_args *a))                                         \
+    X(dense_backward, (void *ctx, const ct_dense_args *a, bool need_dgrad, bool need_wgrad))      \
+    /* inverted dropout over (n, dim): kept with p = 1 - rate, scaled by 1 / (1 - rate) */        \
+    X(dropout_forward, (void *ctx, float *y, const float *x, int n, int dim, float rate,          \
+      ct_dropout_key key))                                                                        \
+    X(dropout_backward, (void *ctx, float *dx, const float *dy, int n, int dim, float rate,       \
+      ct_dropout_key key))                                                                        \
+    /* concatenate along features: y (n, da + db) = [a (n, da), b (n, db)] */                     \
+    X(concat_forward, (void *ctx, float *y, const float *a, const float *b, int n, int da,        \
+      int db))                                                                                    \
+    /* dA or dB may be NULL when that side needs no gradient */                                   \
+    X(concat_backward, (void *ctx, float *da, float *db, const float *dy, int n, int da_dim,      \
+      int db_dim))                                                                                \
+    /* Loss from logits, averaged over the batch with optional per-sample weights (NULL: 1).      \
+     * Writes the mean loss to *loss (backend memory, one float), the probabilities (n, k) and    \
+     * dL/dlogits (n, k). labels: (n, 1) of 0/1 for binary, (n, k) one-hot or soft for            \
+     * categorical. */                                                                            \
+    X(loss_forward_backward, (void *ctx, ct_loss_kind kind, float *loss, float *probs,            \
+      float *dlogits, const float *logits, const float *labels, const float *weights, int n,      \
+      int k))                                                                                     \
+    /* Optimizer updates over `count` parameters. */                                              \
+    X(sgd_update, (void *ctx, float *p, float *velocity, const float *g, size_t count,            \
+      const ct_update_args *u))                                                                   \
+    X(adam_update, (void *ctx, float *p, float *m, float *v, const float *g, size_t count,        \
+      const ct_update_args *u))                                                                   \
+    /* The optimizer step over every trainable tensor at once (one launch on CUDA): for each      \
+     * t[i], exactly what sgd_update (adam false) or adam_update does with lr and weight_decay    \
+     * times lr_mult and l2 only where t[i].l2. */                                                \
+    X(update_multi, (void *ctx, bool adam, const ct_update_tensor *t, int n,                      \
+      const ct_update_args *u))                                                                   \
+    /* Whether all `count` floats are finite, to host memory: detects NaN/Inf in losses and       \
+     * gradients within one step. */                                                              \
+    X(check_finite, (void *ctx, bool *finite, const float *x, size_t count))                      \
+    /* dst (count of dst_type) = src (count of src_type): float32 <-> bf16 (round to nearest      \
+     * even), or a copy when the types are equal. */                                              \
+    X(cast, (void *ctx, void *dst, ct_dtype dst_type, const void *src, ct_dtype src_type,         \
+      size_t count))                                                                              \
+    /* The training stream's per-sample work on raw batches (the loader's CT_OUTPUT_RAW): pixels  \
+     * to float, ImageDataGenerator augmentation when `aug` is not NULL and enabled (parameters   \
+     * drawn for (seed, epoch, sample_index[i]) as ct_augment_draw does), then the                \
+     * standardisation `std` (preprocess_input, rescale, samplewise, featurewise). Each image is  \
+     * what ct_augment_standardize_image (data.h) makes of it: the CPU backend calls exactly that; \
+     * the CUDA backend computes the same float operations in a kernel.                           \
+     *   out          (n, h, w, c) float, backend memory; must not overlap the input              \
+     *   in_u8        (n, h, w, c) uint8, backend memory, or NULL when in_f32 is given            \
+     *   in_f32       (n, h, w, c) float, backend memory (in-memory datasets), or NULL            \
+     *   sample_index (n) dataset indices of the rows (ct_batch.index), backend memory            \
+     *   aug, std     host memory; aug may be NULL (no augmentation)                              \
+     * CT_EINVAL for bad sizes or settings (1 to 4 channels; caffe and torch need 3). */          \
+    X(augment_standardize, (void *ctx, float *out, const uint8_t *in_u8, const float *in_f32,     \
+      const uint32_t *sample_index, int n, int h, int w, int c,                                   \
+      const struct ct_augment_config *aug, const struct ct_standardize *std, uint64_t seed,       \
+      uint32_t epoch))                                                                            \
+    /* Mirrors (n, h, w, c) float images in place, for test-time augmentation: left-right when    \
+     * `horizontal`, top-bottom when `vertical` (both: a half turn). Pixels move whole; values    \
+     * are not touched, so every backend gives the same bits. */                                  \
+    X(flip, (void *ctx, float *x, int n, int h, int w, int c, bool horizontal, bool vertical))
+
 typedef struct ct_backend_ops {
     const char *name; /* "cpu", "cuda" */
     void (*free)(void *ctx);
@@ -110,93 +188,10 @@ typedef struct ct_backend_ops {
     ct_status (*copy_to_host)(void *ctx, void *dst, const void *src, size_t bytes);
     ct_status (*synchronize)(void *ctx);
 
-    /* convolution */
-    ct_status (*conv3x3_forward)(void *ctx, const ct_conv_args *a);
-    ct_status (*conv3x3_backward)(void *ctx, const ct_conv_args *a, bool need_dgrad,
-                                  bool need_wgrad);
-
-    /* 2x2 stride-2 max pool, 'valid': (n, h, w, c) -> (n, h/2, w/2, c), odd sizes floor; all
-     * four tensors of type `dt` (exact in either: outputs are copies of inputs) */
-    ct_status (*maxpool_forward)(void *ctx, ct_dtype dt, void *y, const void *x, int n, int h,
-                                 int w, int c);
-    ct_status (*maxpool_backward)(void *ctx, ct_dtype dt, void *dx, const void *dy,
-                                  const void *x, const void *y, int n, int h, int w, int c);
-
-    /* global average / max pool: (n, h, w, c) -> (n, c) */
-    ct_status (*global_pool_forward)(void *ctx, ct_global_pool kind, float *y, const float *x,
-                                     int n, int h, int w, int c);
-    ct_status (*global_pool_backward)(void *ctx, ct_global_pool kind, float *dx, const float *dy,
-                                      const float *x, const float *y, int n, int h, int w, int c);
-
-    /* dense */
-    ct_status (*dense_forward)(void *ctx, const ct_dense_args *a);
-    ct_status (*dense_backward)(void *ctx, const ct_dense_args *a, bool need_dgrad,
-                                bool need_wgrad);
-
-    /* inverted dropout over (n, dim): kept with p = 1 - rate, scaled by 1 / (1 - rate) */
-    ct_status (*dropout_forward)(void *ctx, float *y, const float *x, int n, int dim, float rate,
-                                 ct_dropout_key key);
-    ct_status (*dropout_backward)(void *ctx, float *dx, const float *dy, int n, int dim,
-                                  float rate, ct_dropout_key key);
-
-    /* concatenate along features: y (n, da + db) = [a (n, da), b (n, db)] */
-    ct_status (*concat_forward)(void *ctx, float *y, const float *a, const float *b, int n,
-                                int da, int db);
-    /* dA or dB may be NULL when that side needs no gradient */
-    ct_status (*concat_backward)(void *ctx, float *da, float *db, const float *dy, int n, int da_dim,
-                                 int db_dim);
-
-    /* Loss from logits, averaged over the batch with optional per-sample weights (NULL: 1).
-     * Writes the mean loss to *loss (backend memory, one float), the probabilities (n, k) and
-     * dL/dlogits (n, k). labels: (n, 1) of 0/1 for binary, (n, k) one-hot or soft for
-     * categorical. */
-    ct_status (*loss_forward_backward)(void *ctx, ct_loss_kind kind, float *loss, float *probs,
-                                       float *dlogits, const float *logits, const float *labels,
-                                       const float *weights, int n, int k);
-
-    /* Optimizer updates over `count` parameters. */
-    ct_status (*sgd_update)(void *ctx, float *p, float *velocity, const float *g, size_t count,
-                            const ct_update_args *u);
-    ct_status (*adam_update)(void *ctx, float *p, float *m, float *v, const float *g,
-                             size_t count, const ct_update_args *u);
-
-    /* The optimizer step over every trainable tensor at once (one launch on CUDA): for each
-     * t[i], exactly what sgd_update (adam false) or adam_update does with lr and weight_decay
-     * times lr_mult and l2 only where t[i].l2. */
-    ct_status (*update_multi)(void *ctx, bool adam, const ct_update_tensor *t, int n,
-                              const ct_update_args *u);
-
-    /* Whether all `count` floats are finite, to host memory: detects NaN/Inf in losses and
-     * gradients within one step. */
-    ct_status (*check_finite)(void *ctx, bool *finite, const float *x, size_t count);
-
-    /* dst (count of dst_type) = src (count of src_type): float32 <-> bf16 (round to nearest
-     * even), or a copy when the types are equal. */
-    ct_status (*cast)(void *ctx, void *dst, ct_dtype dst_type, const void *src, ct_dtype src_type,
-                      size_t count);
-
-    /* The training stream's per-sample work on raw batches (the loader's CT_OUTPUT_RAW): pixels
-     * to float, ImageDataGenerator augmentation when `aug` is not NULL and enabled (parameters
-     * drawn for (seed, epoch, sample_index[i]) as ct_augment_draw does), then the
-     * standardisation `std` (preprocess_input, rescale, samplewise, featurewise). Each image is
-     * what ct_augment_standardize_image (data.h) makes of it: the CPU backend calls exactly that;
-     * the CUDA backend computes the same float operations in a kernel.
-     *   out          (n, h, w, c) float, backend memory; must not overlap the input
-     *   in_u8        (n, h, w, c) uint8, backend memory, or NULL when in_f32 is given
-     *   in_f32       (n, h, w, c) float, backend memory (in-memory datasets), or NULL
-     *   sample_index (n) dataset indices of the rows (ct_batch.index), backend memory
-     *   aug, std     host memory; aug may be NULL (no augmentation)
-     * CT_EINVAL for bad sizes or settings (1 to 4 channels; caffe and torch need 3). */
-    ct_status (*augment_standardize)(void *ctx, float *out, const uint8_t *in_u8,
-                                     const float *in_f32, const uint32_t *sample_index, int n,
-                                     int h, int w, int c, const struct ct_augment_config *aug,
-                                     const struct ct_standardize *std, uint64_t seed,
-                                     uint32_t epoch);
-    /* Mirrors (n, h, w, c) float images in place, for test-time augmentation: left-right when
-     * `horizontal`, top-bottom when `vertical` (both: a half turn). Pixels move whole; values
-     * are not touched, so every backend gives the same bits. */
-    ct_status (*flip)(void *ctx, float *x, int n, int h, int w, int c, bool horizontal,
-                      bool vertical);
+    /* the arithmetic: one member per row of CT_BACKEND_MATH_OPS (above) */
+#define CT_BACKEND_MEMBER(name, params) ct_status(*name) params;
+    CT_BACKEND_MATH_OPS(CT_BACKEND_MEMBER)
+#undef CT_BACKEND_MEMBER
 
     /* ---- streaming inputs (double buffering) ----
      * Host memory the backend can copy from asynchronously: pinned (page-locked) memory on CUDA,

@@ -125,6 +125,18 @@ static void round_bf16(float *dst, const float *src, size_t count) {
     for (size_t i = 0; i < count; i++) dst[i] = ct_bf16_round(src[i]);
 }
 
+/* The float32 op's arguments for one image of a bf16 op: widened input x and kernel wt, the
+ * activation left to the caller (it rounds before it). */
+static ct_conv_args one_image_f32(const ct_conv_args *a, const float *x, const float *wt) {
+    ct_conv_args f = *a;
+    f.n = 1;
+    f.act = CT_F32;
+    f.x = x;
+    f.wt = wt;
+    f.relu = false;
+    return f;
+}
+
 static ct_status forward_bf16(void *ctx, const ct_conv_args *a) {
     const size_t hw = (size_t)a->h * a->w, xs = hw * a->c, ys = hw * a->k;
     const size_t ks = (size_t)a->k * 9 * a->c;
@@ -136,14 +148,9 @@ static ct_status forward_bf16(void *ctx, const ct_conv_args *a) {
     memset(t[3], 0, (size_t)a->k * sizeof(float));
     for (int i = 0; i < a->n && s == CT_OK; i++) {
         ct_bf16_to_f32(t[0], (const ct_bf16 *)a->x + i * xs, xs);
-        ct_conv_args f = *a;
-        f.n = 1;
-        f.act = CT_F32;
-        f.x = t[0];
-        f.wt = t[1];
+        ct_conv_args f = one_image_f32(a, t[0], t[1]);
         f.b = t[3];
         f.y = t[2];
-        f.relu = false;
         if ((s = forward_f32(ctx, &f)) != CT_OK) break;
         ct_bf16 *y = (ct_bf16 *)a->y + i * ys;
 #pragma omp parallel for schedule(static)
@@ -175,16 +182,11 @@ static ct_status backward_bf16(void *ctx, const ct_conv_args *a, bool need_dgrad
         }
         if (!need_dgrad && !need_wgrad) continue;
         if (need_wgrad) ct_bf16_to_f32(t[0], (const ct_bf16 *)a->x + i * xs, xs);
-        ct_conv_args f = *a;
-        f.n = 1;
-        f.act = CT_F32;
-        f.x = t[0];
-        f.wt = t[1];
+        ct_conv_args f = one_image_f32(a, t[0], t[1]);
         f.dy = t[2];
         f.dx = t[4];
         f.dw = i == 0 ? a->dw : t[5];
         f.db = i == 0 ? a->db : t[6];
-        f.relu = false;
         if ((s = backward_f32(ctx, &f, need_dgrad, need_wgrad)) != CT_OK) break;
         if (need_wgrad && i > 0) {
             for (size_t j = 0; j < ks; j++) a->dw[j] += t[5][j];

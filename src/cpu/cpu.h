@@ -37,47 +37,10 @@ typedef struct ct_cpu_ctx {
  * one at a time, so one buffer serves them all (darknet). */
 ct_status ct_cpu_workspace(ct_cpu_ctx *c, size_t floats, float **out);
 
-ct_status ct_cpu_conv3x3_forward(void *ctx, const ct_conv_args *a);
-ct_status ct_cpu_conv3x3_backward(void *ctx, const ct_conv_args *a, bool need_dgrad,
-                                  bool need_wgrad);
-ct_status ct_cpu_maxpool_forward(void *ctx, ct_dtype dt, void *y, const void *x, int n, int h,
-                                 int w, int c);
-ct_status ct_cpu_maxpool_backward(void *ctx, ct_dtype dt, void *dx, const void *dy, const void *x,
-                                  const void *y, int n, int h, int w, int c);
-ct_status ct_cpu_global_pool_forward(void *ctx, ct_global_pool kind, float *y, const float *x,
-                                     int n, int h, int w, int c);
-ct_status ct_cpu_global_pool_backward(void *ctx, ct_global_pool kind, float *dx, const float *dy,
-                                      const float *x, const float *y, int n, int h, int w, int c);
-ct_status ct_cpu_dense_forward(void *ctx, const ct_dense_args *a);
-ct_status ct_cpu_dense_backward(void *ctx, const ct_dense_args *a, bool need_dgrad,
-                                bool need_wgrad);
-ct_status ct_cpu_dropout_forward(void *ctx, float *y, const float *x, int n, int dim, float rate,
-                                 ct_dropout_key key);
-ct_status ct_cpu_dropout_backward(void *ctx, float *dx, const float *dy, int n, int dim,
-                                  float rate, ct_dropout_key key);
-ct_status ct_cpu_concat_forward(void *ctx, float *y, const float *a, const float *b, int n, int da,
-                                int db);
-ct_status ct_cpu_concat_backward(void *ctx, float *da, float *db, const float *dy, int n,
-                                 int da_dim, int db_dim);
-ct_status ct_cpu_loss_forward_backward(void *ctx, ct_loss_kind kind, float *loss, float *probs,
-                                       float *dlogits, const float *logits, const float *labels,
-                                       const float *weights, int n, int k);
-ct_status ct_cpu_sgd_update(void *ctx, float *p, float *velocity, const float *g, size_t count,
-                            const ct_update_args *u);
-ct_status ct_cpu_adam_update(void *ctx, float *p, float *m, float *v, const float *g, size_t count,
-                             const ct_update_args *u);
-ct_status ct_cpu_update_multi(void *ctx, bool adam, const ct_update_tensor *t, int n,
-                              const ct_update_args *u);
-ct_status ct_cpu_check_finite(void *ctx, bool *finite, const float *x, size_t count);
-ct_status ct_cpu_cast(void *ctx, void *dst, ct_dtype dst_type, const void *src, ct_dtype src_type,
-                      size_t count);
-ct_status ct_cpu_flip(void *ctx, float *x, int n, int h, int w, int c, bool horizontal,
-                      bool vertical);
-ct_status ct_cpu_augment_standardize(void *ctx, float *out, const uint8_t *in_u8,
-                                     const float *in_f32, const uint32_t *sample_index, int n,
-                                     int h, int w, int c, const struct ct_augment_config *aug,
-                                     const struct ct_standardize *std, uint64_t seed,
-                                     uint32_t epoch);
+/* The arithmetic ops, one per row of CT_BACKEND_MATH_OPS: ct_cpu_conv3x3_forward, ... */
+#define CT_CPU_DECLARE(name, params) ct_status ct_cpu_##name params;
+CT_BACKEND_MATH_OPS(CT_CPU_DECLARE)
+#undef CT_CPU_DECLARE
 
 /* Host memory for float copies of bf16 tensors (the emulated bf16 ops widen, compute in float32
  * and round back): arrays of counts[i] floats, each freed with free(); NULL on failure. */

@@ -391,8 +391,9 @@ static ct_status alloc_slots(ct_loader *l) {
     return CT_OK;
 }
 
-/* Frees what alloc_tables and alloc_slots made, before any thread or lock exists. */
-static void free_unstarted(ct_loader *l) {
+/* Frees what alloc_tables and alloc_slots made, and the loader: all of it when no thread or lock
+ * exists yet, the last step of ct_loader_free otherwise. */
+static void free_tables(ct_loader *l) {
     for (int i = 0; l->slots != NULL && i < l->n_slots; i++) {
         free(l->slots[i].bad);
         if (l->own_buffers) {
@@ -442,7 +443,7 @@ static ct_status init(ct_loader **out, const ct_dataset *ds, const ct_loader_con
     l->n = ct_dataset_count(ds);
     if ((s = set_shape(l, aug)) != CT_OK || (s = alloc_tables(l)) != CT_OK ||
         (s = alloc_slots(l)) != CT_OK) {
-        free_unstarted(l);
+        free_tables(l);
         return s;
     }
     pthread_mutex_init(&l->mu, NULL);
@@ -490,23 +491,9 @@ void ct_loader_free(ct_loader *l) {
     pthread_cond_destroy(&l->ready_cv);
     pthread_cond_destroy(&l->idle_cv);
     pthread_mutex_destroy(&l->mu);
-    for (int i = 0; i < l->n_slots; i++) {
-        free(l->slots[i].bad);
-        if (l->own_buffers) {
-            free(l->slots[i].b.x);
-            free(l->slots[i].b.x_u8);
-            free(l->slots[i].b.y);
-            free(l->slots[i].b.aux);
-            free(l->slots[i].b.index);
-        }
-    }
-    free(l->slots);
     for (size_t i = 0; i < l->n_bad; i++) free(l->bad[i].msg);
     free(l->bad);
-    free(l->order);
-    free(l->cache);
-    free(l->cache_state);
-    free(l);
+    free_tables(l);
 }
 
 /* ---- epochs ---- */

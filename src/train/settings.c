@@ -71,33 +71,19 @@ static ct_status real(const setting *s, const char *v, double *out) {
     return CT_OK;
 }
 
-static ct_status set_int(ct_train_config *c, const setting *s, const char *v) {
-    long long x = 0;
-    ct_status st = whole(s, v, &x);
-    if (st == CT_OK) *FIELD(c, s, int) = (int)x;
-    return st;
-}
-
-static ct_status set_long(ct_train_config *c, const setting *s, const char *v) {
-    long long x = 0;
-    ct_status st = whole(s, v, &x);
-    if (st == CT_OK) *FIELD(c, s, long) = (long)x;
-    return st;
-}
-
-static ct_status set_u64(ct_train_config *c, const setting *s, const char *v) {
-    long long x = 0;
-    ct_status st = whole(s, v, &x);
-    if (st == CT_OK) *FIELD(c, s, uint64_t) = (uint64_t)x;
-    return st;
-}
-
-static ct_status set_cache_mb(ct_train_config *c, const setting *s, const char *v) {
-    long long x = 0;
-    ct_status st = whole(s, v, &x);
-    if (st == CT_OK) *FIELD(c, s, size_t) = (size_t)x << 20;
-    return st;
-}
+/* The setters of whole numbers differ only in the field's type (and cache_mb's unit). */
+#define WHOLE_SETTER(fn, type, stored)                                                            \
+    static ct_status fn(ct_train_config *c, const setting *s, const char *v) {                    \
+        long long x = 0;                                                                          \
+        ct_status st = whole(s, v, &x);                                                           \
+        if (st == CT_OK) *FIELD(c, s, type) = (stored);                                           \
+        return st;                                                                                \
+    }
+WHOLE_SETTER(set_int, int, (int)x)
+WHOLE_SETTER(set_long, long, (long)x)
+WHOLE_SETTER(set_u64, uint64_t, (uint64_t)x)
+WHOLE_SETTER(set_cache_mb, size_t, (size_t)x << 20)
+#undef WHOLE_SETTER
 
 static ct_status set_double(ct_train_config *c, const setting *s, const char *v) {
     double x = 0.0;
