@@ -3,7 +3,7 @@
 # this build found.
 set(_pc_private "")
 foreach(dep ${OPENBLAS_LIBRARY} ${CUTUNE_HDF5_LIBS} ${CJSON_LIBRARY} ${PNG_LIBRARIES}
-            ${JPEG_LIBRARIES})
+            ${JPEG_LIBRARIES} ${CURL_LIBRARIES} ${OPENSSL_CRYPTO_LIBRARY})
   if(dep MATCHES "^/")
     get_filename_component(_dir "${dep}" DIRECTORY)
     get_filename_component(_name "${dep}" NAME_WE)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs (as root) or lists (otherwise) the system packages cutune builds against, on Debian 12
-# or Ubuntu 22.04/24.04. The CUDA toolkit with cuDNN is not a Debian package: when it is missing
-# the build uses the CPU backend only, and this script says so.
+# Installs (as root) or lists (otherwise) the system packages cutune builds against, on Debian
+# 12 (or newer) or Ubuntu 24.04. The CUDA toolkit with cuDNN is not a Debian package: when it is
+# missing the build uses the CPU backend only, and this script says so.
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config
@@ -9,7 +9,10 @@ packages=(build-essential cmake pkg-config
           libhdf5-dev              # Keras .h5 weights
           libpng-dev libjpeg-dev   # image decoding, curves.png
           libcjson-dev             # iceberg JSON
-          libcriterion-dev)        # tests
+          libcurl4-openssl-dev     # downloading the official ImageNet weights
+          libssl-dev               # their MD5 check (libcrypto)
+          libcriterion-dev         # tests
+          python3-venv python3-numpy python3-pytest python3-pil)  # the Python package's tests
 
 missing=()
 for p in "${packages[@]}"; do

@@ -87,10 +87,17 @@ typedef struct ct_weights_file {
 CT_API ct_status ct_weights_inspect(const char *path, ct_weights_file **out);
 CT_API void ct_weights_file_free(ct_weights_file *f);
 
-/* Finds the official ImageNet file: `full` selects the file with fc1, fc2 and predictions.
- * Looks, in order, at $CUTUNE_WEIGHTS (a file, used as is, or a directory), ./weights/, the
- * weights/ folder of the cutune checkout the running executable belongs to, and
- * ~/.keras/models/. CT_ENOTFOUND lists the places and says how to fetch the file. */
+/* Finds the official ImageNet file, downloading it when no place has it, as Keras's get_file
+ * does: `full` selects the file with fc1, fc2 and predictions. Looks, in order, at
+ * $CUTUNE_WEIGHTS (a file, used as is, or a directory), ./weights/, the weights/ folder of the
+ * cutune checkout the running executable belongs to, and ~/.keras/models/. Then downloads it
+ * from Keras's URL ($CUTUNE_WEIGHTS_URL replaces the folder) into the $CUTUNE_WEIGHTS directory
+ * or ~/.keras/models/ (created), with a progress bar on stderr; the file takes its name only
+ * after its MD5 matches the published one, and a broken-off download resumes next time.
+ * CUTUNE_OFFLINE=1 turns the download off. CT_ENOTFOUND: offline, no server reached, or HTTP
+ * 404; CT_EIO: the transfer broke off, another HTTP error, or a wrong MD5. Each message names
+ * the places tried, the URL and the reason, and says how to fetch the file by hand. May take
+ * minutes (58.9 MB for VGG16's notop file); call it from one thread at a time. */
 CT_API ct_status ct_weights_resolve_imagenet(const char *backbone, bool full, char *path, size_t cap);
 
 /* Prints the Python code that builds the Keras model matching a file written by cutune (its

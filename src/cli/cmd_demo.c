@@ -1,7 +1,8 @@
 /* `cutune demo`, the main job: generate the two seed workflows' kinds of data (MRI-like class
  * folders, iceberg-like radar JSON), fine-tune VGG16 on each, evaluate, and write a Kaggle-style
- * submission, printing what was reached. It uses the official ImageNet weights when they are
- * found and says so when they are not. */
+ * submission, printing what was reached. It uses the official ImageNet weights, downloading
+ * them on first use, and says so plainly when it cannot have them (offline) and the backbone
+ * starts from random features instead. */
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +20,9 @@ static const char usage[] =
     "  2. fine-tunes VGG16 + the seed iceberg head (image + incidence angle), DIR/iceberg/,\n"
     "     and writes DIR/iceberg/submission.csv (Kaggle's id,is_iceberg)\n"
     "and prints the validation accuracy of each against the 90% target.\n"
+    "The backbone starts from the official VGG16 ImageNet weights, downloaded into\n"
+    "~/.keras/models on first use; without them (offline, CUTUNE_OFFLINE=1) the demo says so\n"
+    "and starts from random features.\n"
     "Defaults: --out cutune-demo --device auto --seed 1; --epochs sets both runs' epochs\n"
     "(default 10 for the slices, 40 for the radar records). Running it again replaces the\n"
     "data and the two runs in DIR.\n";
@@ -77,9 +81,10 @@ int cmd_demo(int argc, char **argv) {
 
     char weights[4096];
     const char *w = "imagenet";
+    fflush(stdout); /* before the download's progress on stderr */
     if (ct_weights_resolve_imagenet(NULL, false, weights, sizeof weights) != CT_OK) {
-        printf("cutune demo: the official VGG16 ImageNet weights were not found, so the backbone "
-               "starts from its random initialisation (see weights/README.md to fetch them).\n");
+        printf("cutune demo: no official VGG16 ImageNet weights, so the backbone starts from "
+               "random features (%s)\n", ct_last_error());
         w = "none";
     } else {
         printf("cutune demo: using ImageNet weights %s\n", weights);

@@ -26,6 +26,10 @@ static int forced(const char *name, const char *on, const char *off) {
 
 const char *ct_knob_weights(void) { return env("CUTUNE_WEIGHTS"); }
 
+bool ct_knob_offline(void) { return is_one("CUTUNE_OFFLINE"); }
+
+const char *ct_knob_weights_url(void) { return env("CUTUNE_WEIGHTS_URL"); }
+
 ct_status ct_knob_precision(const char **out) {
     const char *v = env("CUTUNE_PRECISION");
     *out = NULL;

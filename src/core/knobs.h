@@ -2,7 +2,9 @@
  * its test seams in one place the same way). Two kinds:
  *
  *   settings a user may give the environment instead of a flag
- *     CUTUNE_WEIGHTS=FILE|DIR        where --weights imagenet looks first (io/resolve.c)
+ *     CUTUNE_WEIGHTS=FILE|DIR        where --weights imagenet looks first (io/resolve.c), and
+ *                                    the folder a download goes to when it names one
+ *     CUTUNE_OFFLINE=1               --weights imagenet only searches, never downloads
  *     CUTUNE_PRECISION=tf32|fp32|bf16  the CUDA backend's arithmetic when no --precision is given
  *     CUTUNE_DETERMINISTIC=1         deterministic cuDNN algorithms only (--deterministic)
  *     CUTUNE_WORKSPACE_MB=N          the most workspace a convolution algorithm may need (1024)
@@ -11,6 +13,8 @@
  *   seams for tests and benchmarks, which force what is otherwise decided by timing or by
  *   the machine
  *     CUTUNE_STOP_AFTER_STEPS=N      ct_train stops as if interrupted after N steps
+ *     CUTUNE_WEIGHTS_URL=URL         the folder --weights imagenet downloads from, in place of
+ *                                    Keras's (a local server's, in tests)
  *     CUTUNE_CONV_LAYOUT=nchw|nhwc   fp32 convolutions through NCHW copies, or never
  *     CUTUNE_CONV_PAD=always|never   narrow first-layer inputs zero-padded, or never
  *     CUTUNE_CPU_LAZY_STAGING=1      the CPU backend copies staged batches when acquired
@@ -32,6 +36,10 @@ extern "C" {
 
 /* CUTUNE_WEIGHTS, or NULL when unset or empty. */
 const char *ct_knob_weights(void);
+/* CUTUNE_OFFLINE=1: the official weights are searched for, never downloaded. */
+bool ct_knob_offline(void);
+/* CUTUNE_WEIGHTS_URL, or NULL when unset or empty. */
+const char *ct_knob_weights_url(void);
 
 /* CUTUNE_PRECISION: tf32, fp32 or bf16; NULL when unset or empty. */
 ct_status ct_knob_precision(const char **out);

@@ -1,5 +1,6 @@
 /* Private pieces shared by the files of src/io: the HDF5 call-checking macro, string-list
- * attributes, atomic file creation, the file model the reader builds, and Keras's layer order. */
+ * attributes, atomic file creation, the download of the official weights, the file model the
+ * reader builds, and Keras's layer order. */
 #ifndef CUTUNE_IO_INTERNAL_H
 #define CUTUNE_IO_INTERNAL_H
 
@@ -119,6 +120,22 @@ ct_status ct__h5_atomic_create(ct__h5_atomic *a, const char *path);
 ct_status ct__h5_atomic_commit(ct__h5_atomic *a);
 /* Closes and removes the temporary file. Safe to call twice. */
 void ct__h5_atomic_abort(ct__h5_atomic *a);
+
+/* ---- downloading (download.c) ---- */
+
+/* Downloads `url` to `dest` as Keras's get_file does: into `<dest>.part` (continuing one an
+ * earlier attempt left, with a Range request), checked against `md5` (32 lowercase hex digits;
+ * NULL: not checked) before rename() gives it its final name. Progress goes to `progress`
+ * (NULL: quiet), as a bar redrawn in place when it is a terminal. Failures name the URL and
+ * the reason and end with `by_hand` (NULL: nothing), which says how to get the file without
+ * the download: CT_ENOTFOUND when no server could be reached or the file is not there (HTTP
+ * 404, 410), CT_EIO for a transfer broken off (the .part is kept), another HTTP error, a
+ * failed write, or a wrong MD5 (the .part is removed), CT_EINTR when SIGINT or SIGTERM stopped
+ * the transfer (the .part is kept, and the signal is passed on to its previous handler). */
+ct_status ct__download(const char *url, const char *dest, const char *md5, const char *by_hand,
+                       FILE *progress);
+/* The MD5 of a whole file as 32 lowercase hex digits (OpenSSL's EVP digest). */
+ct_status ct__md5_file(const char *path, char hex[33]);
 
 /* ---- the model side ---- */
 

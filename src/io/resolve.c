@@ -4,8 +4,11 @@
  * Places, in order: $CUTUNE_WEIGHTS (a file used as is, or a directory), ./weights/, the
  * weights/ folder of the cutune checkout the running executable belongs to (found by walking up
  * from the executable to a folder holding weights/fetch.sh), and ~/.keras/models/, where Keras
- * itself keeps the file. The file's name, size and download folder are the backbone's
- * (model/backbones.c). Nothing is downloaded here: the message says how to fetch it. */
+ * itself keeps the file. The file's name, MD5 and download folder are the backbone's
+ * (model/backbones.c). When no place has it, it is downloaded as Keras's get_file does
+ * (io/download.c) into ~/.keras/models/, or into $CUTUNE_WEIGHTS when that is a folder, from
+ * Keras's URL or $CUTUNE_WEIGHTS_URL; CUTUNE_OFFLINE=1 turns the download off, and then the
+ * message says how to fetch the file by hand. */
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
 #include <stdio.h>
@@ -14,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/atomic.h"
 #include "../core/knobs.h"
 #include "../model/backbone.h"
 #include "io.h"
@@ -80,6 +84,53 @@ static bool search_places(const char *name, char *path, size_t cap, char *tried,
     return false;
 }
 
+/* The command that fetches the file by hand: "sh /path/weights/fetch.sh --full". */
+static void fetch_command(const ct_backbone *bb, bool full, const char *checkout, char *buf,
+                          size_t cap) {
+    bool other = strcmp(bb->name, CT_BACKBONE_DEFAULT) != 0;
+    if (checkout[0] != '\0')
+        snprintf(buf, cap, "sh %s/weights/fetch.sh%s%s%s", checkout, full ? " --full" : "",
+                 other ? " --backbone " : "", other ? bb->name : "");
+    else
+        snprintf(buf, cap, "sh weights/fetch.sh%s%s%s (in the cutune repository)",
+                 full ? " --full" : "", other ? " --backbone " : "", other ? bb->name : "");
+}
+
+/* Where the download goes: the CUTUNE_WEIGHTS folder, else ~/.keras/models (created, as Keras
+ * does). False when there is neither. */
+static bool download_dir(const char *env, char *dir, size_t cap) {
+    if (env != NULL) return snprintf(dir, cap, "%s", env) < (int)cap;
+    const char *home = getenv("HOME");
+    if (home == NULL || home[0] == '\0') return false;
+    return snprintf(dir, cap, "%s/.keras/models", home) < (int)cap;
+}
+
+/* Downloads the file into `dir` (io/download.c); *path is where it is then. */
+static ct_status download(const ct_backbone *bb, const ct_backbone_file *file, const char *dir,
+                          const char *by_hand, char *path, size_t cap) {
+    const char *base = ct_knob_weights_url();
+    if (base == NULL) base = bb->url;
+    char url[2048], dest[CT_WEIGHTS_PATH_MAX];
+    size_t blen = strlen(base);
+    snprintf(url, sizeof url, "%s%s%s", base, blen > 0 && base[blen - 1] == '/' ? "" : "/",
+             file->name);
+    int len = snprintf(dest, sizeof dest, "%s/%s", dir, file->name);
+    if (len < 0 || (size_t)len >= sizeof dest || (size_t)len >= cap)
+        return ct_error(CT_EINVAL, "%s: path too long", dir);
+    ct_made_dirs made;
+    ct_status s = ct_make_dirs(dir, &made);
+    if (s != CT_OK)
+        return ct_error(CT_EIO, "cannot create %s for the download of %s: %s. %s", dir, url,
+                        ct_last_error(), by_hand);
+    s = ct__download(url, dest, file->md5, by_hand, stderr);
+    if (s != CT_OK) {
+        ct_remove_made_dirs(dir, &made); /* unless a .part is kept there */
+        return s;
+    }
+    memcpy(path, dest, (size_t)len + 1);
+    return CT_OK;
+}
+
 ct_status ct_weights_resolve_imagenet(const char *backbone, bool full, char *path, size_t cap) {
     const ct_backbone *bb;
     ct_status s = ct_backbone_lookup(backbone, &bb);
@@ -101,16 +152,19 @@ ct_status ct_weights_resolve_imagenet(const char *backbone, bool full, char *pat
     char checkout[PATH_MAX] = "";
     if (search_places(file->name, path, cap, tried, sizeof tried, checkout, sizeof checkout))
         return CT_OK;
-    char fetch[PATH_MAX + 32], args[64];
-    if (checkout[0] != '\0') snprintf(fetch, sizeof fetch, "%s/weights/fetch.sh", checkout);
-    else snprintf(fetch, sizeof fetch, "weights/fetch.sh (in the cutune repository)");
-    snprintf(args, sizeof args, "%s%s%s", full ? " --full" : "",
-             strcmp(bb->name, CT_BACKBONE_DEFAULT) != 0 ? " --backbone " : "",
-             strcmp(bb->name, CT_BACKBONE_DEFAULT) != 0 ? bb->name : "");
-    return ct_error(CT_ENOTFOUND, "ImageNet weights not found: %s is not in %s. Fetch it (%g "
-                    "MB, needs internet) with: sh %s%s ; or download %s%s into one of those "
-                    "folders, or set CUTUNE_WEIGHTS to the file", file->name, tried, file->mb,
-                    fetch, args, bb->url, file->name);
+    char fetch[PATH_MAX + 96], dir[PATH_MAX];
+    fetch_command(bb, full, checkout, fetch, sizeof fetch);
+    if (ct_knob_offline() || !download_dir(env, dir, sizeof dir))
+        return ct_error(CT_ENOTFOUND, "ImageNet weights not found: %s is not in %s%s. Fetch it "
+                        "(%g MB, needs internet) with: %s ; or download %s%s into one of those "
+                        "folders, or set CUTUNE_WEIGHTS to the file", file->name, tried,
+                        ct_knob_offline() ? " (CUTUNE_OFFLINE=1: nothing is downloaded)" : "",
+                        file->mb, fetch, bb->url, file->name);
+    char by_hand[sizeof tried + sizeof fetch + 256];
+    snprintf(by_hand, sizeof by_hand, "ImageNet weights: %s (%g MB) is not in %s; put it into "
+             "one of those folders by hand (%s fetches it), or set CUTUNE_WEIGHTS to the file.",
+             file->name, file->mb, tried, fetch);
+    return download(bb, file, dir, by_hand, path, cap);
 }
 
 static bool has_layer(ct_model *m, const char *name, ct_layer_kind kind) {
