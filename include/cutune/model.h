@@ -97,6 +97,13 @@ CT_API void ct_model_summary(const ct_model *m, FILE *out);
  * (n, aux_dim; NULL without), all host memory. */
 CT_API ct_status ct_model_predict_host(ct_model *m, const float *x, const float *aux, int n,
                                        float *probs);
+/* Probabilities (n, outputs) of n images (n, H, W, C) at the model's input size with their
+ * pixel values as Keras's load_img + img_to_array give them (RGB 0-255 as float; iceberg: the
+ * bands), preprocessed as the model's file says (as ct_model_predict_image does after reading
+ * and resizing), and their auxiliary values (n, aux_dim; NULL without). Host memory; any n, in
+ * batches of the model's max_batch. */
+CT_API ct_status ct_model_predict_pixels(ct_model *m, const float *pixels, const float *aux, int n,
+                                         float *probs);
 /* Probabilities of one image file (PNG or JPEG), read, resized and preprocessed as the model's
  * file says (ct_model_load; a model made with ct_model_create takes Keras's defaults: nearest
  * resizing, caffe preprocessing). `probs` holds ct_model_num_outputs values. */

@@ -55,6 +55,7 @@ typedef struct ct_epoch_logs {
 typedef struct ct_batch_logs {
     int epoch;                     /* 0-based */
     long batch;                    /* 0-based, within the epoch */
+    long steps;                    /* batches in the epoch (the progress bar's end) */
     long step;                     /* 0-based, over the run */
     double loss, acc;
 } ct_batch_logs;
@@ -178,6 +179,7 @@ typedef struct ct_metrics {
     long *confusion;         /* (k, k): row = true class, column = predicted */
     double *precision;       /* (k); NAN where nothing was predicted as the class */
     double *recall;          /* (k); NAN where the class is absent */
+    char **class_names;      /* (k) the data's class names (ct_evaluate), or NULL */
 } ct_metrics;
 
 CT_API void ct_metrics_free(ct_metrics *m);
@@ -201,12 +203,26 @@ typedef struct ct_predict_config {
 
 CT_API void ct_predict_config_defaults(ct_predict_config *c);
 
-/* Metrics of `model` on labelled data, printed to stdout and returned (free with
- * ct_metrics_free). */
+/* Metrics of `model` on labelled data, with the data's class names (free with
+ * ct_metrics_free; ct_metrics_print prints them as `cutune evaluate` does). */
 CT_API ct_status ct_evaluate(const ct_predict_config *c, ct_metrics *m);
 
-/* Writes one row per sample: file name (or iceberg id) and the class probabilities; Kaggle's
- * `id,is_iceberg` for an iceberg file. Written atomically. */
+/* Predictions in memory: a row per sample read (unreadable ones skipped with skip_bad are left
+ * out), in the data's order. */
+typedef struct ct_predictions {
+    size_t rows;
+    int outputs;       /* probabilities per row: 1 for a sigmoid (class 1's), K for a softmax */
+    float *probs;      /* (rows, outputs) */
+    char **names;      /* (rows) Keras's filenames entry ("cat/img.png") or the iceberg id */
+    char **columns;    /* (outputs) the model's class names ("p" where the file has none) */
+    bool kaggle;       /* an iceberg file and a sigmoid: written as Kaggle's id,is_iceberg */
+} ct_predictions;
+
+CT_API ct_status ct_predict_arrays(const ct_predict_config *c, ct_predictions *p);
+CT_API void ct_predictions_free(ct_predictions *p);
+
+/* ct_predict_arrays written to c->out as CSV, atomically: `filename,<class>...` rows, or
+ * Kaggle's `id,is_iceberg` for an iceberg file. *rows: the rows written. */
 CT_API ct_status ct_predict(const ct_predict_config *c, size_t *rows);
 
 /* ---- advise: how much of the backbone to train, from the data ---- */
@@ -252,6 +268,14 @@ typedef struct ct_advise_config {
 #define CT_ADVISE_SAMPLES 300
 
 CT_API void ct_advise_config_defaults(ct_advise_config *c);
+/* A config with the defaults on the heap (for bindings); free with ct_advise_config_free. */
+CT_API ct_status ct_advise_config_new(ct_advise_config **out);
+CT_API void ct_advise_config_free(ct_advise_config *c);
+/* Sets one setting by the name of its `cutune advise` flag, as the command line does: data,
+ * backbone, weights, input-size, samples, cv, batch-size, seed, device, threads, na-policy,
+ * skip-bad (on for any value but NULL), out, verbose (0 or 1). Checked at once; CT_EINVAL with
+ * a message naming the flag. Text values are not copied: they must outlive the config's use. */
+CT_API ct_status ct_advise_config_set(ct_advise_config *c, const char *name, const char *value);
 
 typedef struct ct_probe_score {
     const char *layer;             /* "block3_pool", "block4_pool", "block5_pool" */

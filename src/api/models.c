@@ -113,14 +113,46 @@ void ct_model_summary(const ct_model *m, FILE *out) {
             trainable, all - trainable);
 }
 
+/* The model's preprocessing: its file's, or VGG's preprocess_input for a model made here. */
+static ct_standardize model_standardize(const ct_model *m) {
+    const model_owner *o = ct_model_owner(m);
+    ct_standardize std = {.preprocess = CT_PREPROCESS_CAFFE};
+    return o != NULL ? o->std : std;
+}
+
+ct_status ct_model_predict_pixels(ct_model *m, const float *pixels, const float *aux, int n,
+                                  float *probs) {
+    const ct_model_config *c = ct_model_get_config(m);
+    const ct_standardize std = model_standardize(m);
+    if (n < 0) return ct_error(CT_EINVAL, "cannot predict %d images", n);
+    if (c->aux_dim > 0 && aux == NULL)
+        return ct_error(CT_EINVAL, "the model also takes %d auxiliary value(s) per image",
+                        c->aux_dim);
+    ct_status s = ct_standardize_check(&std, c->input_c);
+    if (s != CT_OK) return s;
+    const size_t image = (size_t)c->input_h * c->input_w * c->input_c;
+    const int chunk = c->max_batch;
+    float *x = malloc((size_t)chunk * image * sizeof *x);
+    if (x == NULL) return ct_error(CT_ENOMEM, "cannot allocate %d images", chunk);
+    for (int first = 0; first < n && s == CT_OK; first += chunk) {
+        const int count = n - first < chunk ? n - first : chunk;
+        for (int i = 0; i < count; i++)
+            ct_augment_standardize_image(x + i * image, NULL, pixels + (first + i) * image,
+                                         c->input_h, c->input_w, c->input_c, NULL, &std, 0, 0, 0,
+                                         NULL);
+        s = ct_model_predict_host(m, x, aux != NULL ? aux + (size_t)first * c->aux_dim : NULL,
+                                  count, probs + (size_t)first * ct_model_num_outputs(m));
+    }
+    free(x);
+    return s;
+}
+
 ct_status ct_model_predict_image(ct_model *m, const char *path, float *probs) {
     const ct_model_config *c = ct_model_get_config(m);
     if (c->aux_dim > 0)
         return ct_error(CT_EINVAL, "%s: the model also takes %d auxiliary value(s) per image: "
                         "use ct_model_predict_host", path, c->aux_dim);
-    const model_owner *o = ct_model_owner(m);
-    ct_standardize std = {.preprocess = CT_PREPROCESS_CAFFE};
-    if (o != NULL) std = o->std;
+    const ct_standardize std = model_standardize(m);
     ct_image_options io;
     ct_image_options_defaults(&io);
     io.target_h = c->input_h;

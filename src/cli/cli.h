@@ -52,5 +52,20 @@ int cmd_predict(int argc, char **argv);
 int cmd_advise(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_export_keras(int argc, char **argv);
+int cmd_docs(int argc, char **argv);
+
+/* What cutune is, in one line: the first line of `cutune --help` and the man page's NAME. */
+#define CLI_SUMMARY "fine-tune an ImageNet VGG16 or VGG19 on small image datasets"
+
+/* A command: its name, the function that runs it (argv after the name) and one line of help. */
+typedef struct cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} cli_command;
+
+/* Every command, in the order `cutune --help` lists them (main.c). */
+extern const cli_command cli_commands[];
+extern const int cli_n_commands;
 
 #endif

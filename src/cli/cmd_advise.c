@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../model/backbone.h"
 #include "cli.h"
 #include "train/run.h"
 
@@ -37,6 +36,18 @@ static const char usage[] =
     "  --skip-bad            skip undecodable images\n"
     "  --out RUN_DIR         the --out of the printed command (default runs/advised)\n";
 
+/* The flags, each set through ct_advise_config_set in this order. */
+static const struct {
+    const char *name;
+    bool takes_value;
+} advise_flags[] = {
+    {"data", true},    {"backbone", true}, {"weights", true},   {"input-size", true},
+    {"samples", true}, {"cv", true},       {"batch-size", true}, {"seed", true},
+    {"device", true},  {"threads", true},  {"na-policy", true},  {"skip-bad", false},
+    {"out", true},
+};
+#define ADVISE_FLAGS ((int)(sizeof advise_flags / sizeof advise_flags[0]))
+
 int cmd_advise(int argc, char **argv) {
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -45,69 +56,19 @@ int cmd_advise(int argc, char **argv) {
         }
     ct_advise_config c;
     ct_advise_config_defaults(&c);
-    const char *input = NULL, *samples = NULL, *cv = NULL, *batch = NULL, *seed = NULL,
-               *threads = NULL, *na = NULL, *skip = NULL, *weights = NULL, *device = NULL;
-    cli_flag flags[] = {
-        {"data", true, &c.data},       {"weights", true, &weights}, {"input-size", true, &input},
-        {"backbone", true, &c.backbone},
-        {"samples", true, &samples},   {"cv", true, &cv},           {"batch-size", true, &batch},
-        {"seed", true, &seed},         {"device", true, &device},   {"threads", true, &threads},
-        {"na-policy", true, &na},      {"skip-bad", false, &skip},  {"out", true, &c.out_dir},
-    };
-    if (!cli_parse("advise", argc, argv, flags, (int)(sizeof flags / sizeof flags[0])))
-        return CLI_EXIT_USAGE;
-    long v;
-    if (weights != NULL) {
-        if (weights[0] == '\0') {
-            fprintf(stderr, "cutune advise: --weights: expected imagenet, none or a file\n");
+    const char *values[ADVISE_FLAGS] = {NULL};
+    cli_flag flags[ADVISE_FLAGS];
+    for (int i = 0; i < ADVISE_FLAGS; i++)
+        flags[i] = (cli_flag){advise_flags[i].name, advise_flags[i].takes_value, &values[i]};
+    if (!cli_parse("advise", argc, argv, flags, ADVISE_FLAGS)) return CLI_EXIT_USAGE;
+    for (int i = 0; i < ADVISE_FLAGS; i++)
+        if (values[i] != NULL && ct_advise_config_set(&c, flags[i].name, values[i]) != CT_OK) {
+            fprintf(stderr, "cutune advise: %s\n", ct_last_error());
             return CLI_EXIT_USAGE;
         }
-        c.weights = weights;
-    }
-    const ct_backbone *bb;
-    if (ct_backbone_lookup(c.backbone, &bb) != CT_OK) {
-        fprintf(stderr, "cutune advise: --backbone: %s\n", ct_last_error());
-        return CLI_EXIT_USAGE;
-    }
-    if (device != NULL) c.device = device;
-    if (input != NULL) {
-        if (!cli_int("advise", "input-size", input, 32, 4096, &v)) return CLI_EXIT_USAGE;
-        c.input_size = c.train_input_size = (int)v;
-    }
-    if (samples != NULL) {
-        if (!cli_int("advise", "samples", samples, 6, 1000000, &v)) return CLI_EXIT_USAGE;
-        c.samples = (int)v;
-    }
-    if (cv != NULL) {
-        if (!cli_int("advise", "cv", cv, 2, 20, &v)) return CLI_EXIT_USAGE;
-        c.cv_folds = (int)v;
-    }
-    if (batch != NULL) {
-        if (!cli_int("advise", "batch-size", batch, 1, 4096, &v)) return CLI_EXIT_USAGE;
-        c.batch_size = (int)v;
-    }
-    if (seed != NULL) {
-        if (!cli_int("advise", "seed", seed, 0, 0x7fffffffffffL, &v)) return CLI_EXIT_USAGE;
-        c.seed = (uint64_t)v;
-    }
-    if (threads != NULL) {
-        if (!cli_int("advise", "threads", threads, 1, 256, &v)) return CLI_EXIT_USAGE;
-        c.threads = (int)v;
-    }
-    if (na != NULL && ct_parse_na_policy(na, &c.na_policy, &c.na_value) != CT_OK) {
-        fprintf(stderr, "cutune advise: --na-policy: %s\n", ct_last_error());
-        return CLI_EXIT_USAGE;
-    }
-    c.skip_bad = skip != NULL;
     if (c.data == NULL) {
         fprintf(stderr, "cutune advise: --data DIR|train.json is required (see cutune advise "
                         "--help)\n");
-        return CLI_EXIT_USAGE;
-    }
-    if (c.device != NULL && strcmp(c.device, "cpu") != 0 && strcmp(c.device, "cuda") != 0 &&
-        strcmp(c.device, "auto") != 0) {
-        fprintf(stderr, "cutune advise: --device: expected cpu, cuda or auto, not '%s'\n",
-                c.device);
         return CLI_EXIT_USAGE;
     }
     ct_advice a;

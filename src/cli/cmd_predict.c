@@ -101,6 +101,8 @@ int cmd_evaluate(int argc, char **argv) {
     ct_metrics m;
     ct_status s = ct_evaluate(&c, &m);
     if (s != CT_OK) return cli_fail("evaluate", s);
+    printf("%s on %s:\n", c.model, c.data);
+    ct_metrics_print(stdout, &m, (const char *const *)m.class_names);
     ct_metrics_free(&m);
     return 0;
 }

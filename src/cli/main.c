@@ -1,29 +1,41 @@
-/* The cutune command: dispatches to one function per command. */
+/* The cutune command: dispatches to one function per command, from the one table that also
+ * makes `cutune --help` and, through `cutune docs`, the man page and the shell completion. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 #include "cutune/cuda.h"
 
-static const char usage[] =
-    "cutune " CUTUNE_VERSION " - fine-tune an ImageNet VGG16 or VGG19 on small image datasets\n"
-    "\n"
-    "usage: cutune COMMAND [FLAGS]\n"
-    "\n"
-    "commands:\n"
-    "  train       fine-tune VGG16 or VGG19 on class folders or iceberg JSON\n"
-    "  evaluate    metrics of a trained model on labelled data\n"
-    "  predict     class probabilities per image (Kaggle CSV for iceberg)\n"
-    "  advise      how much of the backbone to fine-tune for a dataset, measured, with the command\n"
-    "  scan        what a dataset holds as Keras sees it; --check decodes every image\n"
-    "  devices     list CUDA devices, or say why none is usable\n"
-    "  bench       time VGG forward+backward on generated data (loss, img/s)\n"
-    "  demo        the main job: generate data, fine-tune both seed models, report\n"
-    "  inspect     describe a Keras/cutune weights file and whether it fits a model\n"
-    "  export-keras  print the Keras code that rebuilds a cutune model and loads its file\n"
-    "\n"
-    "  cutune COMMAND --help   flags of one command\n"
-    "  cutune --version        version and what this build includes\n";
+/* Every command, in the order `cutune --help` lists them: what dispatches, what the help says,
+ * and what `cutune docs` turns into the man page and the shell completion. */
+const cli_command cli_commands[] = {
+    {"train", cmd_train, "fine-tune VGG16 or VGG19 on class folders or iceberg JSON"},
+    {"evaluate", cmd_evaluate, "metrics of a trained model on labelled data"},
+    {"predict", cmd_predict, "class probabilities per image (Kaggle CSV for iceberg)"},
+    {"advise", cmd_advise,
+     "how much of the backbone to fine-tune for a dataset, measured, with the command"},
+    {"scan", cmd_scan, "what a dataset holds as Keras sees it; --check decodes every image"},
+    {"devices", cmd_devices, "list CUDA devices, or say why none is usable"},
+    {"bench", cmd_bench, "time VGG forward+backward on generated data (loss, img/s)"},
+    {"demo", cmd_demo, "the main job: generate data, fine-tune both seed models, report"},
+    {"inspect", cmd_inspect, "describe a Keras/cutune weights file and whether it fits a model"},
+    {"export-keras", cmd_export_keras,
+     "print the Keras code that rebuilds a cutune model and loads its file"},
+    {"docs", cmd_docs, "write the man page or the bash completion (generated from the flags)"},
+};
+const int cli_n_commands = (int)(sizeof cli_commands / sizeof cli_commands[0]);
+
+static void print_usage(FILE *f) {
+    fprintf(f, "cutune %s - %s\n\nusage: cutune COMMAND [FLAGS]\n\ncommands:\n", CUTUNE_VERSION,
+            CLI_SUMMARY);
+    for (int i = 0; i < cli_n_commands; i++) {
+        int len = (int)strlen(cli_commands[i].name);
+        fprintf(f, "  %-*s%s\n", len < 12 ? 12 : len + 2, cli_commands[i].name,
+                cli_commands[i].summary);
+    }
+    fputs("\n  cutune COMMAND --help   flags of one command\n"
+          "  cutune --version        version and what this build includes\n", f);
+}
 
 static int print_version(void) {
     printf("cutune %s\n", CUTUNE_VERSION);
@@ -45,28 +57,15 @@ static int print_version(void) {
 int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
-        fputs(usage, argc < 2 ? stderr : stdout);
+        print_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_EXIT_USAGE : 0;
     }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)
         return print_version();
-    static const struct {
-        const char *name;
-        int (*run)(int, char **);
-    } commands[] = {
-        {"devices", cmd_devices},
-        {"scan", cmd_scan},
-        {"bench", cmd_bench},
-        {"demo", cmd_demo},
-        {"train", cmd_train},
-        {"evaluate", cmd_evaluate},
-        {"predict", cmd_predict},
-        {"advise", cmd_advise},
-        {"inspect", cmd_inspect},
-        {"export-keras", cmd_export_keras},
-    };
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);
-    fprintf(stderr, "cutune: unknown command '%s'\n\n%s", argv[1], usage);
+    for (int i = 0; i < cli_n_commands; i++)
+        if (strcmp(argv[1], cli_commands[i].name) == 0)
+            return cli_commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "cutune: unknown command '%s'\n\n", argv[1]);
+    print_usage(stderr);
     return CLI_EXIT_USAGE;
 }

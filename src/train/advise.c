@@ -35,18 +35,6 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-void ct_advise_config_defaults(ct_advise_config *c) {
-    memset(c, 0, sizeof *c);
-    c->weights = "imagenet";
-    c->cv_folds = 3;
-    c->batch_size = 16;
-    c->device = "auto";
-    c->seed = 1;
-    c->na_policy = CT_NA_MEAN;
-    c->interpolation = CT_INTERP_NEAREST;
-    c->verbose = 1;
-}
-
 static bool is_dir(const char *p) {
     struct stat st;
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);

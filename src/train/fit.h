@@ -158,7 +158,7 @@ ct_status fit_callbacks_epoch_end(fit_run *r, int epoch, const double *row, doub
 /* EarlyStopping(restore_best_weights): the best epoch's weights back in the model. */
 ct_status fit_callbacks_restore_best(fit_run *r);
 /* The user's on_batch_end, with the epoch's running means. */
-void fit_callbacks_batch_end(fit_run *r, double loss, double acc);
+void fit_callbacks_batch_end(fit_run *r, long steps, double loss, double acc);
 /* The epoch best.h5 holds: the monitor's best (no min_delta) over `epochs` rows; -1: none. */
 int fit_callbacks_best_epoch(const fit_run *r, int epochs);
 

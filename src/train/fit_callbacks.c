@@ -131,11 +131,12 @@ ct_status fit_callbacks_epoch_end(fit_run *r, int epoch, const double *row, doub
     return CT_OK;
 }
 
-void fit_callbacks_batch_end(fit_run *r, double loss, double acc) {
+void fit_callbacks_batch_end(fit_run *r, long steps, double loss, double acc) {
     const ct_train_callbacks *u = &r->c->callbacks;
     if (u->on_batch_end == NULL) return;
     ct_batch_logs logs = {.epoch = (int)r->st.epoch, .batch = (long)r->st.batch_in_epoch - 1,
-                          .step = (long)r->st.step - 1, .loss = loss, .acc = acc};
+                          .steps = steps, .step = (long)r->st.step - 1, .loss = loss,
+                          .acc = acc};
     if (u->on_batch_end(u->user, &logs)) ct_train_request_stop();
 }
 

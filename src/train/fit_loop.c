@@ -126,7 +126,7 @@ static ct_status train_batches(fit_run *r, long steps, double lr_scale, double t
             double vals[2] = {loss, acc};
             ct_progbar_update(&bar, r->st.batch_in_epoch, names, vals, 2, now_seconds());
         }
-        fit_callbacks_batch_end(r, loss, acc);
+        fit_callbacks_batch_end(r, steps, loss, acc);
         if (fit_stop_requested()) return interrupted(r, b, slot, res);
     }
     return fit_release_train(r, b, slot);

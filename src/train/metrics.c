@@ -117,6 +117,9 @@ void ct_metrics_free(ct_metrics *m) {
     free(m->confusion);
     free(m->precision);
     free(m->recall);
+    for (int k = 0; m->class_names != NULL && k < m->k; k++) free(m->class_names[k]);
+    free(m->class_names);
+    m->class_names = NULL;
     m->confusion = NULL;
     m->precision = m->recall = NULL;
 }

@@ -8,6 +8,7 @@
  * standardisation on the device (raw uint8 pixels cross the bus) unless --augment-on loader.
  * The flipped copies are made from the input already on the device (ct_model_flip_input): a
  * batch crosses the bus once however many views are averaged. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,7 +172,20 @@ static bool skipped(const infer *r, size_t i) {
     return false;
 }
 
+/* The data's class names into m->class_names (the metrics' rows and columns). */
+static ct_status name_classes(ct_metrics *m, const ct_dataset *ds) {
+    m->class_names = calloc((size_t)m->k, sizeof *m->class_names);
+    if (m->class_names == NULL) return ct_error(CT_ENOMEM, "cannot allocate class names");
+    for (int k = 0; k < m->k; k++) {
+        const char *name = ct_dataset_class_name(ds, k);
+        m->class_names[k] = strdup(name != NULL ? name : "");
+        if (m->class_names[k] == NULL) return ct_error(CT_ENOMEM, "cannot allocate class names");
+    }
+    return CT_OK;
+}
+
 ct_status ct_evaluate(const ct_predict_config *c, ct_metrics *m) {
+    memset(m, 0, sizeof *m);
     infer r;
     memset(&r, 0, sizeof r);
     r.c = c;
@@ -187,50 +201,102 @@ ct_status ct_evaluate(const ct_predict_config *c, ct_metrics *m) {
         }
         s = ct_metrics_compute(m, r.probs, r.labels, NULL, (long)kept, r.n_out);
     }
-    if (s == CT_OK) {
-        const char *names[CT_MAX_CLASSES];
-        for (int k = 0; k < m->k; k++) names[k] = ct_dataset_class_name(r.ds, k);
-        printf("%s on %s:\n", c->model, c->data);
-        ct_metrics_print(stdout, m, names);
-    }
+    if (s == CT_OK) s = name_classes(m, r.ds);
+    if (s != CT_OK) ct_metrics_free(m);
     infer_free(&r);
     return s;
+}
+
+void ct_predictions_free(ct_predictions *p) {
+    if (p == NULL) return;
+    for (size_t i = 0; p->names != NULL && i < p->rows; i++) free(p->names[i]);
+    for (int j = 0; p->columns != NULL && j < p->outputs; j++) free(p->columns[j]);
+    free(p->names);
+    free(p->columns);
+    free(p->probs);
+    memset(p, 0, sizeof *p);
+}
+
+/* The CSV's columns: the model's class names (class 1's for a sigmoid), "p" where it has none. */
+static ct_status name_columns(ct_predictions *p, const infer *r) {
+    p->columns = calloc((size_t)p->outputs, sizeof *p->columns);
+    if (p->columns == NULL) return ct_error(CT_ENOMEM, "cannot allocate column names");
+    for (int j = 0; j < p->outputs; j++) {
+        int cls = p->outputs == 1 ? 1 : j;
+        p->columns[j] = strdup(cls < r->saved.n_classes ? r->saved.class_names[cls] : "p");
+        if (p->columns[j] == NULL) return ct_error(CT_ENOMEM, "cannot allocate column names");
+    }
+    return CT_OK;
+}
+
+/* Every kept row's name and probabilities, in dataset order. */
+static ct_status gather_rows(ct_predictions *p, const infer *r) {
+    const size_t count = ct_dataset_count(r->ds);
+    p->names = calloc(count > 0 ? count : 1, sizeof *p->names);
+    p->probs = malloc((count > 0 ? count : 1) * (size_t)p->outputs * sizeof *p->probs);
+    if (p->names == NULL || p->probs == NULL)
+        return ct_error(CT_ENOMEM, "cannot allocate predictions for %zu samples", count);
+    for (size_t i = 0; i < count; i++) {
+        if (skipped(r, i)) continue;
+        p->names[p->rows] = strdup(ct_dataset_name(r->ds, i));
+        if (p->names[p->rows] == NULL) return ct_error(CT_ENOMEM, "cannot allocate names");
+        memcpy(p->probs + p->rows * p->outputs, r->probs + i * p->outputs,
+               (size_t)p->outputs * sizeof *p->probs);
+        p->rows++;
+    }
+    return CT_OK;
+}
+
+ct_status ct_predict_arrays(const ct_predict_config *c, ct_predictions *p) {
+    memset(p, 0, sizeof *p);
+    infer r;
+    memset(&r, 0, sizeof r);
+    r.c = c;
+    ct_status s = run_inference(&r, false);
+    if (s == CT_OK) {
+        int h, w, ch;
+        p->outputs = r.n_out;
+        p->kaggle = ct_dataset_in_memory(r.ds, &h, &w, &ch) && ct_dataset_aux_dim(r.ds) > 0 &&
+                    r.n_out == 1;
+        s = name_columns(p, &r);
+    }
+    if (s == CT_OK) s = gather_rows(p, &r);
+    if (s != CT_OK) ct_predictions_free(p);
+    infer_free(&r);
+    return s;
+}
+
+/* The predictions as `cutune predict` writes them, atomically. */
+static ct_status write_csv(const ct_predictions *p, const char *path) {
+    ct_atomic_file a;
+    ct_status s = ct_atomic_open(&a, path, "w");
+    if (s != CT_OK) return s;
+    if (p->kaggle) {
+        fputs("id,is_iceberg\n", a.f); /* Kaggle's submission format */
+    } else {
+        fputs("filename", a.f);
+        for (int j = 0; j < p->outputs; j++) {
+            fputc(',', a.f);
+            ct_csv_field(a.f, p->columns[j]);
+        }
+        fputc('\n', a.f);
+    }
+    for (size_t i = 0; i < p->rows; i++) {
+        ct_csv_field(a.f, p->names[i]);
+        /* %.9g: every float32 exactly, so a confident 0.99999994 is not written as 1.000000
+         * (whose log loss, when wrong, is then infinite). */
+        for (int j = 0; j < p->outputs; j++) fprintf(a.f, ",%.9g", p->probs[i * p->outputs + j]);
+        fputc('\n', a.f);
+    }
+    return ct_atomic_commit(&a);
 }
 
 ct_status ct_predict(const ct_predict_config *c, size_t *rows) {
     *rows = 0;
     if (c->out == NULL) return ct_error(CT_EINVAL, "--out preds.csv is required");
-    infer r;
-    memset(&r, 0, sizeof r);
-    r.c = c;
-    ct_status s = run_inference(&r, false);
-    ct_atomic_file a;
-    if (s == CT_OK) s = ct_atomic_open(&a, c->out, "w");
-    if (s == CT_OK) {
-        int h, w, ch;
-        bool iceberg = ct_dataset_in_memory(r.ds, &h, &w, &ch) && ct_dataset_aux_dim(r.ds) > 0;
-        if (iceberg && r.n_out == 1) {
-            fputs("id,is_iceberg\n", a.f); /* Kaggle's submission format */
-        } else {
-            fputs("filename", a.f);
-            for (int j = 0; j < r.n_out; j++) {
-                fputc(',', a.f);
-                int cls = r.n_out == 1 ? 1 : j;
-                ct_csv_field(a.f, cls < r.saved.n_classes ? r.saved.class_names[cls] : "p");
-            }
-            fputc('\n', a.f);
-        }
-        for (size_t i = 0; i < ct_dataset_count(r.ds); i++) {
-            if (skipped(&r, i)) continue;
-            ct_csv_field(a.f, ct_dataset_name(r.ds, i));
-            /* %.9g: every float32 exactly, so a confident 0.99999994 is not written as
-             * 1.000000 (whose log loss, when wrong, is then infinite). */
-            for (int j = 0; j < r.n_out; j++) fprintf(a.f, ",%.9g", r.probs[i * r.n_out + j]);
-            fputc('\n', a.f);
-            (*rows)++;
-        }
-        s = ct_atomic_commit(&a);
-    }
-    infer_free(&r);
+    ct_predictions p;
+    ct_status s = ct_predict_arrays(c, &p);
+    if (s == CT_OK && (s = write_csv(&p, c->out)) == CT_OK) *rows = p.rows;
+    ct_predictions_free(&p);
     return s;
 }
