@@ -232,6 +232,20 @@ Test(train_errors, existing_run_and_resume_settings) {
     for (int i = 0; i < before.n; i++) free(before.text[i]);
 }
 
+/* --resume compares the data it is given by what it names, not by its spelling: the same folder
+ * through a link or with "./" in it resumes; another folder is named. */
+Test(train_errors, resume_compares_resolved_paths) {
+    const char *flags = "--out %s/runpath " TC_SMALL " --head mri --strategy head "
+                        "--steps-per-epoch 1 --verbose 0";
+    char f[1024], link[600];
+    snprintf(f, sizeof f, flags, D);
+    snprintf(link, sizeof link, "%s/dlink", D);
+    cr_assert_eq(symlink(tc_path("d"), link), 0);
+    TC_MUST(NULL, "train %s --data %s/d/train --epochs 1", f, D);
+    TC_MUST(NULL, "train %s --data %s/dlink/./train --epochs 2 --resume", f, D);
+    TC_EXPECT(NULL, 2, "it has 'data = ", "train %s --data %s/d/val --epochs 3 --resume", f, D);
+}
+
 /* A learning rate and L2 penalty that make the weights grow by ~2000x a step: the loss is finite
  * for two epochs and NaN in the third. */
 Test(train_errors, nan_loss_keeps_the_last_checkpoint) {

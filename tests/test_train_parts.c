@@ -229,11 +229,11 @@ Test(train_parts, csv_log_is_keras_format) {
     const char *want[] = {"loss", "val_loss"};
     double back[6];
     int rows = 0;
-    cr_assert_eq(ct_csv_log_read(path, want, 2, back, 3, &rows), CT_OK);
+    cr_assert_eq(ct_csv_log_read(path, want, 2, 2, back, 3, &rows), CT_OK);
     cr_assert_eq(rows, 3);
     cr_assert_eq(back[0], 0.6931471824645996);
     cr_assert_eq(back[3], 0.25);
-    cr_assert_eq(ct_csv_log_read(path, (const char *[]){"auc"}, 1, back, 3, &rows), CT_EFORMAT);
+    cr_assert_eq(ct_csv_log_read(path, (const char *[]){"auc"}, 1, 1, back, 3, &rows), CT_EFORMAT);
     remove(path);
 }
 

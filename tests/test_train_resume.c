@@ -108,6 +108,24 @@ Test(train_resume, cached_head) {
     expect_same_run(a, b);
 }
 
+/* Without validation data the log has epoch,acc,loss,lr: a resume after two epochs keeps their
+ * rows as they were (they were once read back as five columns and rewritten shifted). */
+Test(train_resume, without_validation) {
+    char flags[1024], a[128], b[128], fa[600];
+    snprintf(flags, sizeof flags,
+             "--data %s/d/train " TC_SMALL " --head " TC_DROP_HEAD
+             " --strategy head --optimizer adam --lr 0.01 --epochs 3 --verbose 2", D);
+    snprintf(a, sizeof a, "%s", tc_path("a"));
+    snprintf(fa, sizeof fa, "%s/final.h5", a);
+    TC_MUST(NULL, "train %s --out %s", flags, a);
+    char *log = tc_read(tc_path("a/log.csv"));
+    cr_assert(log != NULL && strncmp(log, "epoch,acc,loss,lr\n", 18) == 0, "%s", log);
+    free(log);
+    snprintf(b, sizeof b, "%s", tc_path("b"));
+    interrupt_and_resume(flags, b, 3, (const int[]){7}, 1, fa); /* mid-epoch 3 */
+    expect_same_run(a, b);
+}
+
 /* 4 training images (2 per class) and 2 validation images, batch 2: 2 steps per epoch. */
 #define FULL_FLAGS                                                                             \
     "--data %s/s/train --val %s/s/val --input-size 32 --batch-size 2 --weights none "          \

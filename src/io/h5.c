@@ -614,7 +614,7 @@ ct_status ct__h5_atomic_create(ct__h5_atomic *a, const char *path) {
     a->fd = -1;
     a->file = -1;
     if (path == NULL || path[0] == '\0') return ct_error(CT_EINVAL, "no output file name given");
-    if (strlen(path) + 32 >= sizeof a->tmp)
+    if (strlen(path) + 48 >= sizeof a->tmp)
         return ct_error(CT_EINVAL, "%s: path too long", path);
     snprintf(a->final, sizeof a->final, "%s", path);
     char d[CT_WEIGHTS_PATH_MAX], b[CT_WEIGHTS_PATH_MAX];
@@ -624,7 +624,9 @@ ct_status ct__h5_atomic_create(ct__h5_atomic *a, const char *path) {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return ct_error(CT_EINVAL, "%s: is a directory; give a file name", path);
-    snprintf(a->tmp, sizeof a->tmp, "%s/.%s.tmp-XXXXXX", dir, base);
+    /* The writer's pid in the name: a run that finds the file after its writer died (kill -9
+     * mid-write) removes it (train/run_lock.c). */
+    snprintf(a->tmp, sizeof a->tmp, "%s/.%s.tmp-%ld-XXXXXX", dir, base, (long)getpid());
     a->fd = mkstemp(a->tmp);
     if (a->fd < 0) {
         int e = errno;

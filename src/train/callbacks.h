@@ -100,9 +100,10 @@ ct_status ct_csv_log_open(ct_csv_log *log, const char *path, const char *const *
                           bool append);
 /* values[i] is the value of log->keys[i], the keys as sorted at open. */
 ct_status ct_csv_log_row(ct_csv_log *log, int epoch, const double *values);
-/* Reads a log back: up to max_rows rows of n_keys values (in `keys` order). */
-ct_status ct_csv_log_read(const char *path, const char *const *keys, int n_keys, double *values,
-                          int max_rows, int *rows);
+/* Reads a log back: up to max_rows rows of n_keys values (in `keys` order), row r at
+ * values[r * stride]; a row's places from n_keys to stride are NAN. */
+ct_status ct_csv_log_read(const char *path, const char *const *keys, int n_keys, int stride,
+                          double *values, int max_rows, int *rows);
 
 /* Writes a CSV text field: as it is, or quoted (quotes doubled) when it holds a comma, a quote
  * or a line break. */

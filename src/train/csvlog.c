@@ -106,8 +106,8 @@ ct_status ct_csv_log_row(ct_csv_log *log, int epoch, const double *values) {
     return ct_atomic_commit(&a);
 }
 
-ct_status ct_csv_log_read(const char *path, const char *const *keys, int n_keys, double *values,
-                          int max_rows, int *rows) {
+ct_status ct_csv_log_read(const char *path, const char *const *keys, int n_keys, int stride,
+                          double *values, int max_rows, int *rows) {
     *rows = 0;
     char *text = NULL;
     size_t len = 0;
@@ -115,7 +115,7 @@ ct_status ct_csv_log_read(const char *path, const char *const *keys, int n_keys,
     if (s != CT_OK) return s;
     int col[16];
     char *save = NULL, *line = strtok_r(text, "\n", &save);
-    if (line == NULL || n_keys > 16) {
+    if (line == NULL || n_keys > 16 || stride < n_keys) {
         free(text);
         return ct_error(CT_EFORMAT, "%s: empty CSV log", path);
     }
@@ -146,8 +146,8 @@ ct_status ct_csv_log_read(const char *path, const char *const *keys, int n_keys,
             if (c == NULL) break;
             t = c + 1;
         }
-        for (int k = 0; k < n_keys; k++)
-            values[(size_t)*rows * n_keys + k] = col[k] < nv ? v[col[k]] : NAN;
+        double *row = values + (size_t)*rows * stride;
+        for (int k = 0; k < stride; k++) row[k] = k < n_keys && col[k] < nv ? v[col[k]] : NAN;
         (*rows)++;
     }
     free(text);

@@ -214,5 +214,6 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
         return ct_error(s, "%s", msg);
     }
     fit_free(&r);
+    fit_release_run_dir(&r, false);
     return s;
 }

@@ -10,6 +10,7 @@
  *   fit_cache.c      the frozen-prefix cache
  *   fit_memory.c     the memory plan behind an out-of-memory message's batch size
  *   run_dir.c        the run folder: its paths, config.txt, the weights files written there
+ *   run_lock.c       one run per folder (a lock), and the temporary files of dead writers
  *   settings.c       the settings table behind the flags and config.txt
  *
  * Data parallel training (a rank per GPU) hooks in at three places of this loop: the step
@@ -77,6 +78,8 @@ typedef struct fit_run {
     bool compiled;
     ct_made_dirs made;           /* the folders this run created (the run directory, parents) */
     bool wrote_config, wrote_log, wrote_curves; /* ... and these files in it */
+    int lock_fd;                 /* holds the run folder's lock (run_lock.c); -1: none */
+    bool resuming;               /* --resume, and a checkpoint to resume from */
     bool use_weights;
     float class_w[CT_MAX_CLASSES];
     float *labels, *weights, *probs; /* (batch, n_out), (batch), (batch, n_out) host */
@@ -174,7 +177,20 @@ char *fit_read_settings(const char *path);
 
 ct_status fit_prepare_run_dir(fit_run *r);
 /* A new run that fails before its first checkpoint removes what it began. */
-void fit_discard_failed_start(const fit_run *r);
+void fit_discard_failed_start(fit_run *r);
+/* Gives the folder up: the lock released and, with `discard` (a start that saved nothing), the
+ * lock file and the folders this run made removed. */
+void fit_release_run_dir(fit_run *r, bool discard);
+
+/* ---- run_lock.c ---- */
+
+#define FIT_LOCK_FILE ".lock"
+/* Locks `dir` for this process (*fd holds the lock until fit_unlock_run_dir); CT_EINVAL naming
+ * the process that holds it already. */
+ct_status fit_lock_run_dir(const char *dir, int *fd);
+void fit_unlock_run_dir(int fd);
+/* Removes the temporary files in `dir` of writers that are no longer alive; returns how many. */
+int fit_remove_stale_temps(const char *dir);
 ct_status fit_write_text(const char *path, const char *text);
 ct_status fit_save_weights(fit_run *r, const char *path);
 ct_status fit_save_checkpoint(fit_run *r);

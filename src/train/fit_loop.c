@@ -39,7 +39,7 @@ static ct_status loop_begin(fit_run *r) {
     r->st.seed = c->seed;
     r->st.lr_scale = 1.0;
     fit_callbacks_save(&r->cb, &r->st);
-    if (c->resume) return fit_resume(r);
+    if (r->resuming) return fit_resume(r);
     if ((s = fit_apply_freezing(r, 0)) != CT_OK) return s;
     if ((s = fit_write_text(r->path.config, r->config_text)) != CT_OK) return s;
     r->wrote_config = true;

@@ -59,7 +59,7 @@ ct_status fit_resume(fit_run *r) {
     ct_status s = check_settings(r);
     if (s != CT_OK) return s;
     int rows = 0;
-    s = ct_csv_log_read(r->path.log, fit_log_keys, fit_n_log_keys(r), r->history,
+    s = ct_csv_log_read(r->path.log, fit_log_keys, fit_n_log_keys(r), FIT_KEYS, r->history,
                         r->c->epochs + 1000, &rows);
     if (s == CT_OK) s = load_checkpoint(r, rows);
     if (s != CT_OK) return s;

@@ -275,7 +275,7 @@ static ct_status fold_best(const ct_train_config *c, const char *dir, ct_fold_re
     double *v = malloc((size_t)max_rows * 5 * sizeof *v);
     if (v == NULL) return ct_error(CT_ENOMEM, "cannot read %s", path);
     int rows = 0;
-    ct_status s = ct_csv_log_read(path, keys, 5, v, max_rows, &rows);
+    ct_status s = ct_csv_log_read(path, keys, 5, 5, v, max_rows, &rows);
     ct_monitor mon;
     if (s == CT_OK) s = ct_monitor_init(&mon, c->monitor, c->monitor_mode, 0.0);
     int col = 4;
@@ -501,10 +501,11 @@ ct_status ct_train_folds(const ct_train_config *c, int folds, const char *test,
     ct_status s = check_request(c, folds, test, summary, first);
     if (s != CT_OK) return s;
     ct_dataset *all = NULL;
-    int *fold_of = NULL;
+    int *fold_of = NULL, lock_fd = -1;
     bool done[CT_MAX_FOLDS] = {false};
     if ((s = open_all(c, &all)) != CT_OK || (s = deal(c, all, folds, &fold_of)) != CT_OK ||
-        (s = ct_make_dirs(c->out_dir, NULL)) != CT_OK)
+        (s = ct_make_dirs(c->out_dir, NULL)) != CT_OK ||
+        (s = fit_lock_run_dir(c->out_dir, &lock_fd)) != CT_OK)
         goto out;
     if (c->resume && (s = read_summary(summary, r, done)) != CT_OK) goto out;
     ct_train_config fc = *c;
@@ -526,6 +527,7 @@ ct_status ct_train_folds(const ct_train_config *c, int folds, const char *test,
     print_table(r, done, c->monitor);
     if (test != NULL) s = predict_test(c, folds, test, r);
 out:
+    fit_unlock_run_dir(lock_fd);
     ct_dataset_free(all);
     free(fold_of);
     return s;

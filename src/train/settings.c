@@ -5,7 +5,9 @@
  * through ct_train_config_apply, a binding's keyword arguments through the same function, the
  * help is printed from the table's lines, and config.txt is written and compared line by line
  * from its keys. A new setting is one row. */
+#define _XOPEN_SOURCE 700
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -540,6 +542,22 @@ static ct_status changed(const char *a, int la, const char *b, int lb) {
                     a != NULL ? a : "(not set)", b != NULL ? lb : 9, b != NULL ? b : "(not set)");
 }
 
+/* Whether two `key = value` lines of a path setting name the same file or folder: the run
+ * may have been started with a relative path and resumed with an absolute one, or through a
+ * link. Values that do not resolve (a missing file, "imagenet") compare as text. */
+static bool same_path_line(const char *key, const char *a, int la, const char *b, int lb) {
+    static const char *const path_keys[] = {"data", "val", "weights"};
+    bool is_path = false;
+    for (size_t i = 0; i < sizeof path_keys / sizeof path_keys[0]; i++)
+        is_path |= strcmp(key, path_keys[i]) == 0;
+    const int skip = (int)strlen(key) + 3; /* "key = " */
+    char va[PATH_MAX], vb[PATH_MAX], ra[PATH_MAX], rb[PATH_MAX];
+    if (!is_path || la - skip >= PATH_MAX || lb - skip >= PATH_MAX) return false;
+    snprintf(va, sizeof va, "%.*s", la - skip, a + skip);
+    snprintf(vb, sizeof vb, "%.*s", lb - skip, b + skip);
+    return realpath(va, ra) != NULL && realpath(vb, rb) != NULL && strcmp(ra, rb) == 0;
+}
+
 ct_status ct_train_record_compare(const char *saved, const char *now) {
     for (int i = 0; i < N_SETTINGS; i++) {
         const char *key = table[i].key;
@@ -547,7 +565,8 @@ ct_status ct_train_record_compare(const char *saved, const char *now) {
         int la = 0, lb = 0;
         const char *a = line_of(saved, key, &la), *b = line_of(now, key, &lb);
         if (a == NULL && b == NULL) continue;
-        if (a == NULL || b == NULL || la != lb || strncmp(a, b, (size_t)la) != 0)
+        if (a != NULL && b != NULL && la == lb && strncmp(a, b, (size_t)la) == 0) continue;
+        if (a == NULL || b == NULL || !same_path_line(key, a, la, b, lb))
             return changed(a, la, b, lb);
     }
     /* A line this cutune does not know: recorded by another version, with another meaning. */
