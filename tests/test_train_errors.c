@@ -287,6 +287,39 @@ Test(train_errors, nan_loss_keeps_the_last_checkpoint) {
     ct_weights_file_free(wf);
 }
 
+/* Files that are not config files, and lines that would once have been misread: a bare key
+ * that took the next line as its value, a file naming another. Each message names the line. */
+static void config_file_refusals(void) {
+    static const struct {
+        const char *text, *message;
+    } cases[] = {
+        {"lr\nepochs = 1\n", "c.cfg:1: --lr needs a value (lr = X)"},
+        {"epochs = 1\nlr = fast\n", "c.cfg:2: --lr: expected a number"},
+        {"horizontal_flip = maybe\n", "c.cfg:1: --horizontal-flip is a switch"},
+        {"epochs = 1\nconfig = other.cfg\n", "c.cfg:2: a config file cannot name another"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tc_write(tc_path("c.cfg"), cases[i].text);
+        TC_EXPECT(NULL, 2, cases[i].message, "train --config %s/c.cfg --data %s/d/train --out "
+                  "%s/x", D, D, D);
+    }
+    /* Binary content and a line longer than 4095 bytes. */
+    static const char binary[] = "epochs = 1\n\x89PNG\0\0\n";
+    FILE *f = fopen(tc_path("c.cfg"), "wb");
+    cr_assert_not_null(f);
+    fwrite(binary, 1, sizeof binary - 1, f);
+    fclose(f);
+    TC_EXPECT(NULL, 2, "c.cfg:2: holds a NUL byte: not a text config file",
+              "train --config %s/c.cfg --data %s/d/train --out %s/x", D, D, D);
+    f = fopen(tc_path("c.cfg"), "w");
+    cr_assert_not_null(f);
+    fputs("head = ", f);
+    for (int i = 0; i < 5000; i++) fputc('x', f);
+    fclose(f);
+    TC_EXPECT(NULL, 2, "c.cfg:1: line longer than 4095 bytes",
+              "train --config %s/c.cfg --data %s/d/train --out %s/x", D, D, D);
+}
+
 Test(train_errors, config_file) {
     /* Keys as in a Keras call (underscores), comments, blank lines, a switch written =true; the
      * command line wins over the file. */
@@ -306,6 +339,7 @@ Test(train_errors, config_file) {
              "steps_per_epoch = 1\n"
              "lr = 0.5\n"
              "vertical_flip = true\n"
+             "horizontal_flip\n"
              "verbose = 0\n",
              D);
     tc_write(tc_path("run.cfg"), cfg);
@@ -315,6 +349,7 @@ Test(train_errors, config_file) {
     cr_expect(strstr(settings, "\nbatch_size = 4\n") != NULL, "%s", settings);
     cr_expect(strstr(settings, "\nlr = 0.25\n") != NULL, "%s", settings);
     cr_expect(strstr(settings, "\nvertical_flip = 0\n") != NULL, "%s", settings);
+    cr_expect(strstr(settings, "\nhorizontal_flip = 1\n") != NULL, "%s", settings);
     cr_expect(strstr(settings, "\nhead = mri\n") != NULL, "%s", settings);
     free(settings);
     tc_csv *log = tc_csv_read(tc_path("run/log.csv"));
@@ -328,11 +363,12 @@ Test(train_errors, config_file) {
     tc_write(tc_path("bad1.cfg"), "# fine\n= 3\n");
     TC_EXPECT(NULL, 2, "bad1.cfg:2: expected 'key = value'", "train --config %s/bad1.cfg", D);
     tc_write(tc_path("bad2.cfg"), "batch_size = lots\n");
-    TC_EXPECT(NULL, 2, "--batch-size: expected a whole number from 1 to 65536, not 'lots'",
-              "train --config %s/bad2.cfg --data %s/d/train --out %s/x", D, D, D);
-    tc_write(tc_path("bad3.cfg"), "learning_rate = 0.1\n");
-    TC_EXPECT(NULL, 2, "unknown flag '--learning-rate'",
+    TC_EXPECT(NULL, 2, "bad2.cfg:1: --batch-size: expected a whole number from 1 to 65536, not "
+              "'lots'", "train --config %s/bad2.cfg --data %s/d/train --out %s/x", D, D, D);
+    tc_write(tc_path("bad3.cfg"), "# keras name\nlearning_rate = 0.1\n");
+    TC_EXPECT(NULL, 2, "bad3.cfg:2: unknown flag '--learning-rate'",
               "train --config %s/bad3.cfg --data %s/d/train --out %s/x", D, D, D);
+    config_file_refusals();
     cr_expect(!tc_exists(tc_path("x")), "a failed configuration created the run folder");
 }
 

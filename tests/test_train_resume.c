@@ -6,6 +6,8 @@
  * the cache itself changes nothing, and --resume may extend --epochs. */
 #include "train_cli_util.h"
 
+#include <time.h>
+
 TestSuite(train_resume, .init = tc_setup, .fini = tc_teardown, .timeout = 300);
 
 /* Runs `train FLAGS --out OUT` interrupted after stops[0] steps, resumes it interrupted again
@@ -284,4 +286,69 @@ Test(train_resume, augment_on_device_changes_nothing, .timeout = 600) {
 
     TC_EXPECT(NULL, 2, "--augment-on 'gpu': expected auto, device or loader",
               "train %s --augment-on gpu --out %s", flags, tc_path("bad"));
+}
+
+/* Starts `cutune ARGS` with its output discarded; SIGKILLs it after `ms` milliseconds unless it
+ * ended first. Returns whether it was killed (false: it finished, with exit code 0). */
+static bool run_and_kill(const char *args, int ms) {
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "exec '%s' %s >/dev/null 2>&1", getenv("CUTUNE_CLI"), args);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    const struct timespec tick = {.tv_nsec = 5000000};
+    int status = 0;
+    for (int waited = 0; waited < ms; waited += 5) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "cutune %s failed on its own (status %d)", args, status);
+            return false;
+        }
+        nanosleep(&tick, NULL);
+    }
+    kill(pid, SIGKILL);
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    return WIFSIGNALED(status);
+}
+
+/* Milliseconds since some fixed moment. */
+static long now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* kill -9 at 30 moments spread over runs (before the first checkpoint, while checkpoints and
+ * weights are written, between them), each time followed by the same command with --resume:
+ * the run always continues (a folder killed before its first checkpoint starts again), no file
+ * is ever left corrupt, and every run ends bit-identical to one never interrupted. The moments
+ * are a fixed sequence scaled to the uninterrupted run's time, so that kills land all over the
+ * run on a fast machine as on a slow one; a run that finishes is checked and the next starts
+ * in a new folder until 30 kills have landed. */
+Test(train_resume, kill_9_anywhere_then_the_same_command_continues, .timeout = 900) {
+    char flags[1024], a[128], run[128], args[1400];
+    snprintf(flags, sizeof flags, CACHED_FLAGS, D, D);
+    snprintf(a, sizeof a, "%s", tc_path("whole"));
+    long t0 = now_ms();
+    TC_MUST(NULL, "train %s --out %s", flags, a);
+    const long whole_ms = now_ms() - t0;
+    uint32_t x = 2463534242u; /* xorshift32 */
+    int kills = 0;
+    for (int k = 0; kills < 30; k++) {
+        snprintf(run, sizeof run, "%s", tc_path("killed%d", k));
+        int i = 0;
+        for (; i < 100; i++) {
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            /* A kill in the first milliseconds may come before the folder exists. */
+            snprintf(args, sizeof args, "train %s --out %s%s", flags, run,
+                     tc_exists(run) ? " --resume" : "");
+            if (!run_and_kill(args, 20 + (int)(x % (uint32_t)(whole_ms / 2 + 1)))) break;
+            kills++;
+        }
+        cr_assert_lt(i, 100, "%s never finished between kills", run);
+        expect_same_run(a, run);
+    }
 }

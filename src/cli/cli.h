@@ -32,11 +32,20 @@ bool cli_int(const char *cmd, const char *name, const char *value, long lo, long
 bool cli_double(const char *cmd, const char *name, const char *value, double lo, double hi,
                 double *out);
 
-/* Reads `key = value` lines (# comments) from a config file into "--key=value" arguments placed
- * before the command line's, so flags given on the command line win. Returns false and prints
- * why on an unreadable file or a malformed line. *argv_out is allocated; free with
- * cli_config_free. */
-bool cli_config_args(const char *cmd, int argc, char **argv, int *argc_out, char ***argv_out);
+/* Whether `v` is a switch's value: true, yes or 1 (*on) or false, no or 0 (case-insensitive). */
+bool cli_switch_word(const char *v, bool *on);
+
+/* Checks one setting of a config file: its flag name (dashes) and value (NULL: a bare key).
+ * False with the reason in `why` ("--lr: expected a number ..."). */
+typedef bool (*cli_setting_check)(const char *name, const char *value, char *why, size_t cap);
+
+/* Reads `key = value` lines (# comments) from the --config file among argv into "--key=value"
+ * arguments placed before the command line's, so flags given on the command line win; each
+ * line is checked first with `check`, so errors name the file and line (config_file.c).
+ * Returns false and prints why on an unreadable file, binary content or a bad line. *argv_out
+ * is allocated; free with cli_config_free. */
+bool cli_config_args(const char *cmd, int argc, char **argv, cli_setting_check check,
+                     int *argc_out, char ***argv_out);
 void cli_config_free(int argc, char **argv, int orig_argc);
 
 /* Prints "cutune CMD: <last error>" to stderr and returns the exit code for the status. */

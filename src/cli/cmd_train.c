@@ -46,6 +46,31 @@ static bool parse_config(int argc, char **argv, ct_train_config *c) {
     return ok;
 }
 
+/* A config file's line, checked as its flag would be: a known setting, a switch's word, or a
+ * value the setting accepts on its own (combinations are checked with the command line's). */
+static bool check_setting(const char *name, const char *value, char *why, size_t cap) {
+    const ct_train_setting_info *s = NULL;
+    for (int i = 0; i < ct_train_settings_count() && s == NULL; i++)
+        if (strcmp(ct_train_setting(i)->name, name) == 0) s = ct_train_setting(i);
+    bool on;
+    if (s == NULL) snprintf(why, cap, "unknown flag '--%s' (see cutune train --help)", name);
+    else if (s->arg == NULL && value != NULL && !cli_switch_word(value, &on))
+        snprintf(why, cap, "--%s is a switch: give it alone, or = true / = false, not '%s'",
+                 name, value);
+    else if (s->arg != NULL && value == NULL)
+        snprintf(why, cap, "--%s needs a value (%s = %s)", name, name, s->arg);
+    else if (s->arg != NULL) {
+        ct_train_config *scratch = NULL;
+        ct_status st = ct_train_config_new(&scratch);
+        if (st == CT_OK) st = ct_train_config_set(scratch, name, value);
+        ct_train_config_free(scratch);
+        if (st != CT_OK) snprintf(why, cap, "%s", ct_last_error());
+        return st == CT_OK;
+    } else
+        return true;
+    return false;
+}
+
 int cmd_train(int argc, char **argv) {
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -54,7 +79,8 @@ int cmd_train(int argc, char **argv) {
         }
     int all_argc = 0;
     char **all_argv = NULL;
-    if (!cli_config_args("train", argc, argv, &all_argc, &all_argv)) return CLI_EXIT_USAGE;
+    if (!cli_config_args("train", argc, argv, check_setting, &all_argc, &all_argv))
+        return CLI_EXIT_USAGE;
     ct_train_config c;
     if (!parse_config(all_argc, all_argv, &c)) {
         cli_config_free(all_argc, all_argv, argc);

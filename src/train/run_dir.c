@@ -70,18 +70,19 @@ static void remove_leftovers(const fit_run *r) {
 }
 
 /* With the folder locked: whether it holds a run to continue (--resume), none (a new run), or
- * one that stopped before its first checkpoint, which starts again, saying so. */
+ * one that stopped before its first checkpoint (config.txt is written first; with --resume,
+ * any folder without a checkpoint), which starts again in its place, saying so. */
 static ct_status claim(fit_run *r, const char *dir) {
     const bool ckpt = fit_exists(r->path.ckpt), final = fit_exists(r->path.final);
-    const bool stranded = !ckpt && !final && fit_exists(r->path.config);
+    const bool started = fit_exists(r->path.config);
     if (r->resuming && ckpt) return CT_OK;
-    if (r->resuming && !stranded)
+    if (r->resuming && final)
         return ct_error(CT_ENOTFOUND, "%s: no checkpoint to resume from (start the run "
                         "without --resume)", r->path.ckpt);
-    if (!r->resuming && (ckpt || final || (!stranded && fit_exists(r->path.log))))
+    if (!r->resuming && (ckpt || final || (!started && fit_exists(r->path.log))))
         return ct_error(CT_EINVAL, "%s already holds a run: add --resume to continue it, or "
                         "choose another --out (nothing was changed)", dir);
-    if (stranded)
+    if (r->resuming || started)
         fprintf(stderr, "cutune: %s: the run there stopped before its first checkpoint; "
                 "starting it from the beginning\n", dir);
     remove_leftovers(r);
