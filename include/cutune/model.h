@@ -33,6 +33,9 @@ extern "C" {
 #define CT_HEAD_MRI "flatten,dense:64:relu,dense:2:softmax"
 
 #define CT_MIN_INPUT 32 /* ImageNet VGG16 needs inputs of at least 32x32 */
+/* The largest input side: VGG's first block holds 64 x 1024 x 1024 floats (268 MB) per image
+ * at 1024 x 1024, so larger inputs are beyond what a GPU trains in batches. */
+#define CT_MAX_INPUT 1024
 #define CT_NAME_MAX 64 /* layer names, bytes with the NUL */
 
 typedef struct ct_model_config {

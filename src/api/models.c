@@ -28,13 +28,15 @@ static void owner_free(void *p) {
     free(o);
 }
 
-/* A model on its own backend; `o` is freed on failure. */
+/* A model on its own backend; `o` is freed on failure. `path`: the file `cfg` came from (its
+ * failures name it), or NULL. */
 static ct_status build(ct_model **out, const ct_model_config *cfg, const char *device,
-                       model_owner *o) {
+                       model_owner *o, const char *path) {
     char note[512];
     ct_status s = ct_backend_open(&o->be, device != NULL ? device : "auto", NULL, note,
                                   sizeof note);
-    if (s == CT_OK) s = ct_model_init(out, cfg, &o->be);
+    if (s == CT_OK && (s = ct_model_init(out, cfg, &o->be)) != CT_OK && path != NULL)
+        s = ct_weights_model_error(path, cfg, s);
     if (s != CT_OK) {
         owner_free(o);
         return s;
@@ -48,7 +50,7 @@ ct_status ct_model_create(ct_model **out, const ct_model_config *cfg, const char
     model_owner *o = calloc(1, sizeof *o);
     if (o == NULL) return ct_error(CT_ENOMEM, "cannot allocate a model");
     o->std.preprocess = CT_PREPROCESS_CAFFE; /* VGG's preprocess_input */
-    return build(out, cfg, device, o);
+    return build(out, cfg, device, o, NULL);
 }
 
 ct_status ct_model_load(ct_model **out, const char *path, const char *device, int max_batch) {
@@ -63,7 +65,7 @@ ct_status ct_model_load(ct_model **out, const char *path, const char *device, in
         owner_free(o);
         return s;
     }
-    if ((s = build(out, &cfg, device, o)) != CT_OK) return s;
+    if ((s = build(out, &cfg, device, o, path)) != CT_OK) return s;
     if ((s = ct_weights_load(*out, path, NULL, NULL)) != CT_OK) {
         ct_model_free(*out);
         *out = NULL;

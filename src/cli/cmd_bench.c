@@ -472,7 +472,7 @@ static int parse_bench(const char *cmd, int argc, char **argv, bench_opts *o) {
         o->steps = 10;
         o->warmup = 3;
     }
-    if (size != NULL && !cli_int(cmd, "input-size", size, 1, 4096, &o->size)) return 0;
+    if (size != NULL && !cli_int(cmd, "input-size", size, 1, CT_MAX_INPUT, &o->size)) return 0;
     if (batch != NULL && !cli_int(cmd, "batch-size", batch, 1, 65536, &o->batch)) return 0;
     if (steps != NULL && !cli_int(cmd, "steps", steps, 1, 1000000, &o->steps)) return 0;
     if (warmup != NULL && !cli_int(cmd, "warmup", warmup, 0, 1000000, &o->warmup)) return 0;

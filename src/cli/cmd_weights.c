@@ -183,7 +183,8 @@ int cmd_inspect(int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
     long n_size = 224, n_aux = -1;
-    if (size != NULL && !cli_int(cmd, "input-size", size, 1, 4096, &n_size)) return CLI_EXIT_USAGE;
+    if (size != NULL && !cli_int(cmd, "input-size", size, 1, CT_MAX_INPUT, &n_size))
+        return CLI_EXIT_USAGE;
     if (aux != NULL && !cli_int(cmd, "aux-dim", aux, 0, 4096, &n_aux)) return CLI_EXIT_USAGE;
     ct_weights_match m_kind = CT_WEIGHTS_MATCH_NAME;
     if (match != NULL) {
@@ -222,7 +223,13 @@ int cmd_inspect(int argc, char **argv) {
     if (check) {
         ct_backend be = {0};
         ct_model *m = NULL;
-        if ((s = ct_backend_cpu_init(&be, 1)) != CT_OK || (s = ct_model_init(&m, &cfg, &be)) != CT_OK)
+        if ((s = ct_backend_cpu_init(&be, 1)) == CT_OK) {
+            s = ct_model_init(&m, &cfg, &be);
+            /* A head or size that came from the file is the file's fault (exit 1). */
+            if (s != CT_OK && head == NULL && size == NULL && extra.head[0] != '\0')
+                s = ct_weights_model_error(file, &cfg, s);
+        }
+        if (s != CT_OK)
             rc = cli_fail(cmd, s);
         else if (!print_fit(cmd, file, m, m_kind))
             rc = 1;

@@ -8,6 +8,8 @@
  * atomic (ct__h5_atomic); loading is all or nothing. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +171,45 @@ void ct_checkpoint_state_free(ct_checkpoint_state *st) {
     st->config = NULL;
 }
 
+/* The loop's counters are epochs, batches and samples: whole numbers the training loop keeps
+ * in an int (a file's value past that is damage, not a long run). The best values may be
+ * infinite (nothing seen yet); the sums and the learning-rate scale may not. */
+static ct_status check_state(const ct_checkpoint_state *st, const char *where) {
+    static const struct {
+        const char *name;
+        size_t offset;
+        int64_t lo;
+    } counters[] = {
+        {"epoch", offsetof(ct_checkpoint_state, epoch), 0},
+        {"step", offsetof(ct_checkpoint_state, step), 0},
+        {"batch_in_epoch", offsetof(ct_checkpoint_state, batch_in_epoch), 0},
+        {"sample_in_epoch", offsetof(ct_checkpoint_state, sample_in_epoch), 0},
+        {"plateau_wait", offsetof(ct_checkpoint_state, plateau_wait), 0},
+        {"plateau_cooldown", offsetof(ct_checkpoint_state, plateau_cooldown), 0},
+        {"best_epoch", offsetof(ct_checkpoint_state, best_epoch), -1},
+        {"patience_wait", offsetof(ct_checkpoint_state, patience_wait), 0},
+        {"epoch_seen", offsetof(ct_checkpoint_state, epoch_seen), 0},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        int64_t v;
+        memcpy(&v, (const char *)st + counters[i].offset, sizeof v);
+        if (v < counters[i].lo || v > INT32_MAX)
+            return ct_error(CT_EFORMAT, "%s: " GROUP "/%s is %lld, not from %lld to %d (a "
+                            "damaged checkpoint?)", where, counters[i].name, (long long)v,
+                            (long long)counters[i].lo, INT32_MAX);
+    }
+    if (!isfinite(st->lr_scale) || st->lr_scale < 0.0 || !isfinite(st->epoch_loss_sum) ||
+        !isfinite(st->epoch_correct) || st->epoch_correct < 0.0)
+        return ct_error(CT_EFORMAT, "%s: " GROUP "/lr_scale %g, epoch_loss_sum %g or "
+                        "epoch_correct %g is out of its range (a damaged checkpoint?)", where,
+                        st->lr_scale, st->epoch_loss_sum, st->epoch_correct);
+    if (strlen(st->config) > CT_WEIGHTS_MAX_RUN_CONFIG)
+        return ct_error(CT_EFORMAT, "%s: " GROUP "/config is %zu bytes long (at most %d: a "
+                        "damaged checkpoint?)", where, strlen(st->config),
+                        CT_WEIGHTS_MAX_RUN_CONFIG);
+    return CT_OK;
+}
+
 static ct_status read_state(hid_t g, const char *where, ct_checkpoint_state *st) {
     int64_t version = 0, seed = 0;
     ct_status s = ct__h5_read_i64(g, "version", where, &version, 1);
@@ -196,7 +237,7 @@ static ct_status read_state(hid_t g, const char *where, ct_checkpoint_state *st)
         (s = ct__h5_read_string_alloc(g, "config", where, &st->config)) != CT_OK)
         return s;
     memcpy(&st->seed, &seed, sizeof seed);
-    return CT_OK;
+    return check_state(st, where);
 }
 
 /* The checkpoint must be for this model: same configuration, same trainable layers. */
@@ -221,7 +262,8 @@ static ct_status check_model(ct_model *m, hid_t file, hid_t g, const char *path)
                         c->input_h, c->input_w, ct_model_head_spec(m), c->aux_dim);
     ct__strlist tl = {0};
     bool found = false;
-    if ((s = ct__h5_read_strings(g, "trainable_layers", path, &tl, &found, NULL, NULL)) != CT_OK)
+    if ((s = ct__h5_read_names(g, "trainable_layers", path, ct_model_num_layers(m), CT_NAME_MAX - 1,
+                               &tl, &found)) != CT_OK)
         return s;
     int k = 0;
     for (int i = 0; i < ct_model_num_layers(m) && s == CT_OK; i++) {

@@ -1,25 +1,18 @@
 /* The thin layer between cutune and the HDF5 C library: every call checked through one macro
  * that records the call and HDF5's own innermost message, string-list attributes in every form
- * Keras writes and reads, scalar attributes, safe opening, and atomic file creation (temporary
- * file in the same directory, flush, fsync, rename). */
+ * Keras writes and reads (with bounds checked before anything is allocated for them), scalar
+ * attributes, and safe opening (h5_probe.c reads a new file in a child process first). Atomic
+ * file creation is h5_atomic.c's. */
 #define _POSIX_C_SOURCE 200809L
-#define _DEFAULT_SOURCE /* strsignal, st_mtim */
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "model/model.h"
 #include "io/weights.h"
-#include "../core/knobs.h"
 #include "io.h"
 
 /* ---- checked calls ---- */
@@ -31,6 +24,7 @@ typedef struct h5_failure {
     char file[96];
     int line;
     char detail[256]; /* HDF5's innermost description */
+    bool injected;    /* the test hook failed the call: it never ran */
 } h5_failure;
 
 /* The HDF5 build is not thread-safe, so neither is this record; the functions of this module
@@ -68,6 +62,7 @@ int64_t ct__h5_check(int64_t ret, const char *expr, const char *func, const char
     snprintf(f->file, sizeof f->file, "%s", short_path(file));
     f->line = line;
     f->detail[0] = '\0';
+    f->injected = fault_injected;
     if (fault_injected) {
         fault_injected = false;
         snprintf(f->detail, sizeof f->detail, "injected failure (test hook)");
@@ -101,6 +96,8 @@ void ct__h5_begin(void) {
 }
 
 const char *ct__h5_last_message(void) { return last_failure.set ? last_failure.detail : ""; }
+
+bool ct__h5_failure_injected(void) { return last_failure.set && last_failure.injected; }
 
 ct_status ct__h5_error(ct_status code, const char *fmt, ...) {
     char msg[768];
@@ -140,77 +137,6 @@ void ct__h5_close(hid_t id) {
     H5Eclear2(H5E_DEFAULT);
 }
 
-/* ---- reading untrusted files in a child process first ----
- *
- * libhdf5 1.10 can crash (heap overflow in H5HG_read) or loop forever (H5HG__protect) on a
- * damaged variable-length string attribute: fuzzing found both (tests/fuzz/hdf5_bugs), and no
- * public HDF5 call can check for it beforehand. So before this process opens a file for the
- * first time, a forked child reads what cutune reads of its structure (ct_weights_inspect,
- * ct_weights_read_config); a crash or a hang there becomes a clear error here, and only a file
- * the child got through is opened by this process. The child touches nothing but HDF5 and exits
- * with _exit. CUTUNE_H5_PROBE=0 turns this off (the fuzzer, which wants the crashes);
- * CUTUNE_H5_PROBE_S sets the time limit (default 60 s). */
-
-static bool in_probe_child;
-static struct {
-    char path[4096];
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime;
-} probed;
-
-static bool same_file(const char *path, const struct stat *st) {
-    return strcmp(probed.path, path) == 0 && probed.dev == st->st_dev &&
-           probed.ino == st->st_ino && probed.size == st->st_size &&
-           probed.mtime.tv_sec == st->st_mtim.tv_sec &&
-           probed.mtime.tv_nsec == st->st_mtim.tv_nsec;
-}
-
-static ct_status probe_in_child(const char *path, const struct stat *st) {
-    if (in_probe_child || !ct_knob_h5_probe() || same_file(path, st)) return CT_OK;
-    const double limit = ct_knob_h5_probe_seconds(60.0);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) return CT_OK; /* no child to spare: read it here, as before */
-    if (pid == 0) {
-        in_probe_child = true;
-        ct_weights_file *wf = NULL;
-        if (ct_weights_inspect(path, &wf) == CT_OK) ct_weights_file_free(wf);
-        ct_model_config mc;
-        ct_saved_config sc;
-        memset(&mc, 0, sizeof mc);
-        memset(&sc, 0, sizeof sc);
-        if (ct_weights_read_config(path, &mc, &sc) == CT_OK) ct_saved_config_free(&sc);
-        _exit(0);
-    }
-    int status = 0;
-    const struct timespec tick = {0, 2 * 1000 * 1000};
-    double waited = 0.0;
-    pid_t got;
-    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && waited < limit) {
-        nanosleep(&tick, NULL);
-        waited += 0.002;
-    }
-    if (got == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        return ct_error(CT_EFORMAT, "%s: reading it did not finish within %.0f s (libhdf5 loops "
-                        "forever on some damaged files): the file is damaged", path, limit);
-    }
-    if (got > 0 && WIFSIGNALED(status))
-        return ct_error(CT_EFORMAT, "%s: the HDF5 library crashed reading it (signal %d, %s): "
-                        "the file is damaged", path, WTERMSIG(status),
-                        strsignal(WTERMSIG(status)));
-    snprintf(probed.path, sizeof probed.path, "%s", path);
-    probed.dev = st->st_dev;
-    probed.ino = st->st_ino;
-    probed.size = st->st_size;
-    probed.mtime = st->st_mtim;
-    return CT_OK;
-}
-
 ct_status ct__h5_open_read(const char *path, hid_t *file) {
     *file = -1;
     struct stat st;
@@ -229,7 +155,7 @@ ct_status ct__h5_open_read(const char *path, hid_t *file) {
         return ct_error(CT_EFORMAT, "%s: not an HDF5 file (no HDF5 signature; %lld bytes)", path,
                         (long long)st.st_size);
     if (is < 0) return ct__h5_error(CT_EFORMAT, "%s: cannot check the HDF5 signature", path);
-    ct_status ps = probe_in_child(path, &st);
+    ct_status ps = ct__h5_probe(path, &st);
     if (ps != CT_OK) return ps;
     hid_t fapl = CT_H5(H5Pcreate(H5P_FILE_ACCESS));
     if (fapl < 0) return ct__h5_error(CT_ENOMEM, "%s: cannot create a property list", path);
@@ -280,9 +206,27 @@ static ct_status list_append(ct__strlist *l, const char *s, size_t len) {
     return CT_OK;
 }
 
-/* Reads one attribute (no split handling) and appends its strings to `out`. */
+/* What a list attribute may hold: entries in all (the split parts together) and bytes in one
+ * string (0: any). */
+typedef struct list_bounds {
+    long max_n;
+    size_t max_len;
+} list_bounds;
+
+static const list_bounds any_list = {MAX_LIST, 0};
+
+/* Appends a string after checking its length against the bounds. */
+static ct_status append_bounded(ct__strlist *l, const char *s, size_t len, const list_bounds *b) {
+    if (b->max_len > 0 && len > b->max_len)
+        return ct_error(CT_EFORMAT, "entry %d is %zu bytes long (at most %zu)", l->n, len,
+                        b->max_len);
+    return list_append(l, s, len);
+}
+
+/* Reads one attribute (no split handling) and appends its strings to `out`; the count is
+ * checked against the bounds before anything is allocated for it. */
 static ct_status read_one(hid_t loc, const char *name, const char *where, ct__strlist *out,
-                          bool *vlen) {
+                          bool *vlen, const list_bounds *b) {
     ct_status s = CT_OK;
     hid_t attr = -1, space = -1, type = -1, mem = -1;
     char **vbuf = NULL;
@@ -300,9 +244,9 @@ static ct_status read_one(hid_t loc, const char *name, const char *where, ct__st
         goto done;
     }
     if (n == 0) goto done; /* Keras's empty list: float64 (0,) */
-    if (n > MAX_LIST) {
-        s = ct_error(CT_EFORMAT, "%s: attribute %s has %lld entries (more than %d)", where, name,
-                     (long long)n, MAX_LIST);
+    if (n > b->max_n - out->n) {
+        s = ct_error(CT_EFORMAT, "%s: attribute %s has %lld entries (at most %ld)", where, name,
+                     (long long)n, b->max_n - out->n);
         goto done;
     }
     if (CT_H5(H5Tget_class(type)) != H5T_STRING) {
@@ -329,7 +273,7 @@ static ct_status read_one(hid_t loc, const char *name, const char *where, ct__st
         }
         for (hssize_t i = 0; i < n && s == CT_OK; i++) {
             const char *v = vbuf[i] != NULL ? vbuf[i] : "";
-            s = list_append(out, v, strlen(v));
+            s = append_bounded(out, v, strlen(v), b);
         }
         (void)CT_H5(H5Dvlen_reclaim(mem, space, H5P_DEFAULT, vbuf));
         free(vbuf);
@@ -362,7 +306,7 @@ static ct_status read_one(hid_t loc, const char *name, const char *where, ct__st
             const char *v = fbuf + (size_t)i * len;
             size_t l = strnlen(v, len); /* strips the trailing NULs */
             while (spaces && l > 0 && v[l - 1] == ' ') l--;
-            s = list_append(out, v, l);
+            s = append_bounded(out, v, l, b);
         }
         if (s != CT_OK) s = ct__wrap(s, "%s: attribute %s", where, name);
     }
@@ -375,8 +319,8 @@ done:
     return s;
 }
 
-ct_status ct__h5_read_strings(hid_t loc, const char *name, const char *where, ct__strlist *out,
-                              bool *found, bool *vlen, bool *split) {
+static ct_status read_strings(hid_t loc, const char *name, const char *where, ct__strlist *out,
+                              bool *found, bool *vlen, bool *split, const list_bounds *b) {
     out->n = 0;
     out->s = NULL;
     *found = false;
@@ -385,7 +329,7 @@ ct_status ct__h5_read_strings(hid_t loc, const char *name, const char *where, ct
     if (ex < 0) return ct__h5_error(CT_EFORMAT, "%s: cannot look up attribute %s", where, name);
     if (ex > 0) {
         *found = true;
-        ct_status s = read_one(loc, name, where, out, vlen);
+        ct_status s = read_one(loc, name, where, out, vlen, b);
         if (s != CT_OK) ct__strlist_free(out);
         return s;
     }
@@ -401,13 +345,24 @@ ct_status ct__h5_read_strings(hid_t loc, const char *name, const char *where, ct
         if (ex == 0) break;
         *found = true;
         if (split != NULL) *split = true;
-        ct_status s = read_one(loc, part, where, out, vlen);
+        ct_status s = read_one(loc, part, where, out, vlen, b);
         if (s != CT_OK) {
             ct__strlist_free(out);
             return s;
         }
     }
     return CT_OK;
+}
+
+ct_status ct__h5_read_strings(hid_t loc, const char *name, const char *where, ct__strlist *out,
+                              bool *found, bool *vlen, bool *split) {
+    return read_strings(loc, name, where, out, found, vlen, split, &any_list);
+}
+
+ct_status ct__h5_read_names(hid_t loc, const char *name, const char *where, int max_n,
+                            size_t max_len, ct__strlist *out, bool *found) {
+    const list_bounds b = {max_n, max_len};
+    return read_strings(loc, name, where, out, found, NULL, NULL, &b);
 }
 
 static hid_t vlen_string_type(void) {
@@ -583,7 +538,7 @@ ct_status ct__h5_read_string_alloc(hid_t loc, const char *name, const char *wher
     if (ex < 0) return ct__h5_error(CT_EFORMAT, "%s: cannot look up attribute %s", where, name);
     if (ex == 0) return ct_error(CT_ENOTFOUND, "%s: attribute %s is missing", where, name);
     ct__strlist l = {0};
-    ct_status s = read_one(loc, name, where, &l, NULL);
+    ct_status s = read_one(loc, name, where, &l, NULL, &any_list);
     if (s != CT_OK) return s;
     if (l.n != 1) {
         ct__strlist_free(&l);
@@ -605,113 +560,4 @@ ct_status ct__h5_read_string(hid_t loc, const char *name, const char *where, cha
         memcpy(buf, v, strlen(v) + 1);
     free(v);
     return s;
-}
-
-/* ---- atomic files ---- */
-
-ct_status ct__h5_atomic_create(ct__h5_atomic *a, const char *path) {
-    memset(a, 0, sizeof *a);
-    a->fd = -1;
-    a->file = -1;
-    if (path == NULL || path[0] == '\0') return ct_error(CT_EINVAL, "no output file name given");
-    if (strlen(path) + 48 >= sizeof a->tmp)
-        return ct_error(CT_EINVAL, "%s: path too long", path);
-    snprintf(a->final, sizeof a->final, "%s", path);
-    char d[CT_WEIGHTS_PATH_MAX], b[CT_WEIGHTS_PATH_MAX];
-    snprintf(d, sizeof d, "%s", path);
-    snprintf(b, sizeof b, "%s", path);
-    const char *dir = dirname(d), *base = basename(b);
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return ct_error(CT_EINVAL, "%s: is a directory; give a file name", path);
-    /* The writer's pid in the name: a run that finds the file after its writer died (kill -9
-     * mid-write) removes it (train/run_lock.c). */
-    snprintf(a->tmp, sizeof a->tmp, "%s/.%s.tmp-%ld-XXXXXX", dir, base, (long)getpid());
-    a->fd = mkstemp(a->tmp);
-    if (a->fd < 0) {
-        int e = errno;
-        a->tmp[0] = '\0';
-        if (e == ENOENT) return ct_error(CT_EIO, "cannot write %s: directory %s does not exist",
-                                         path, dir);
-        return ct_error(CT_EIO, "cannot write %s: cannot create a file in %s: %s", path, dir,
-                        strerror(e));
-    }
-    /* mkstemp creates the file 0600; give it the mode a plain fopen would. */
-    mode_t um = umask(0);
-    umask(um);
-    if (fchmod(a->fd, 0666 & ~um) != 0) {
-        ct_status s = ct_error(CT_EIO, "cannot write %s: %s", path, strerror(errno));
-        ct__h5_atomic_abort(a);
-        return s;
-    }
-    hid_t fapl = CT_H5(H5Pcreate(H5P_FILE_ACCESS));
-    if (fapl >= 0 && CT_H5(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG)) >= 0)
-        a->file = CT_H5(H5Fcreate(a->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl));
-    ct__h5_close(fapl);
-    if (a->file < 0) {
-        ct_status s = ct__h5_error(CT_EIO, "cannot write %s: cannot create the HDF5 file %s",
-                                   path, a->tmp);
-        ct__h5_atomic_abort(a);
-        return s;
-    }
-    return CT_OK;
-}
-
-ct_status ct__h5_atomic_commit(ct__h5_atomic *a) {
-    ct_status s = CT_OK;
-    if (CT_H5(H5Fflush(a->file, H5F_SCOPE_GLOBAL)) < 0) {
-        s = ct__h5_error(CT_EIO, "cannot write %s: flushing failed", a->final);
-        goto fail;
-    }
-    if (fsync(a->fd) != 0) {
-        s = ct_error(CT_EIO, "cannot write %s: fsync: %s", a->final, strerror(errno));
-        goto fail;
-    }
-    hid_t f = a->file;
-    a->file = -1;
-    if (CT_H5(H5Fclose(f)) < 0) {
-        s = ct__h5_error(CT_EIO, "cannot write %s: closing failed", a->final);
-        goto fail;
-    }
-    /* Closing writes the last metadata: sync again before the rename makes it visible. */
-    if (fsync(a->fd) != 0) {
-        s = ct_error(CT_EIO, "cannot write %s: fsync: %s", a->final, strerror(errno));
-        goto fail;
-    }
-    close(a->fd);
-    a->fd = -1;
-    if (rename(a->tmp, a->final) != 0) {
-        s = ct_error(CT_EIO, "cannot write %s: rename from %s: %s", a->final, a->tmp,
-                     strerror(errno));
-        goto fail;
-    }
-    a->tmp[0] = '\0';
-    /* Make the rename itself durable. */
-    char d[CT_WEIGHTS_PATH_MAX];
-    snprintf(d, sizeof d, "%s", a->final);
-    int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    return CT_OK;
-fail:
-    ct__h5_atomic_abort(a);
-    return s;
-}
-
-void ct__h5_atomic_abort(ct__h5_atomic *a) {
-    if (a->file >= 0) {
-        H5Fclose(a->file);
-        H5Eclear2(H5E_DEFAULT);
-        a->file = -1;
-    }
-    if (a->fd >= 0) {
-        close(a->fd);
-        a->fd = -1;
-    }
-    if (a->tmp[0] != '\0') {
-        unlink(a->tmp);
-        a->tmp[0] = '\0';
-    }
 }

@@ -1,6 +1,6 @@
 /* Private pieces shared by the files of src/io: the HDF5 call-checking macro, string-list
- * attributes, atomic file creation, the download of the official weights, the file model the
- * reader builds, and Keras's layer order. */
+ * attributes, the child-process probe of new files, atomic file creation, the download of the
+ * official weights, the file model the reader builds, and Keras's layer order. */
 #ifndef CUTUNE_IO_INTERNAL_H
 #define CUTUNE_IO_INTERNAL_H
 
@@ -50,6 +50,8 @@ ct_status ct__wrap(ct_status code, const char *fmt, ...)
     ;
 /* HDF5's innermost message of the last recorded failure ("file signature not found"), or "". */
 const char *ct__h5_last_message(void);
+/* Whether the last recorded failure was the test hook's: that call never ran. */
+bool ct__h5_failure_injected(void);
 
 /* Closes any HDF5 identifier (file, group, dataset, attribute, type, space, plist); negative
  * ids are ignored. Used on cleanup paths, where a second failure must not mask the first. */
@@ -58,6 +60,15 @@ void ct__h5_close(hid_t id);
 /* Opens `path` read-only, with messages for a missing file, a directory, a file that is not
  * HDF5 (checked by signature first) and a truncated one. */
 ct_status ct__h5_open_read(const char *path, hid_t *file);
+
+/* Reads a file new to this process in a child process first (h5_probe.c): CT_EFORMAT, naming
+ * the file and what happened, when libhdf5 crashed, hung or was stopped there. `st` is the
+ * file's stat, which identifies a file already read. */
+struct stat;
+ct_status ct__h5_probe(const char *path, const struct stat *st);
+/* Test seam: `fn` (NULL: none) runs in the probe's child before it reads, so that a test can
+ * end the child as a sanitizer or a hang would. */
+void ct__h5_probe_set_hook(void (*fn)(void));
 
 /* ---- string lists ---- */
 
@@ -76,6 +87,10 @@ void ct__strlist_free(ct__strlist *l);
  * names the object in messages. */
 ct_status ct__h5_read_strings(hid_t loc, const char *name, const char *where, ct__strlist *out,
                               bool *found, bool *vlen, bool *split);
+/* ct__h5_read_strings with bounds: at most `max_n` entries in all (refused before they are
+ * read) and strings of at most `max_len` bytes (0: any length). */
+ct_status ct__h5_read_names(hid_t loc, const char *name, const char *where, int max_n,
+                            size_t max_len, ct__strlist *out, bool *found);
 
 /* Writes `n` strings as attribute `name` the way h5py 3 writes a list of Python bytes
  * (variable-length, ASCII, null-terminated, 1-D). An empty list is written as Keras writes it:
@@ -104,21 +119,25 @@ ct_status ct__h5_read_f64(hid_t loc, const char *name, const char *where, double
 /* Reads a whole string attribute of any length; *out is malloc'd. */
 ct_status ct__h5_read_string_alloc(hid_t loc, const char *name, const char *where, char **out);
 
-/* ---- atomic files ---- */
+/* ---- atomic files (h5_atomic.c) ---- */
 
 typedef struct ct__h5_atomic {
     char final[CT_WEIGHTS_PATH_MAX];
     char tmp[CT_WEIGHTS_PATH_MAX];
-    int fd;    /* of the temporary file, kept open for fsync */
-    hid_t file;
+    int fd;           /* of the temporary file, kept open for fsync */
+    hid_t file;       /* the HDF5 file, built in memory */
+    void *image;      /* (image_cap) bytes: the in-memory file, lent to HDF5 */
+    size_t image_cap;
 } ct__h5_atomic;
 
-/* Creates a temporary HDF5 file beside `path` (same directory, so the rename is atomic). */
+/* Creates an HDF5 file in memory and its temporary file beside `path` (same directory, so the
+ * rename is atomic). The ct__h5_atomic must stay where it is until commit or abort. */
 ct_status ct__h5_atomic_create(ct__h5_atomic *a, const char *path);
-/* Flushes (H5Fflush, fsync), closes and renames the temporary file over the final name, then
- * syncs the directory. On failure it aborts: the temporary file is removed. */
+/* Finishes the file, writes it to the temporary file (write, fsync) and renames that over the
+ * final name, then syncs the directory. On failure (a full disk, a file-size limit: the message
+ * says which) it aborts: the temporary file is removed and no HDF5 identifier stays open. */
 ct_status ct__h5_atomic_commit(ct__h5_atomic *a);
-/* Closes and removes the temporary file. Safe to call twice. */
+/* Closes the file, frees its image and removes the temporary file. Safe to call twice. */
 void ct__h5_atomic_abort(ct__h5_atomic *a);
 
 /* ---- downloading (download.c) ---- */

@@ -13,8 +13,9 @@
  * Writing produces the legacy layout that Keras `load_weights` reads, by order or by name, into
  * the model `cutune export-keras` prints, plus cutune's own root attributes (head spec, input
  * size, aux_dim, preprocessing, class names) from which ct_weights_read_config rebuilds the
- * model. Every file is written to a temporary name in the same directory, flushed to disk and
- * renamed over the final name: a failed save leaves the previous file as it was.
+ * model. Every file is built in memory (a save holds the file's size in memory while it runs),
+ * written to a temporary name in the same directory, flushed to disk and renamed over the
+ * final name: a failed save (a full disk, say) leaves the previous file as it was.
  *
  * Loading is all or nothing: every array is read and checked (shape, type, finite values)
  * before the first parameter of the model changes.
@@ -124,11 +125,37 @@ typedef struct ct_saved_config {
     char **class_names;            /* (n_classes), owned: ct_saved_config_free */
 } ct_saved_config;
 
+/* What a file's cutune attributes may say. Everything a model is built from is checked against
+ * these before anything is allocated for it, so a damaged attribute is a message naming the
+ * file and the attribute, not gigabytes allocated and a minute spent.
+ *
+ * CT_WEIGHTS_MAX_INPUT is also the upper bound of `cutune train --input-size` (the input-size
+ * row of train/settings_table.h): VGG's first block alone holds 64 x 1024 x 1024 floats (268 MB)
+ * per activation per image at 1024 x 1024, about 1.3 GB for one image's forward pass through
+ * the backbone and twice that to train, so larger inputs are beyond what a GPU trains in
+ * batches. The head bounds are the head parser's own (units) and what the file can hold: a
+ * head's weights are in the file, so a head with more parameters than the file has bytes for
+ * (at 2 bytes, float16, the narrowest weights cutune reads) is a damaged attribute. */
+#define CT_WEIGHTS_MAX_INPUT CT_MAX_INPUT /* pixels a side (cutune/model.h) */
+#define CT_WEIGHTS_MAX_AUX 4096        /* auxiliary values per sample (the model's bound) */
+#define CT_WEIGHTS_MAX_UNITS (1 << 20) /* units of one dense layer (the head parser's bound) */
+#define CT_WEIGHTS_MAX_HEAD_PARAMS ((int64_t)1 << 32) /* 16 GiB of float32 */
+#define CT_WEIGHTS_MAX_CLASS_NAME 255  /* bytes: a folder name's limit */
+#define CT_WEIGHTS_MAX_RUN_CONFIG (1 << 20) /* bytes of a checkpoint's run configuration */
+
 /* Reads the configuration of a file written by cutune: fills cfg->backbone, input_h, input_w,
  * input_c, aux_dim and head (pointing into `extra`, which must outlive cfg's use); max_batch and
- * seed keep the caller's values. CT_ENOTFOUND when the file holds weights only (not from cutune). */
+ * seed keep the caller's values. CT_ENOTFOUND when the file holds weights only (not from cutune);
+ * CT_EFORMAT, naming the file and the attribute, when an attribute is outside the bounds above
+ * or does not parse (the numbers of the head, the preprocessing, the class names). */
 ct_status ct_weights_read_config(const char *path, ct_model_config *cfg, ct_saved_config *extra);
 void ct_saved_config_free(ct_saved_config *c);
+
+/* The status of building the model that ct_weights_read_config described (`s`, from
+ * ct_model_init with `cfg`), with a message naming the file: a head the parser refuses is the
+ * file's fault (CT_EFORMAT, "FILE: cutune_head 'SPEC': ..."); any other failure (memory) keeps
+ * its status and says which model the file asked for. CT_OK stays CT_OK. */
+ct_status ct_weights_model_error(const char *path, const ct_model_config *cfg, ct_status s);
 
 /* ---- checkpoints ---- */
 

@@ -1,4 +1,4 @@
-/* Writing a model in the legacy Keras layout, and reading back cutune's configuration.
+/* Writing a model in the legacy Keras layout, with cutune's configuration beside it.
  *
  * The layout is the one Keras's save_weights_to_hdf5_group writes and its load_weights reads
  * (reference/keras-formats.md): root attribute layer_names listing every layer in Keras's
@@ -6,7 +6,7 @@
  * weight_names; the kernel and bias at <layer>/<layer>/kernel and .../bias (weight names
  * containing '/' need intermediate groups); empty weight_names as float64 with dims {0};
  * strings variable-length as h5py 3 writes them; name lists over 64,512 bytes split. Beside it,
- * cutune's root attributes say how to rebuild the model. */
+ * cutune's root attributes say how to rebuild the model (saved_config.c reads them back). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -151,9 +151,15 @@ static ct_status check_opts(ct_model *m, const ct_weights_save_opts *o, const ch
     if (o->n_classes > 0 && o->n_classes != want)
         return ct_error(CT_EINVAL, "cannot save %s: %d class names for a model with %d classes",
                         path, o->n_classes, want);
-    for (int i = 0; i < o->n_classes; i++)
+    for (int i = 0; i < o->n_classes; i++) {
         if (o->class_names[i] == NULL || o->class_names[i][0] == '\0')
             return ct_error(CT_EINVAL, "cannot save %s: class name %d is empty", path, i);
+        /* What the file may hold is what reading it accepts (weights.h). */
+        if (strlen(o->class_names[i]) > CT_WEIGHTS_MAX_CLASS_NAME)
+            return ct_error(CT_EINVAL, "cannot save %s: class name %d is %zu bytes long (at "
+                            "most %d)", path, i, strlen(o->class_names[i]),
+                            CT_WEIGHTS_MAX_CLASS_NAME);
+    }
     return CT_OK;
 }
 
@@ -231,87 +237,4 @@ ct_status ct_weights_save(ct_model *m, const char *path, const ct_weights_save_o
         return s;
     }
     return ct__h5_atomic_commit(&a);
-}
-
-/* ---- the configuration ---- */
-
-void ct_saved_config_free(ct_saved_config *c) {
-    if (c == NULL) return;
-    for (int i = 0; i < c->n_classes; i++) free(c->class_names[i]);
-    free(c->class_names);
-    c->class_names = NULL;
-    c->n_classes = 0;
-}
-
-ct_status ct__read_backbone(hid_t root, const char *path, char *buf, size_t cap) {
-    htri_t has = CT_H5(H5Aexists(root, "cutune_backbone"));
-    if (has < 0) return ct__h5_error(CT_EFORMAT, "%s: cannot read cutune_backbone", path);
-    if (has == 0) {
-        /* Written before cutune knew another backbone. */
-        snprintf(buf, cap, "%s", CT_BACKBONE_DEFAULT);
-        return CT_OK;
-    }
-    ct_status s = ct__h5_read_string(root, "cutune_backbone", path, buf, cap);
-    if (s != CT_OK) return s;
-    if (ct_backbone_find(buf) == NULL) {
-        char names[128];
-        ct_backbone_names(names, sizeof names);
-        return ct_error(CT_EFORMAT, "%s: cutune_backbone '%s' is not a backbone this cutune "
-                        "knows (%s)", path, buf, names);
-    }
-    return CT_OK;
-}
-
-ct_status ct_weights_read_config(const char *path, ct_model_config *cfg, ct_saved_config *extra) {
-    memset(extra, 0, sizeof *extra);
-    ct__h5_begin();
-    hid_t file, root = -1;
-    ct_status s = ct__h5_open_read(path, &file);
-    if (s != CT_OK) return s;
-    if ((root = CT_H5(H5Gopen2(file, "/", H5P_DEFAULT))) < 0) {
-        s = ct__h5_error(CT_EFORMAT, "%s: cannot open the root group", path);
-        goto done;
-    }
-    htri_t has = CT_H5(H5Aexists(root, "cutune_head"));
-    if (has <= 0) {
-        s = ct_error(CT_ENOTFOUND, "%s: holds weights but no cutune model configuration (not "
-                     "written by cutune): give the head and input size yourself", path);
-        goto done;
-    }
-    int64_t shape[3], aux = 0;
-    if ((s = ct__h5_read_string(root, "cutune_head", path, extra->head, sizeof extra->head)) !=
-            CT_OK ||
-        (s = ct__h5_read_i64(root, "cutune_input_shape", path, shape, 3)) != CT_OK ||
-        (s = ct__h5_read_i64(root, "cutune_aux_dim", path, &aux, 1)) != CT_OK ||
-        (s = ct__h5_read_string(root, "cutune_preprocessing", path, extra->preprocessing,
-                                sizeof extra->preprocessing)) != CT_OK ||
-        (s = ct__h5_read_string(root, "cutune_version", path, extra->cutune_version,
-                                sizeof extra->cutune_version)) != CT_OK)
-        goto done;
-    if (shape[0] < CT_MIN_INPUT || shape[0] > 4096 || shape[1] < CT_MIN_INPUT ||
-        shape[1] > 4096 || shape[2] != 3 || aux < 0 || aux > 4096) {
-        s = ct_error(CT_EFORMAT, "%s: cutune_input_shape (%lld, %lld, %lld) or cutune_aux_dim "
-                     "%lld is out of range", path, (long long)shape[0], (long long)shape[1],
-                     (long long)shape[2], (long long)aux);
-        goto done;
-    }
-    if ((s = ct__read_backbone(root, path, extra->backbone, sizeof extra->backbone)) != CT_OK)
-        goto done;
-    ct__strlist classes = {0};
-    bool found = false;
-    s = ct__h5_read_strings(root, "cutune_class_names", path, &classes, &found, NULL, NULL);
-    if (s != CT_OK) goto done;
-    extra->n_classes = classes.n;
-    extra->class_names = classes.s;
-    cfg->input_h = (int)shape[0];
-    cfg->input_w = (int)shape[1];
-    cfg->input_c = (int)shape[2];
-    cfg->aux_dim = (int)aux;
-    cfg->head = extra->head;
-    cfg->backbone = extra->backbone;
-done:
-    ct__h5_close(root);
-    ct__h5_close(file);
-    if (s != CT_OK) ct_saved_config_free(extra);
-    return s;
 }

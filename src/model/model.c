@@ -124,9 +124,9 @@ static ct_status check_config(const ct_model_config *c, const ct_backbone **bb) 
     if (c->input_h < CT_MIN_INPUT || c->input_w < CT_MIN_INPUT)
         return ct_error(CT_EINVAL, "input size %dx%d is too small: %s needs at least %dx%d",
                         c->input_h, c->input_w, (*bb)->keras_name, CT_MIN_INPUT, CT_MIN_INPUT);
-    if (c->input_h > 4096 || c->input_w > 4096)
-        return ct_error(CT_EINVAL, "input size %dx%d is larger than 4096x4096", c->input_h,
-                        c->input_w);
+    if (c->input_h > CT_MAX_INPUT || c->input_w > CT_MAX_INPUT)
+        return ct_error(CT_EINVAL, "input size %dx%d is larger than %dx%d", c->input_h,
+                        c->input_w, CT_MAX_INPUT, CT_MAX_INPUT);
     if (c->input_c != 3)
         return ct_error(CT_EINVAL, "the model takes 3 input channels, not %d (ImageNet weights "
                         "are RGB; grey images are repeated to 3 channels)", c->input_c);

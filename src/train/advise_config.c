@@ -38,7 +38,7 @@ static const struct {
     whole_field field;
     long long lo, hi;
 } wholes[] = {
-    {"input-size", W_INPUT, 32, 4096},       {"samples", W_SAMPLES, 6, 1000000},
+    {"input-size", W_INPUT, CT_MIN_INPUT, CT_MAX_INPUT},       {"samples", W_SAMPLES, 6, 1000000},
     {"cv", W_CV, 2, 20},                     {"batch-size", W_BATCH, 1, 4096},
     {"seed", W_SEED, 0, 0x7fffffffffffLL},   {"threads", W_THREADS, 1, 256},
     {"verbose", W_VERBOSE, 0, 1},

@@ -107,7 +107,8 @@ static ct_status run_inference(infer *r, bool need_labels) {
     /* Inference only: every layer frozen from the start, so no gradient or optimizer memory
      * and no kept activations are ever allocated. */
     mc.freeze_to = CT_FREEZE_ALL;
-    if ((s = ct_model_init(&r->m, &mc, &r->be)) != CT_OK) return s;
+    if ((s = ct_model_init(&r->m, &mc, &r->be)) != CT_OK)
+        return ct_weights_model_error(c->model, &mc, s);
     if ((s = ct_weights_load(r->m, c->model, NULL, NULL)) != CT_OK) return s;
     r->n_out = ct_model_num_outputs(r->m);
     r->size = mc.input_h;

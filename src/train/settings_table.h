@@ -29,7 +29,7 @@
     X("split", "keras|stratified", DATA, "how --validation-split picks (stratified: seeded)",      \
       set_split, F(split_method), 0, 0, "split", rec_split)                                       \
     X("input-size", "N", DATA, "square input (default 224; iceberg: 75)", set_int, F(input_size),  \
-      32, 4096, "input_size", rec_input)                                                          \
+      CT_MIN_INPUT, CT_MAX_INPUT, "input_size", rec_input)                                        \
     X("head", "SPEC", MODEL, "e.g. iceberg, mri, 'gap,dense:256:relu,dense:3:softmax'", set_str,   \
       F(head), 0, 0, "head", rec_head)                                                            \
     X("weights", "imagenet|none|FILE.h5", MODEL, "default imagenet (see weights/README.md)",       \
