@@ -187,9 +187,7 @@ static ct_status name_classes(ct_metrics *m, const ct_dataset *ds) {
 
 ct_status ct_evaluate(const ct_predict_config *c, ct_metrics *m) {
     memset(m, 0, sizeof *m);
-    infer r;
-    memset(&r, 0, sizeof r);
-    r.c = c;
+    infer r = {.c = c};
     ct_status s = run_inference(&r, true);
     if (s == CT_OK) {
         /* Rows of skipped images are left out. */
@@ -250,9 +248,7 @@ static ct_status gather_rows(ct_predictions *p, const infer *r) {
 
 ct_status ct_predict_arrays(const ct_predict_config *c, ct_predictions *p) {
     memset(p, 0, sizeof *p);
-    infer r;
-    memset(&r, 0, sizeof r);
-    r.c = c;
+    infer r = {.c = c};
     ct_status s = run_inference(&r, false);
     if (s == CT_OK) {
         int h, w, ch;
