@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/backend.h"
+#include "cpu/cpu.h"
 #include "model/model.h"
 #include "model/optim.h"
 #include "cutune/status.h"
@@ -333,12 +334,15 @@ static ct_status bench_config(ct_backend *be, const bench_opts *o, long size, in
         run_ctx r = {.m = m, .be = be, .labels = labels, .n = n, .training = false,
                      .update = o->update};
         if ((s = time_runs(&r, times, o->reps, &median, &min)) != CT_OK) goto done;
-        print_row(size, n, fd->label, "fwd", median, min, f_fwd * 1e-9, REF_FORWARD, mib);
+        /* the backend's workspaces (im2col, oneDNN's scratchpad and reorders) grow as it runs */
+        print_row(size, n, fd->label, "fwd", median, min, f_fwd * 1e-9, REF_FORWARD,
+                  mib + ct_cpu_scratch_bytes(be->ctx) / 1048576.0);
 
         r.training = true;
         if ((s = time_runs(&r, times, o->reps, &median, &min)) != CT_OK) goto done;
         print_row(size, n, fd->label, o->update ? "fwd+bwd+upd" : "fwd+bwd", median, min,
-                  f_train * 1e-9, fd->ref_train, mib);
+                  f_train * 1e-9, fd->ref_train,
+                  mib + ct_cpu_scratch_bytes(be->ctx) / 1048576.0);
     }
 done:
     free(labels);
@@ -393,7 +397,8 @@ static void print_header(int argc, char **argv, const ct_backend *be, const benc
     printf("VGG16 + head '%s', generated data in [-60, 60), 1 warm-up + %ld timed runs per row; "
            "fwd = inference forward, fwd+bwd = training forward + loss + backward%s. GFLOP/img "
            "is ct_model_flops for the row's trainable flags (multiply-add = 2); ref is the "
-           "performance.md cost at 224x224; MiB is the sum of the model's arenas.\n\n",
+           "performance.md cost at 224x224; MiB is the model's arenas plus the backend's "
+           "workspaces.\n\n",
            o->head, o->reps, o->update ? " + SGD update" : " (no optimizer update)");
     printf("| size | batch | frozen | pass | median ms | min ms | img/s | GFLOP/img | GFLOP/s | "
            "ref GFLOP/img | MiB |\n");

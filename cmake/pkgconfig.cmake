@@ -2,7 +2,7 @@
 # `--static` adds what the static library needs (Libs.private), written out from the libraries
 # this build found.
 set(_pc_private "")
-foreach(dep ${OPENBLAS_LIBRARY} ${CUTUNE_HDF5_LIBS} ${CJSON_LIBRARY} ${PNG_LIBRARIES}
+foreach(dep ${OPENBLAS_LIBRARY} ${DNNL_LIBRARY} ${CUTUNE_HDF5_LIBS} ${CJSON_LIBRARY} ${PNG_LIBRARIES}
             ${JPEG_LIBRARIES} ${CURL_LIBRARIES} ${OPENSSL_CRYPTO_LIBRARY})
   if(dep MATCHES "^/")
     get_filename_component(_dir "${dep}" DIRECTORY)

@@ -6,8 +6,10 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config
           libopenblas-openmp-dev   # BLAS for the CPU backend, sharing OpenMP's thread pool
+          libdnnl-dev              # oneDNN 2.x: the CPU backend's convolutions (OpenMP build)
           libhdf5-dev              # Keras .h5 weights
           libpng-dev libjpeg-dev   # image decoding, curves.png
+          libtiff-dev libstb-dev   # .tif/.tiff (libtiff), .bmp/.ppm (stb_image): Keras counts them
           libcjson-dev             # iceberg JSON
           libcurl4-openssl-dev     # downloading the official ImageNet weights
           libssl-dev               # their MD5 check (libcrypto)

@@ -21,6 +21,7 @@
 #include "bench.h"
 #include "cli.h"
 #include "core/backend.h"
+#include "cpu/cpu.h"
 #include "cutune/cuda.h"
 #include "model/model.h"
 #include "model/optim.h"
@@ -200,12 +201,23 @@ static void print_model(const bench_opts *o, const ct_backend *be, const char *p
            ct_model_head_spec(m), n, be->ops->name, precision, input_words(o));
     printf("parameters %zu (trainable %zu), lowest trainable layer %s\n", n_params, n_train,
            ft != NULL ? ft->name : "(none)");
-    printf("memory: params %.1f MiB, grads %.1f MiB, optimizer %.1f MiB, activations %.1f "
-           "MiB\n",
-           mem.params / 1048576.0, mem.grads / 1048576.0, mem.optimizer / 1048576.0,
-           mem.activations / 1048576.0);
     printf("work: %.2f GFLOP/img forward, %.2f GFLOP/img per training step\n", f_fwd * 1e-9,
            f_train * 1e-9);
+}
+
+/* The model's arenas and, after the steps, the backend's workspaces. The CPU backend's only grow
+ * (its im2col buffer, oneDNN's scratchpad, the kernels' reordered copies, max pooling's
+ * winners), so after the steps they are the run's peak; the CUDA backend's show in its device
+ * memory line. */
+static void print_memory(const ct_backend *be, ct_model *m) {
+    ct_model_memory mem;
+    ct_model_memory_get(m, &mem);
+    const size_t ws = strcmp(be->ops->name, "cpu") == 0 ? ct_cpu_scratch_bytes(be->ctx) : 0;
+    const size_t total = mem.params + mem.grads + mem.optimizer + mem.activations + ws;
+    printf("memory: params %.1f MiB, grads %.1f MiB, optimizer %.1f MiB, activations %.1f "
+           "MiB, workspaces %.1f MiB: %.1f MiB\n",
+           mem.params / 1048576.0, mem.grads / 1048576.0, mem.optimizer / 1048576.0,
+           mem.activations / 1048576.0, ws / 1048576.0, total / 1048576.0);
 }
 
 /* The warm-up and timed steps. --input device: one batch, copied into the model's input before
@@ -273,6 +285,7 @@ static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *p
         res->mem_bytes = mem1 > mem0 ? mem1 - mem0 : 0;
     }
     if (s == CT_OK && verbose) {
+        print_memory(be, r.m);
         printf("median step %.3f s: %.1f img/s, %.1f GFLOP/s achieved\n", res->median_s,
                batch / res->median_s, res->flop_img * batch / res->median_s * 1e-9);
         if (strcmp(be->ops->name, "cuda") == 0)

@@ -1,7 +1,12 @@
 /* The cutune command: dispatches to one function per command, from the one table that also
  * makes `cutune --help` and, through `cutune docs`, the man page and the shell completion. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* setenv */
+#endif
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cutune/cuda.h"
@@ -54,7 +59,22 @@ static int print_version(void) {
     return 0;
 }
 
+/* OpenMP threads that wait at a barrier sleep at once instead of spinning first (libgomp spins
+ * up to ~300k iterations by default). On a machine whose cores other work competes for, a
+ * spinning thread burns the time slice its descheduled partner needs, and every parallel region
+ * waits on that partner: under two busy loops a CPU training step ran 1.2 to 2x slower with
+ * spinning, where on an idle machine passive waiting costs 5-10% (bench/RESULTS.md). libgomp
+ * reads the policy once, before main, so the command runs itself again with
+ * OMP_WAIT_POLICY=PASSIVE; a user who sets OMP_WAIT_POLICY or GOMP_SPINCOUNT keeps their
+ * choice, and when the re-run cannot start the command goes on as it is. */
+static void omp_wait_passively(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") != NULL || getenv("GOMP_SPINCOUNT") != NULL) return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv) {
+    omp_wait_passively(argv);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         print_usage(argc < 2 ? stderr : stdout);

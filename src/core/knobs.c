@@ -2,6 +2,7 @@
 #include "knobs.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,15 @@ int ct_knob_conv_pad(void) { return forced("CUTUNE_CONV_PAD", "always", "never")
 
 bool ct_knob_cpu_lazy_staging(void) { return is_one("CUTUNE_CPU_LAZY_STAGING"); }
 
+ct_status ct_knob_cpu_kernels(bool *reference) {
+    const int f = forced("CUTUNE_CPU_KERNELS", "reference", "onednn");
+    *reference = f == 1;
+    if (f == -1 && env("CUTUNE_CPU_KERNELS") != NULL)
+        return ct_error(CT_EINVAL, "CUTUNE_CPU_KERNELS=\"%s\": expected onednn or reference",
+                        env("CUTUNE_CPU_KERNELS"));
+    return CT_OK;
+}
+
 bool ct_knob_h5_probe(void) {
     const char *v = getenv("CUTUNE_H5_PROBE");
     return v == NULL || strcmp(v, "0") != 0;
@@ -84,4 +94,14 @@ ct_status ct_knob_stop_after_steps(long *steps) {
                         "steps, at least 1 (or unset it)", v);
     *steps = n;
     return CT_OK;
+}
+
+bool ct_knob_feature_cache_dir(char *dir, size_t cap) {
+    const char *v = env("CUTUNE_CACHE_DIR"), *xdg = env("XDG_CACHE_HOME"), *home = env("HOME");
+    int n = -1;
+    if (v != NULL && strcmp(v, "off") == 0) return false;
+    if (v != NULL) n = snprintf(dir, cap, "%s", v);
+    else if (xdg != NULL) n = snprintf(dir, cap, "%s/cutune/features", xdg);
+    else if (home != NULL) n = snprintf(dir, cap, "%s/.cache/cutune/features", home);
+    return n > 0 && (size_t)n < cap;
 }

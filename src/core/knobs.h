@@ -10,6 +10,8 @@
  *     CUTUNE_WORKSPACE_MB=N          the most workspace a convolution algorithm may need (1024)
  *     CUTUNE_CONV_LOG=1              print each convolution shape's chosen algorithms
  *     CUTUNE_H5_PROBE_S=SECONDS      the time limit of the damaged-file probe (60)
+ *     CUTUNE_CACHE_DIR=DIR|off       where frozen-prefix caches are kept between runs
+ *                                    ($XDG_CACHE_HOME/cutune/features, ~/.cache/...); off: none
  *   seams for tests and benchmarks, which force what is otherwise decided by timing or by
  *   the machine
  *     CUTUNE_STOP_AFTER_STEPS=N      ct_train stops as if interrupted after N steps
@@ -18,6 +20,9 @@
  *     CUTUNE_CONV_LAYOUT=nchw|nhwc   fp32 convolutions through NCHW copies, or never
  *     CUTUNE_CONV_PAD=always|never   narrow first-layer inputs zero-padded, or never
  *     CUTUNE_CPU_LAZY_STAGING=1      the CPU backend copies staged batches when acquired
+ *     CUTUNE_CPU_KERNELS=reference   the CPU backend's hand-written convolutions and pooling
+ *                                    (im2col + OpenBLAS, one image at a time) in place of
+ *                                    oneDNN's (=onednn, the default): the tests' oracle
  *     CUTUNE_H5_PROBE=0              no child-process probe of HDF5 files
  *
  * Each is read when it is needed (a backend starting, a run starting, a shape being tuned), so
@@ -54,11 +59,19 @@ int ct_knob_conv_layout(void);
 int ct_knob_conv_pad(void);
 
 bool ct_knob_cpu_lazy_staging(void);
+/* CUTUNE_CPU_KERNELS: *reference true for "reference", false for "onednn" or unset; CT_EINVAL
+ * otherwise. */
+ct_status ct_knob_cpu_kernels(bool *reference);
 
 /* CUTUNE_H5_PROBE (false only for "0") and CUTUNE_H5_PROBE_S (seconds; `fallback` unless a
  * positive number). */
 bool ct_knob_h5_probe(void);
 double ct_knob_h5_probe_seconds(double fallback);
+
+/* The folder of the frozen-prefix caches kept between runs (CUTUNE_CACHE_DIR, else
+ * $XDG_CACHE_HOME/cutune/features, else $HOME/.cache/cutune/features) into dir; false when
+ * CUTUNE_CACHE_DIR is "off" or no folder can be named. */
+bool ct_knob_feature_cache_dir(char *dir, size_t cap);
 
 /* CUTUNE_STOP_AFTER_STEPS: 0 when unset; CT_EINVAL for anything but a whole number >= 1. */
 ct_status ct_knob_stop_after_steps(long *steps);

@@ -18,6 +18,7 @@
 static void cpu_free(void *ctx) {
     ct_cpu_ctx *c = ctx;
     if (c == NULL) return;
+    ct_dnnl_free(c->dnnl);
     free(c->workspace);
     free(c);
 }
@@ -147,6 +148,10 @@ ct_status ct_cpu_workspace(ct_cpu_ctx *c, size_t floats, float **out) {
     return CT_OK;
 }
 
+size_t ct_cpu_scratch_bytes(const ct_cpu_ctx *c) {
+    return c->workspace_floats * sizeof(float) + ct_dnnl_bytes(c->dnnl);
+}
+
 static const char *cpu_precision(void *ctx) {
     return ((const ct_cpu_ctx *)ctx)->bf16 ? "bf16" : "fp32";
 }
@@ -189,8 +194,15 @@ static const ct_backend_ops cpu_ops = {
 };
 
 ct_status ct_backend_cpu_init(ct_backend *be, int threads) {
+    bool reference = false;
+    ct_status s = ct_knob_cpu_kernels(&reference);
+    if (s != CT_OK) return s;
     ct_cpu_ctx *c = calloc(1, sizeof *c);
     if (c == NULL) return ct_error(CT_ENOMEM, "cannot allocate the CPU backend context");
+    if (!reference && (s = ct_dnnl_init(&c->dnnl)) != CT_OK) {
+        free(c);
+        return s;
+    }
     if (threads > 0) {
         openblas_set_num_threads(threads);
 #ifdef _OPENMP

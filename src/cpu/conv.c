@@ -199,12 +199,18 @@ static ct_status backward_bf16(void *ctx, const ct_conv_args *a, bool need_dgrad
     return s;
 }
 
+/* float32 goes through oneDNN unless CUTUNE_CPU_KERNELS=reference (cpu.h); the emulated bf16
+ * path keeps the reference arithmetic, whose rounding points it reproduces. */
 ct_status ct_cpu_conv3x3_forward(void *ctx, const ct_conv_args *a) {
-    return a->act == CT_BF16 ? forward_bf16(ctx, a) : forward_f32(ctx, a);
+    ct_cpu_ctx *c = ctx;
+    if (a->act == CT_BF16) return forward_bf16(ctx, a);
+    return c->dnnl != NULL && a->n > 0 ? ct_cpu_dnnl_conv_forward(c, a) : forward_f32(ctx, a);
 }
 
 ct_status ct_cpu_conv3x3_backward(void *ctx, const ct_conv_args *a, bool need_dgrad,
                                   bool need_wgrad) {
-    return a->act == CT_BF16 ? backward_bf16(ctx, a, need_dgrad, need_wgrad)
-                             : backward_f32(ctx, a, need_dgrad, need_wgrad);
+    ct_cpu_ctx *c = ctx;
+    if (a->act == CT_BF16) return backward_bf16(ctx, a, need_dgrad, need_wgrad);
+    return c->dnnl != NULL && a->n > 0 ? ct_cpu_dnnl_conv_backward(c, a, need_dgrad, need_wgrad)
+                           : backward_f32(ctx, a, need_dgrad, need_wgrad);
 }

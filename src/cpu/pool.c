@@ -56,6 +56,16 @@ static void maxpool_backward_f32(float *dx, const float *dy, const float *x, con
     }
 }
 
+/* The float32 max-pool backward goes through oneDNN (onednn_pool.c) unless
+ * CUTUNE_CPU_KERNELS=reference, or the output is empty (oneDNN takes no window larger than its
+ * input). The forward stays here: oneDNN's max turns NaN into -FLT_MAX, which would hide a
+ * diverging run from the NaN-loss check, and this loop (one parallel region over the batch) was
+ * as fast as oneDNN's on the development machine; its backward, a memset and four comparisons per
+ * output, took 2 to 8 times oneDNN's. */
+static bool use_dnnl(const void *ctx, int n, int h, int w) {
+    return ((const ct_cpu_ctx *)ctx)->dnnl != NULL && n > 0 && h >= 2 && w >= 2;
+}
+
 /* bf16: one image at a time through float32 copies. Every output is a copy of an input value,
  * so narrowing the results back is exact. */
 ct_status ct_cpu_maxpool_forward(void *ctx, ct_dtype dt, void *y, const void *x, int n, int h,
@@ -82,7 +92,8 @@ ct_status ct_cpu_maxpool_forward(void *ctx, ct_dtype dt, void *y, const void *x,
 
 ct_status ct_cpu_maxpool_backward(void *ctx, ct_dtype dt, void *dx, const void *dy, const void *x,
                                   const void *y, int n, int h, int w, int c) {
-    (void)ctx;
+    if (dt == CT_F32 && use_dnnl(ctx, n, h, w))
+        return ct_cpu_dnnl_maxpool_backward(ctx, dx, dy, x, n, h, w, c);
     if (dt == CT_F32) {
         maxpool_backward_f32(dx, dy, x, y, n, h, w, c);
         return CT_OK;
