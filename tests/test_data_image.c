@@ -32,9 +32,15 @@ static void expected_native(const png_case *pc, const uint16_t *s, int c, const 
     const uint16_t *p = s + i * c;
     const int d = pc->depth;
     uint8_t v[4];
+    /* 16-bit: the high byte, as PIL reads colour, except grey (PIL's I;16), which Keras's
+     * convert('RGB') clips at 255. A 16-bit file's tRNS key is never applied (PIL compares
+     * it with 8-bit pixels). */
+    const bool grey16 = d == 16 && pc->color_type == PNG_COLOR_TYPE_GRAY;
     for (int k = 0; k < c; k++)
-        v[k] = d == 16 ? (uint8_t)(p[k] >> 8)
-                       : (d == 8 ? (uint8_t)p[k] : (uint8_t)(p[k] * 255 / ((1 << d) - 1)));
+        v[k] = grey16    ? (uint8_t)(p[k] > 255 ? 255 : p[k])
+               : d == 16 ? (uint8_t)(p[k] >> 8)
+                         : (d == 8 ? (uint8_t)p[k] : (uint8_t)(p[k] * 255 / ((1 << d) - 1)));
+    if (d == 16) key = NULL;
     *grey = false;
     rgba[3] = 255;
     switch (pc->color_type) {
@@ -453,15 +459,33 @@ Test(data_image, bad_files_name_the_file_and_reason) {
     td_write(path, "hello, I am text\n", 17);
     expect_load_error(path, CT_EFORMAT, "not an image (unrecognised signature 68 65 6c");
 
+    /* BMP, TIFF and PPM are decoded (test_data_formats.c); cut short, they are corrupt. */
+    static const struct {
+        const char *name, *bytes, *why;
+        size_t n;
+    } cut[] = {
+        {"a.bmp", "BM\x36\x00\x00\x00\x00\x00", "corrupt or unsupported BMP", 8},
+        {"a.tif", "II*\x00\x08\x00\x00\x00", "corrupt or truncated TIFF", 8},
+        {"b.tiff", "MM\x00*\x00\x00\x00\x08", "corrupt or truncated TIFF", 8},
+        {"a.ppm", "P6\n2 2\n255\n", "corrupt or truncated PPM/PGM", 11},
+    };
+    for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++) {
+        snprintf(path, sizeof path, "%s", td_path(tmp, cut[i].name));
+        td_write(path, cut[i].bytes, cut[i].n);
+        expect_load_error(path, CT_EFORMAT, cut[i].why);
+    }
+    snprintf(path, sizeof path, "%s", td_path(tmp, "plain.ppm"));
+    td_write(path, "P3\n1 1\n255\n1 2 3\n", 17);
+    expect_load_error(path, CT_EUNSUPPORTED, "only binary P5 and P6 are read");
+    snprintf(path, sizeof path, "%s", td_path(tmp, "deep.ppm"));
+    td_write(path, "P5\n1 1\n65535\n\1\2", 15);
+    expect_load_error(path, CT_EUNSUPPORTED, "maxval other than 255");
+
     static const struct {
         const char *name, *bytes, *fmt;
         size_t n;
     } unsupported[] = {
-        {"a.bmp", "BM\x36\x00\x00\x00\x00\x00", "(BMP)", 8},
         {"a.gif", "GIF89a\x01\x00", "(GIF)", 8},
-        {"a.tif", "II*\x00\x08\x00\x00\x00", "(TIFF)", 8},
-        {"b.tiff", "MM\x00*\x00\x00\x00\x08", "(TIFF)", 8},
-        {"a.ppm", "P6\n2 2\n255\n", "(PPM/PGM/PBM)", 11},
         {"a.webp", "RIFF\x10\x00\x00\x00WEBPVP8 ", "(WebP)", 16},
     };
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {

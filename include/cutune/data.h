@@ -34,6 +34,13 @@ typedef enum {
     CT_INTERP_HAMMING
 } ct_interpolation;
 
+/* How 16-bit grey images (PNG, TIFF) become 8-bit. Keras's load_img does img.convert('RGB'),
+ * and Pillow's conversion of its 16-bit grey mode (I;16) clips every value above 255 to 255:
+ * clip is that, for parity. scale keeps the range: round(v / 257), libpng's
+ * png_set_scale_16 arithmetic (0..65535 onto 0..255). 16-bit colour is the high byte either
+ * way, as Pillow reads it. */
+typedef enum { CT_PNG16_CLIP = 0, CT_PNG16_SCALE } ct_png16;
+
 /* How files become images: Keras load_img's arguments. */
 typedef struct ct_image_options {
     int target_h, target_w; /* 0, 0: keep the decoded size */
@@ -41,6 +48,7 @@ typedef struct ct_image_options {
     ct_interpolation interpolation;
     bool keep_aspect_ratio; /* centre-crop to the target aspect ratio, then resize */
     uint64_t max_pixels;    /* refuse larger images (read from the header); 0: default */
+    ct_png16 png16;         /* 16-bit grey: clip (Keras, the default) or scale */
 } ct_image_options;
 
 /* Keras's defaults: 256x256, rgb, nearest, no crop, 64 Mpx. */

@@ -1,7 +1,8 @@
 /* From a file to an image: reading, recognising the format by its signature (not its extension,
- * as PIL does), dispatching to the PNG or JPEG decoder, converting to the requested colour mode
- * the way PIL's Image.convert does, and resizing as Keras's load_img does. Formats no library
- * here decodes are refused with a message that says what to do. */
+ * as PIL does), dispatching to the PNG (libpng), JPEG (libjpeg-turbo), TIFF (libtiff) or BMP and
+ * PPM/PGM (stb_image) decoder, converting to the requested colour mode the way PIL's
+ * Image.convert does, and resizing as Keras's load_img does. GIF and WebP, which
+ * flow_from_directory does not count, are refused with a message that says what to do. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
@@ -146,37 +147,45 @@ static ct_status convert(ct_image *img, ct_color_mode mode, const char *name) {
     return CT_OK;
 }
 
-ct_status ct_image_decode(const void *bytes, size_t size, const char *name, ct_color_mode mode,
-                          uint64_t max_pixels, ct_image *out) {
+/* The refusal of a format no library here decodes. */
+static ct_status unsupported(const char *name, const char *format) {
+    return ct_error(CT_EUNSUPPORTED, "%s: unsupported format (%s): convert to PNG or JPEG", name,
+                    format);
+}
+
+ct_status ct_image_decode_with(const void *bytes, size_t size, const char *name,
+                               const ct_image_options *o, ct_image *out) {
     memset(out, 0, sizeof *out);
     if (name == NULL) name = "(memory)";
+    const ct_color_mode mode = o->color_mode;
     if (mode != CT_COLOR_RGB && mode != CT_COLOR_GRAYSCALE && mode != CT_COLOR_RGBA)
         return ct_error(CT_EINVAL, "%s: unknown color mode %d", name, (int)mode);
+    if (o->png16 != CT_PNG16_CLIP && o->png16 != CT_PNG16_SCALE)
+        return ct_error(CT_EINVAL, "%s: unknown png16 mode %d", name, (int)o->png16);
     if (size == 0) return ct_error(CT_EFORMAT, "%s: empty file (0 bytes)", name);
     const uint8_t *b = bytes;
+    const uint64_t max_pixels = o->max_pixels;
     ct_status s;
     switch (sniff(b, size)) {
     case FMT_PNG:
-        s = ct_data_decode_png(b, size, name, max_pixels, out);
+        s = ct_data_decode_png(b, size, name, max_pixels, o->png16, out);
         break;
     case FMT_JPEG:
         s = ct_data_decode_jpeg(b, size, name, max_pixels, out);
         break;
     case FMT_BMP:
-        return ct_error(CT_EUNSUPPORTED, "%s: unsupported format (BMP): convert to PNG or JPEG",
-                        name);
-    case FMT_GIF:
-        return ct_error(CT_EUNSUPPORTED, "%s: unsupported format (GIF): convert to PNG or JPEG",
-                        name);
-    case FMT_TIFF:
-        return ct_error(CT_EUNSUPPORTED, "%s: unsupported format (TIFF): convert to PNG or JPEG",
-                        name);
+        s = ct_data_decode_stb(b, size, name, true, max_pixels, out);
+        break;
     case FMT_PPM:
-        return ct_error(CT_EUNSUPPORTED,
-                        "%s: unsupported format (PPM/PGM/PBM): convert to PNG or JPEG", name);
+        s = ct_data_decode_stb(b, size, name, false, max_pixels, out);
+        break;
+    case FMT_TIFF:
+        s = ct_data_decode_tiff(b, size, name, max_pixels, o->png16, out);
+        break;
+    case FMT_GIF:
+        return unsupported(name, "GIF");
     case FMT_WEBP:
-        return ct_error(CT_EUNSUPPORTED, "%s: unsupported format (WebP): convert to PNG or JPEG",
-                        name);
+        return unsupported(name, "WebP");
     default: {
         char hex[3 * 8 + 1] = "";
         int at = 0;
@@ -190,6 +199,15 @@ ct_status ct_image_decode(const void *bytes, size_t size, const char *name, ct_c
     return s;
 }
 
+ct_status ct_image_decode(const void *bytes, size_t size, const char *name, ct_color_mode mode,
+                          uint64_t max_pixels, ct_image *out) {
+    ct_image_options o;
+    ct_image_options_defaults(&o);
+    o.color_mode = mode;
+    o.max_pixels = max_pixels;
+    return ct_image_decode_with(bytes, size, name, &o, out);
+}
+
 ct_status ct_image_load(const char *path, const ct_image_options *o, ct_image *out) {
     memset(out, 0, sizeof *out);
     if (o->target_h < 0 || o->target_w < 0 || (o->target_h == 0) != (o->target_w == 0))
@@ -200,7 +218,7 @@ ct_status ct_image_load(const char *path, const ct_image_options *o, ct_image *o
     ct_status s = ct_data_read_file(path, &bytes, &size);
     if (s != CT_OK) return s;
     ct_image img;
-    s = ct_image_decode(bytes, size, path, o->color_mode, o->max_pixels, &img);
+    s = ct_image_decode_with(bytes, size, path, o, &img);
     free(bytes);
     if (s != CT_OK) return s;
     /* Keras resizes only when the size differs; then the crop box applies too. */

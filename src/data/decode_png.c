@@ -3,8 +3,16 @@
  * libpng reports errors by calling our error function, which records the message and longjmps
  * back to the setjmp in ct_data_decode_png; nothing here can exit the process. Transforms do the
  * format work: palette to RGB, 1/2/4-bit grey to 8-bit (scaled, as PIL does), tRNS to an alpha
- * channel, 16-bit to 8-bit by keeping the high byte (PIL's behaviour for 16-bit colour), and
- * interlace handling. Gamma is not applied (PIL ignores gAMA too). */
+ * channel, 16-bit colour and grey+alpha to 8-bit by keeping the high byte (PIL's modes RGB,
+ * RGBA from RGB;16B, RGBA;16B, LA;16B), and interlace handling. Gamma is not applied (PIL
+ * ignores gAMA too).
+ *
+ * 16-bit grey is PIL's mode I;16, which keeps the 16-bit values; Keras's convert('RGB') then
+ * clips each at 255. With CT_PNG16_CLIP the samples are read as 16 bits and clipped here, so
+ * the pixels are Keras's; CT_PNG16_SCALE asks libpng for png_set_scale_16 (round(v / 257)).
+ * The tRNS key of a 16-bit file is dropped: PIL keeps it as a 16-bit value that its
+ * convert('RGBA') (Keras's rgba) compares with 8-bit pixels, so it makes nothing transparent
+ * (checked against Pillow 13 in tests/test_data_formats.c). */
 #include <png.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -39,8 +47,16 @@ static void warning_cb(png_structp png, png_const_charp msg) {
     (void)msg;
 }
 
+/* Rows of big-endian 16-bit grey, in place, to 8 bits: min(v, 255), as PIL's I;16 -> RGB. */
+static void clip_16(uint8_t *pixels, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const unsigned v = (unsigned)pixels[2 * i] << 8 | pixels[2 * i + 1];
+        pixels[i] = (uint8_t)(v > 255 ? 255 : v);
+    }
+}
+
 ct_status ct_data_decode_png(const uint8_t *bytes, size_t size, const char *name,
-                             uint64_t max_pixels, ct_image *out) {
+                             uint64_t max_pixels, ct_png16 png16, ct_image *out) {
     memset(out, 0, sizeof *out);
     /* The size is in IHDR, the first chunk: check it before libpng reads (and allocates for)
      * anything else. */
@@ -84,13 +100,18 @@ ct_status ct_data_decode_png(const uint8_t *bytes, size_t size, const char *name
     }
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-    if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
-    if (depth == 16) png_set_strip_16(png);
+    const bool grey16 = color == PNG_COLOR_TYPE_GRAY && depth == 16;
+    const bool clip = grey16 && png16 == CT_PNG16_CLIP;
+    if (png_get_valid(png, info, PNG_INFO_tRNS) && depth != 16) png_set_tRNS_to_alpha(png);
+    if (grey16 && png16 == CT_PNG16_SCALE) png_set_scale_16(png);
+    else if (depth == 16 && !clip) png_set_strip_16(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
     const int c = png_get_channels(png, info);
     const size_t rowbytes = png_get_rowbytes(png, info);
-    if (c < 1 || c > 4 || png_get_bit_depth(png, info) != 8 || rowbytes != (size_t)w * c) {
+    const int bits = clip ? 16 : 8;
+    if (c < 1 || c > 4 || png_get_bit_depth(png, info) != bits ||
+        rowbytes != (size_t)w * c * (bits / 8)) {
         snprintf(src.message, sizeof src.message,
                  "unexpected layout after conversion (%d channels, %d bits)", c,
                  png_get_bit_depth(png, info));
@@ -106,6 +127,7 @@ ct_status ct_data_decode_png(const uint8_t *bytes, size_t size, const char *name
     }
     for (png_uint_32 y = 0; y < h; y++) rows[y] = pixels + (size_t)y * rowbytes;
     png_read_image(png, rows);
+    if (clip) clip_16(pixels, (size_t)w * h); /* rows are contiguous: one pass */
     /* The chunks after the image data are not read: PIL ignores them too, and a file cut after
      * its last IDAT still holds the whole image. */
     free(rows);

@@ -46,8 +46,14 @@ ct_status ct_data_view(ct_data_store *s, const size_t *idx, size_t n, ct_role ro
 ct_status ct_data_read_file(const char *path, uint8_t **data, size_t *size);
 
 /* Decoders to the file's own layout: c = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA),
- * 8 bits per sample. They check w * h against max_pixels from the header before allocating. */
+ * 8 bits per sample; png16 says how 16-bit grey becomes 8-bit. They check w * h against
+ * max_pixels from the header before allocating. */
 ct_status ct_data_decode_png(const uint8_t *bytes, size_t size, const char *name,
+                             uint64_t max_pixels, ct_png16 png16, ct_image *out);
+ct_status ct_data_decode_tiff(const uint8_t *bytes, size_t size, const char *name,
+                              uint64_t max_pixels, ct_png16 png16, ct_image *out);
+/* BMP (bmp true) or binary PPM/PGM through stb_image. */
+ct_status ct_data_decode_stb(const uint8_t *bytes, size_t size, const char *name, bool bmp,
                              uint64_t max_pixels, ct_image *out);
 ct_status ct_data_decode_jpeg(const uint8_t *bytes, size_t size, const char *name,
                               uint64_t max_pixels, ct_image *out);

@@ -1,12 +1,13 @@
-/* libFuzzer harness for image files: PNG, JPEG and the formats cutune refuses by signature.
+/* libFuzzer harness for image files: PNG, JPEG, TIFF, BMP, PPM and the formats cutune refuses.
  *
  * Each input is the bytes of one image file. It goes from memory through what ct_image_load
- * does after reading a file: ct_image_decode (signature sniffing, libpng or libjpeg-turbo,
- * conversion to the colour mode), then, when the target size differs, Keras's keep_aspect_ratio
- * crop box and ct_image_resize. The colour mode, interpolation, crop and a small target size
- * (1-48 pixels a side) come from a hash of the input, so every mutation also tries another
- * combination. The decompression-bomb guard is lowered to 64 Kpx (256x256) to keep runs short; the
- * guard itself is what is exercised, not the default's size. Nothing is written to disk.
+ * does after reading a file: ct_image_decode_with (signature sniffing, libpng, libjpeg-turbo,
+ * libtiff or stb_image, conversion to the colour mode), then, when the target size differs,
+ * Keras's keep_aspect_ratio crop box and ct_image_resize. The colour mode, 16-bit grey mode
+ * (clip or scale), interpolation, crop and a small target size (1-48 pixels a side) come from a
+ * hash of the input, so every mutation also tries another combination. The decompression-bomb
+ * guard is lowered to 64 Kpx (256x256) to keep runs short; the guard itself is what is
+ * exercised, not the default's size. Nothing is written to disk.
  *
  * Build (clang): CC=clang cmake -S . -B build-fuzz -DCUTUNE_FUZZ=ON -DCUTUNE_CUDA=OFF \
  *                    -DCUTUNE_TESTS=OFF -DCUTUNE_BENCH=OFF
@@ -35,8 +36,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const int target_h = 1 + (int)((h >> 16) % 48), target_w = 1 + (int)((h >> 24) % 48);
     const bool keep_aspect = (h >> 32) & 1;
 
+    ct_image_options o;
+    ct_image_options_defaults(&o);
+    o.color_mode = mode;
+    o.max_pixels = (uint64_t)1 << 16;
+    o.png16 = (h >> 40) & 1 ? CT_PNG16_SCALE : CT_PNG16_CLIP;
     ct_image img;
-    if (ct_image_decode(data, size, "fuzz", mode, (uint64_t)1 << 16, &img) != CT_OK) return 0;
+    if (ct_image_decode_with(data, size, "fuzz", &o, &img) != CT_OK) return 0;
     if (img.h <= 0 || img.w <= 0 || img.c != ct_color_mode_channels(mode) || img.data == NULL)
         abort(); /* a decoded image always has pixels in the requested layout */
     if (img.h != target_h || img.w != target_w) {

@@ -6,7 +6,9 @@
 writes one folder per harness under DIR:
   image/       small PNGs of every colour type (grey, grey+alpha, RGB, RGBA, palette with
                tRNS, 1-bit, 16-bit, Adam7-interlaced), JPEGs (grey, 4:2:0, progressive 4:4:4,
-               CMYK, and the JPEG fixtures of tests/fixtures/data), a GIF and a BMP
+               CMYK, and the JPEG fixtures of tests/fixtures/data), a GIF, BMPs (24-bit, palette,
+               32-bit), PPM/PGM, TIFFs (LZW RGB, RGBA, palette, group 4 bilevel, CMYK, 16-bit
+               grey)
   iceberg/     a 2-record training file (one "na" angle) and a 2-record test file
   config/      `--config` files in the forms the reader accepts, and a run's config.txt
   weights/     the weight fixtures of tests/fixtures and a model file cutune wrote
@@ -93,6 +95,16 @@ def images(out):
         "cmyk.jpg": (base.convert("CMYK"), {"quality": 80}),
         "tiny.gif": (base.resize((2, 2)), {}),
         "tiny.bmp": (base.resize((2, 2)), {}),
+        "palette.bmp": (pal, {}),
+        "rgba.bmp": (rgba, {}),
+        "rgb.ppm": (base, {}),
+        "grey.pgm": (base.convert("L"), {}),
+        "rgb_lzw.tif": (base, {"compression": "tiff_lzw"}),
+        "rgba.tif": (rgba, {}),
+        "palette.tif": (pal, {}),
+        "bilevel_g4.tif": (base.convert("1"), {"compression": "group4"}),
+        "cmyk.tif": (base.convert("CMYK"), {}),
+        "grey16.tif": (base.convert("I").point(lambda v: v * 257).convert("I;16"), {}),
     }
     for name, (img, opts) in saves.items():
         img.save(os.path.join(out, name), **opts)
