@@ -16,26 +16,13 @@
 
 static char dir[64];
 
-static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/ct_wc_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-}
+static void setup(void) { tu_temp_dir(dir, sizeof dir, "ct_wc"); }
 
-static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-}
+static void teardown(void) { tu_remove_dir(dir); }
 
 TestSuite(weights_cli, .init = setup, .fini = teardown, .timeout = 300);
 
-static const char *fx(const char *name) {
-    static char b[4][4096];
-    static int k;
-    char *p = b[k++ % 4];
-    snprintf(p, 4096, "%s", tu_fixture(name));
-    return p;
-}
+#define fx tu_fixture
 
 #define EXPECT TU_EXPECT_CLI
 

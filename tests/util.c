@@ -1,4 +1,5 @@
 /* Helpers shared by the tests. */
+#define _XOPEN_SOURCE 700 /* mkdtemp */
 #include "util.h"
 
 #include <criterion/criterion.h>
@@ -31,10 +32,23 @@ double tu_rel_err(const float *a, const float *b, size_t n) {
 }
 
 const char *tu_fixture(const char *name) {
-    static char path[4096];
+    static char paths[4][4096];
+    static int next;
+    char *path = paths[next++ % 4];
     const char *dir = getenv("CUTUNE_FIXTURES");
-    snprintf(path, sizeof path, "%s/%s", dir != NULL ? dir : "tests/fixtures", name);
+    snprintf(path, sizeof paths[0], "%s/%s", dir != NULL ? dir : "tests/fixtures", name);
     return path;
+}
+
+void tu_temp_dir(char *dir, size_t cap, const char *prefix) {
+    snprintf(dir, cap, "/tmp/%s_XXXXXX", prefix);
+    cr_assert_not_null(mkdtemp(dir), "cannot make %s", dir);
+}
+
+void tu_remove_dir(const char *dir) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
 #include <string.h>

@@ -17,8 +17,13 @@
 void tu_fill(float *x, size_t n, uint32_t tag, float lo, float hi);
 /* ||a - b|| / ||b||, in double; 0 when both are zero. */
 double tu_rel_err(const float *a, const float *b, size_t n);
-/* The path of a fixture file: $CUTUNE_FIXTURES/name. */
+/* The path of a fixture file: $CUTUNE_FIXTURES/name (in one of four buffers, so that one call
+ * may take several). */
 const char *tu_fixture(const char *name);
+/* A new folder /tmp/PREFIX_XXXXXX into dir (a suite's .init), and the folder removed with all
+ * it holds (its .fini). */
+void tu_temp_dir(char *dir, size_t cap, const char *prefix);
+void tu_remove_dir(const char *dir);
 
 
 /* A golden fixture written by tests/reference/vgg16_golden.py: one sampled array per line,

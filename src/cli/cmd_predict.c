@@ -8,13 +8,28 @@
 #include "cli.h"
 #include "train/run.h"
 
+/* What both commands read, for their --help. */
+#define MODEL_FILES                                                                            \
+    "\n"                                                                                       \
+    "FILE.h5 is cutune's, or a Keras model saved with model.save('m.h5') (VGG16 or VGG19\n"    \
+    "under a head of Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Dense, Dropout,\n"   \
+    "Activation layers). A weights-only file (model.save_weights) needs --head and\n"         \
+    "--input-size (default 224). --preprocess replaces the file's preprocessing (Keras\n"     \
+    "files: caffe, VGG's preprocess_input); --classes names the model's classes.\n"     \
+    "--png16 scale maps 16-bit grey PNGs' 0..65535 onto 0..255; the default, clip, reads\n" \
+    "them as Keras does (Pillow's convert('RGB') clips every value above 255).\n"
+
 static const char eval_usage[] =
     "usage: cutune evaluate --model FILE.h5 --data DIR|train.json [--batch-size N]\n"
     "                       [--tta hflip,vflip] [--device D] [--precision fp32|tf32|bf16]\n"
     "                       [--threads N] [--skip-bad] [--augment-on auto|device|loader]\n"
+    "                       [--head SPEC] [--input-size N] [--preprocess caffe|tf|torch|none]\n"
+    "                       [--classes A,B,...] [--png16 clip|scale]\n"
     "\n"
     "Prints accuracy, log loss, ROC AUC (binary), the confusion matrix and per-class\n"
-    "precision and recall of a model written by `cutune train` (best.h5, final.h5).\n";
+    "precision and recall of a model written by `cutune train` (best.h5, final.h5) or by\n"
+    "Keras, on data in class folders that are the model's classes.\n"
+    MODEL_FILES;
 
 static const char predict_usage[] =
     "usage: cutune predict --model FILE.h5 --data DIR|test.json --out preds.csv\n"
@@ -22,9 +37,14 @@ static const char predict_usage[] =
     "                      [--precision fp32|tf32|bf16] [--threads N] [--skip-bad]\n"
     "                      [--na-policy mean|median|ffill|VALUE]\n"
     "                      [--augment-on auto|device|loader]\n"
+    "                      [--head SPEC] [--input-size N] [--preprocess caffe|tf|torch|none]\n"
+    "                      [--classes A,B,...] [--png16 clip|scale]\n"
     "\n"
     "Writes one row per image: its file name (or iceberg id) and the class probabilities.\n"
-    "For iceberg test.json the file is Kaggle's submission: id,is_iceberg.\n"
+    "For iceberg test.json the file is Kaggle's submission: id,is_iceberg. DIR is class\n"
+    "folders, one folder of test images (flow_from_directory's class_mode=None layout), or\n"
+    "a folder holding the images themselves (every image under it is read).\n"
+    MODEL_FILES
     "\n"
     "--tta hflip,vflip averages the probabilities of the image and its mirrored copies,\n"
     "made from the batch already on the device. --augment-on says where the saved\n"
@@ -33,7 +53,10 @@ static const char predict_usage[] =
 
 static bool parse_common(const char *cmd, int argc, char **argv, ct_predict_config *c) {
     const char *batch = NULL, *threads = NULL, *tta = NULL, *skip = NULL, *na = NULL;
+    const char *size = NULL, *png16 = NULL;
     cli_flag flags[] = {
+        {"head", true, &c->head},     {"input-size", true, &size},  {"png16", true, &png16},
+        {"preprocess", true, &c->preprocess}, {"classes", true, &c->classes},
         {"model", true, &c->model},   {"data", true, &c->data},   {"out", true, &c->out},
         {"batch-size", true, &batch}, {"threads", true, &threads}, {"tta", true, &tta},
         {"device", true, &c->device}, {"skip-bad", false, &skip},
@@ -43,7 +66,15 @@ static bool parse_common(const char *cmd, int argc, char **argv, ct_predict_conf
     int n = (int)(sizeof flags / sizeof flags[0]);
     if (strcmp(cmd, "evaluate") == 0) n -= 1; /* no --na-policy: labelled data has angles */
     if (!cli_parse(cmd, argc, argv, flags, n)) return false;
+    if (png16 != NULL && ct_parse_png16(png16, &c->png16) != CT_OK) {
+        fprintf(stderr, "cutune %s: --png16: %s\n", cmd, ct_last_error());
+        return false;
+    }
     long v;
+    if (size != NULL) {
+        if (!cli_int(cmd, "input-size", size, CT_MIN_INPUT, CT_MAX_INPUT, &v)) return false;
+        c->input_size = (int)v;
+    }
     if (batch != NULL) {
         if (!cli_int(cmd, "batch-size", batch, 1, 65536, &v)) return false;
         c->batch_size = (int)v;

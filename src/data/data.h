@@ -4,12 +4,13 @@
  * class-folder tree (files decoded on demand), or the records of a Statoil/C-CORE iceberg JSON
  * file (float images held in memory). Splits and subsets are cheap views that share the samples.
  *
- * Images are decoded with libpng and libjpeg-turbo, converted to the colour mode and resized as
- * Keras's load_img does with PIL (same conversions, same resampling arithmetic), and kept as uint8
- * HWC. A loader turns a dataset into batches: worker threads decode (into an in-memory cache when
- * the dataset fits a memory budget), a training stream augments (include/cutune/augment.h), every
- * stream applies preprocess_input and the ImageDataGenerator standardisation, and batches arrive
- * in a deterministic order that does not depend on the number of threads.
+ * Images are decoded with libpng, libjpeg-turbo, libtiff and stb_image, converted to the colour
+ * mode and resized as Keras's load_img does with PIL (same conversions, same resampling
+ * arithmetic), and kept as uint8 HWC. A loader turns a dataset into batches: worker threads
+ * decode (into an in-memory cache when the dataset fits a memory budget), a training stream
+ * augments (include/cutune/augment.h), every stream applies preprocess_input and the
+ * ImageDataGenerator standardisation, and batches arrive in a deterministic order that does not
+ * depend on the number of threads.
  *
  * Keras names are kept: class_mode, color_mode, interpolation, keep_aspect_ratio, follow_links,
  * validation_split, subset, rescale, featurewise_center, ... Differences from Keras are listed at
@@ -42,17 +43,32 @@ typedef struct ct_image {
 /* Channels of a colour mode: 3, 1 or 4. */
 int ct_color_mode_channels(ct_color_mode m);
 
-/* Decodes a PNG or JPEG held in memory and converts it to `mode` as PIL's convert() does (grey
+/* Decodes an image held in memory and converts it to `mode` as PIL's convert() does (grey
  * repeated into R, G and B; RGB to grey with ITU-R 601-2 weights; alpha dropped for rgb, 255 when
- * absent for rgba). `name` is used in messages. PNG: every colour type and bit depth, palette,
- * tRNS, interlaced; 16-bit samples keep their high byte, as PIL does for 16-bit colour (for 16-bit
- * grey PIL differs: Keras's grayscale mode keeps 0..65535 and its rgb mode clips to 255, which
- * turns most pixels white; cutune's images are uint8, high byte). JPEG: grey, YCbCr, RGB, CMYK and
- * YCCK (Adobe inverted CMYK converted like PIL); EXIF orientation is not applied (nor by Keras).
- * BMP, GIF, TIFF, PPM and WebP are refused with a message that says to convert them. Truncated
- * or corrupt data is an error (CT_EFORMAT), as PIL raises. */
+ * absent for rgba), with the default options otherwise (16-bit grey clipped, as Keras). `name`
+ * is used in messages. The format is sniffed from the bytes, as PIL does, not from the name.
+ * PNG: every colour type and bit depth, palette, tRNS, interlaced; 16-bit colour keeps its high
+ * byte, as PIL reads it; 16-bit grey is PIL's I;16, which Keras's convert('RGB') clips at 255
+ * (o->png16 clip, the default) or, with CT_PNG16_SCALE, round(v / 257). JPEG: grey, YCbCr, RGB,
+ * CMYK and YCCK (Adobe inverted CMYK converted like PIL); EXIF orientation is not applied (nor
+ * by Keras). TIFF (libtiff): the first image, every layout libtiff reads; 16-bit grey as PNG's.
+ * BMP (1 to 32 bits, not RLE) and binary PPM/PGM with maxval 255 (stb_image). GIF and WebP are
+ * refused with a message that says to convert them. Truncated or corrupt data is an error
+ * (CT_EFORMAT), as PIL raises. Pixels equal Pillow's (tests/test_data_formats.c). */
 ct_status ct_image_decode(const void *bytes, size_t size, const char *name, ct_color_mode mode,
                           uint64_t max_pixels, ct_image *out);
+/* The same with all of load_img's decoding options (color_mode, max_pixels, png16). */
+ct_status ct_image_decode_with(const void *bytes, size_t size, const char *name,
+                               const ct_image_options *o, ct_image *out);
+
+/* The files of `ds` that are 16-bit grey PNGs, read from each file's IHDR chunk (unreadable
+ * files count 0: decoding reports them). In-memory datasets have none. */
+size_t ct_dataset_png16_count(const ct_dataset *ds);
+
+/* Says once, on stderr, what the 16-bit grey files of a run become: with clip (Keras's
+ * behaviour) that n of them were clipped at 255 and that --png16 scale keeps their range.
+ * Nothing when n is 0 or png16 is scale. `what` names the data ("training data", "DIR"). */
+void ct_png16_note(size_t n, ct_png16 png16, const char *what);
 
 /* Reads, decodes, converts and resizes one file (Keras load_img). */
 ct_status ct_image_load(const char *path, const ct_image_options *o, ct_image *out);
@@ -102,6 +118,13 @@ ct_status ct_flip_check(const float *x, int n, int h, int w, int c);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Datasets                                                                                    */
+
+/* Every image under `dir`, unlabelled, as test images are laid out: the image files directly in
+ * `dir` (byte order of their names), then each subfolder walked as flow_from_directory walks a
+ * class folder (class_mode=None: its files listed, the folder names ignored), names relative to
+ * `dir` ("a.png", "unknown/b.png"). No class names. Errors as ct_dataset_open_folder's, but a
+ * folder without subfolders is a flat set of images, not an error. */
+ct_status ct_dataset_open_images(ct_dataset **out, const char *dir, const ct_folder_options *o);
 
 /* ---- views, and what the loaders read of a dataset ---- */
 
@@ -215,8 +238,18 @@ ct_status ct_parse_color_mode(const char *s, ct_color_mode *out);
 ct_status ct_parse_interpolation(const char *s, ct_interpolation *out);
 ct_status ct_parse_class_mode(const char *s, ct_class_mode *out);
 ct_status ct_parse_preprocess(const char *s, ct_preprocess_mode *out);
-/* "none", "caffe", "tf" or "torch": the word ct_parse_preprocess reads. */
+/* The words the parsers read ("none", "caffe", "tf" or "torch" for the preprocessing), as a
+ * run's config.txt records them; "unknown" for a value out of range. ct_na_policy_name has
+ * none for CT_NA_VALUE (the number is the word). */
 const char *ct_preprocess_name(ct_preprocess_mode m);
+const char *ct_color_mode_name(ct_color_mode m);
+const char *ct_interpolation_name(ct_interpolation m);
+const char *ct_class_mode_name(ct_class_mode m);
+const char *ct_fill_mode_name(ct_fill_mode m);
+const char *ct_na_policy_name(ct_na_policy p);
+/* "clip" or "scale" (--png16). */
+const char *ct_png16_name(ct_png16 m);
+ct_status ct_parse_png16(const char *s, ct_png16 *out);
 ct_status ct_parse_fill_mode(const char *s, ct_fill_mode *out);
 /* "mean", "median", "ffill", "error", or a number (CT_NA_VALUE with *value set). */
 ct_status ct_parse_na_policy(const char *s, ct_na_policy *out, float *value);

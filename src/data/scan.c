@@ -57,7 +57,11 @@ static char *join(const char *a, const char *b) {
     return p;
 }
 
-/* Keras's test: fname.lower().endswith(('png', 'jpg', 'jpeg', 'bmp', 'ppm', 'tif', 'tiff')). */
+/* Keras's test: fname.lower().endswith(('png', 'jpg', 'jpeg', 'bmp', 'ppm', 'tif', 'tiff')).
+ * That is flow_from_directory's white_list_formats (keras/src/legacy/preprocessing/image.py),
+ * the API of the seed workflows that this scan reproduces. Keras 3's
+ * image_dataset_from_directory allows .bmp .gif .jpeg .jpg .png instead; cutune does not follow
+ * it. Every extension counted here is decoded (decode.c): PNG, JPEG, BMP, PPM and TIFF. */
 static bool is_image_name(const char *name) {
     static const char *const ext[] = {"png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff"};
     size_t n = strlen(name);
@@ -278,17 +282,25 @@ done:
     return s;
 }
 
+/* The folder a dataset is opened from, checked, without trailing slashes (os.path.join("data/",
+ * "cat") is "data/cat"); malloc'd into *root. */
+static ct_status open_root(const char *dir, char **root) {
+    struct stat st;
+    *root = NULL;
+    if (stat(dir, &st) != 0) return ct_error(CT_ENOTFOUND, "%s: no such folder", dir);
+    if (!S_ISDIR(st.st_mode)) return ct_error(CT_EFORMAT, "%s: not a folder", dir);
+    if ((*root = ct_data_strdup(dir)) == NULL) return ct_error(CT_ENOMEM, "out of memory");
+    for (size_t n = strlen(*root); n > 1 && (*root)[n - 1] == '/'; n--) (*root)[n - 1] = '\0';
+    return CT_OK;
+}
+
 ct_status ct_dataset_open_folder(ct_dataset **out, const char *dir, const ct_folder_options *o) {
     *out = NULL;
     ct_folder_options defaults = {0};
     if (o == NULL) o = &defaults;
-    struct stat st;
-    if (stat(dir, &st) != 0) return ct_error(CT_ENOTFOUND, "%s: no such folder", dir);
-    if (!S_ISDIR(st.st_mode)) return ct_error(CT_EFORMAT, "%s: not a folder", dir);
-    /* os.path.join("data/", "cat") is "data/cat": drop trailing slashes. */
-    char *root = ct_data_strdup(dir);
-    if (root == NULL) return ct_error(CT_ENOMEM, "out of memory");
-    for (size_t n = strlen(root); n > 1 && root[n - 1] == '/'; n--) root[n - 1] = '\0';
+    char *root = NULL;
+    ct_status opened = open_root(dir, &root);
+    if (opened != CT_OK) return opened;
 
     strvec classes = {0}, paths = {0}, names = {0}, ignored = {0};
     int32_t *labels = NULL;
@@ -376,6 +388,84 @@ oom:
 fail:
     ct_data_store_unref(store);
     strvec_free(&classes);
+    strvec_free(&paths);
+    strvec_free(&names);
+    strvec_free(&ignored);
+    free(labels);
+    free(root);
+    return s;
+}
+
+/* The image files directly in `root` (sorted) into paths/names with label -1; other entries that
+ * are not folders into `ignored`; subfolder names into `subs` (sorted). */
+static ct_status list_top(const char *root, strvec *paths, strvec *names, strvec *subs,
+                          strvec *ignored) {
+    strvec entries = {0};
+    ct_status s = list_names(root, &entries);
+    if (s == CT_OK && entries.n > 1)
+        qsort(entries.v, entries.n, sizeof *entries.v, ct_data_strcmp_ptr);
+    for (size_t i = 0; s == CT_OK && i < entries.n; i++) {
+        char *full = join(root, entries.v[i]);
+        struct stat st;
+        bool resolves = full != NULL && stat(full, &st) == 0;
+        bool ok;
+        if (resolves && S_ISDIR(st.st_mode)) {
+            free(full);
+            ok = strvec_push(subs, ct_data_strdup(entries.v[i]));
+        } else if (is_image_name(entries.v[i]) && (!resolves || S_ISREG(st.st_mode))) {
+            ok = strvec_push(paths, full) && strvec_push(names, ct_data_strdup(entries.v[i]));
+        } else {
+            free(full);
+            ok = strvec_push(ignored, ct_data_strdup(entries.v[i]));
+        }
+        if (!ok) s = ct_error(CT_ENOMEM, "%s: out of memory listing the folder", root);
+    }
+    strvec_free(&entries);
+    return s;
+}
+
+ct_status ct_dataset_open_images(ct_dataset **out, const char *dir, const ct_folder_options *o) {
+    *out = NULL;
+    ct_folder_options defaults = {0};
+    if (o == NULL) o = &defaults;
+    char *root = NULL;
+    ct_status opened = open_root(dir, &root);
+    if (opened != CT_OK) return opened;
+    strvec subs = {0}, paths = {0}, names = {0}, ignored = {0};
+    int32_t *labels = NULL;
+    size_t n_labels = 0, cap_labels = 0;
+    ct_data_store *store = NULL;
+    ct_status s = list_top(root, &paths, &names, &subs, &ignored);
+    for (size_t k = 0; s == CT_OK && k < subs.n; k++)
+        s = walk_class(root, subs.v[k], -1, o->follow_links, &paths, &names, &labels, &n_labels,
+                       &cap_labels, &ignored);
+    if (s == CT_OK && (store = ct_data_store_new()) == NULL)
+        s = ct_error(CT_ENOMEM, "%s: out of memory listing the dataset", root);
+    size_t *all = NULL;
+    if (s == CT_OK) {
+        store->in_memory = false;
+        store->n = paths.n;
+        store->paths = paths.v;
+        store->names = names.v;
+        store->labels = calloc(paths.n > 0 ? paths.n : 1, sizeof *store->labels);
+        store->labelled = false;
+        store->n_ignored = ignored.n;
+        store->ignored = ignored.v;
+        memset(&paths, 0, sizeof paths);
+        memset(&names, 0, sizeof names);
+        memset(&ignored, 0, sizeof ignored);
+        all = malloc((store->n > 0 ? store->n : 1) * sizeof *all);
+        if (store->labels == NULL || all == NULL)
+            s = ct_error(CT_ENOMEM, "%s: out of memory listing the dataset", root);
+    }
+    for (size_t i = 0; s == CT_OK && i < store->n; i++) {
+        store->labels[i] = -1;
+        all[i] = i;
+    }
+    if (s == CT_OK) s = ct_data_view(store, all, store->n, o->role, out);
+    free(all);
+    ct_data_store_unref(store);
+    strvec_free(&subs);
     strvec_free(&paths);
     strvec_free(&names);
     strvec_free(&ignored);

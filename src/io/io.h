@@ -180,6 +180,13 @@ bool ct__is_backbone_conv(ct_model *m, int i);
  * VGG19), checked against the known backbones. */
 ct_status ct__read_backbone(hid_t root, const char *path, char *buf, size_t cap);
 
+/* The model a legacy Keras model file describes (model.save('m.h5'): the root's model_config
+ * JSON), mapped onto a cutune backbone and head spec (keras_config.c): fills cfg's backbone,
+ * input size, aux_dim and head (pointing into `extra`) and extra's preprocessing ("caffe":
+ * Keras does not keep it). CT_EUNSUPPORTED names the first layer cutune cannot run and why. */
+ct_status ct__keras_read_model_config(hid_t root, const char *path, ct_model_config *cfg,
+                                      ct_saved_config *extra);
+
 /* Writes the weights layout and the cutune attributes into an open file (root group). */
 ct_status ct__weights_write(ct_model *m, hid_t file, const char *path,
                             const ct_weights_save_opts *opts);

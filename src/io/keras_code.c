@@ -26,8 +26,8 @@ static bool uses_aux(ct_model *m) {
 
 static void print_header(FILE *f, ct_model *m, const char *path, const ct_saved_config *extra) {
     const ct_model_config *c = ct_model_get_config(m);
-    fprintf(f, "# Keras model for the weights in %s, written by cutune %s.\n", path,
-            extra->cutune_version);
+    fprintf(f, "# Keras model for the weights in %s, written by %s%s.\n", path,
+            extra->from_keras ? "Keras" : "cutune ", extra->cutune_version);
     fprintf(f, "# Rebuilds cutune's model with the same layer names, so that Keras's "
             "load_weights\n# reads the file (legacy HDF5 layout) by order, or with "
             "by_name=True.\n");

@@ -194,8 +194,16 @@ ct_status ct_weights_read_config(const char *path, ct_model_config *cfg, ct_save
     }
     htri_t has = CT_H5(H5Aexists(root, "cutune_head"));
     if (has <= 0) {
-        s = ct_error(CT_ENOTFOUND, "%s: holds weights but no cutune model configuration (not "
-                     "written by cutune): give the head and input size yourself", path);
+        /* A Keras model file (model.save('m.h5')) describes its model in JSON. */
+        htri_t keras = has == 0 ? CT_H5(H5Aexists(root, "model_config")) : -1;
+        if (keras > 0) {
+            ct_model_config c = *cfg;
+            if ((s = ct__keras_read_model_config(root, path, &c, extra)) == CT_OK) *cfg = c;
+            goto done;
+        }
+        s = ct_error(CT_ENOTFOUND, "%s: holds weights only (not written by cutune, and no "
+                     "Keras model_config: a save_weights file): give the head and input size "
+                     "yourself", path);
         goto done;
     }
     int64_t shape[3], aux = 0;

@@ -120,7 +120,8 @@ typedef struct ct_saved_config {
     char backbone[32];             /* "vgg16", "vgg19" */
     char head[CT_CONFIG_HEAD_MAX]; /* expanded head spec */
     char preprocessing[512];       /* ct_standardize_format's text: "caffe", "none;..." */
-    char cutune_version[32];
+    char cutune_version[32];       /* "" for a Keras file */
+    bool from_keras;               /* described by a Keras model_config, not by cutune */
     int n_classes;
     char **class_names;            /* (n_classes), owned: ct_saved_config_free */
 } ct_saved_config;
@@ -143,13 +144,23 @@ typedef struct ct_saved_config {
 #define CT_WEIGHTS_MAX_CLASS_NAME 255  /* bytes: a folder name's limit */
 #define CT_WEIGHTS_MAX_RUN_CONFIG (1 << 20) /* bytes of a checkpoint's run configuration */
 
-/* Reads the configuration of a file written by cutune: fills cfg->backbone, input_h, input_w,
- * input_c, aux_dim and head (pointing into `extra`, which must outlive cfg's use); max_batch and
- * seed keep the caller's values. CT_ENOTFOUND when the file holds weights only (not from cutune);
+/* Reads the configuration of a file written by cutune, or of a Keras model file (its
+ * model_config JSON, io/keras_config.c; CT_EUNSUPPORTED names a layer cutune cannot run): fills
+ * cfg->backbone, input_h, input_w, input_c, aux_dim and head (pointing into `extra`, which must
+ * outlive cfg's use); max_batch and seed keep the caller's values. CT_ENOTFOUND when the file
+ * holds weights only (save_weights);
  * CT_EFORMAT, naming the file and the attribute, when an attribute is outside the bounds above
  * or does not parse (the numbers of the head, the preprocessing, the class names). */
 ct_status ct_weights_read_config(const char *path, ct_model_config *cfg, ct_saved_config *extra);
 void ct_saved_config_free(ct_saved_config *c);
+
+/* The configuration of a weights-only file (save_weights) from what the user gives: `head` (a
+ * spec or preset) and a square `input_size`. The backbone is the one whose convolutions the
+ * file holds (VGG19's 16 kernels, else VGG16); a head with an aux branch takes one auxiliary
+ * value (the iceberg angle); the preprocessing is caffe (VGG's). Fills cfg as
+ * ct_weights_read_config does. */
+ct_status ct_weights_config_given(const char *path, const char *head, int input_size,
+                                  ct_model_config *cfg, ct_saved_config *extra);
 
 /* The status of building the model that ct_weights_read_config described (`s`, from
  * ct_model_init with `cfg`), with a message naming the file: a head the parser refuses is the
