@@ -173,9 +173,18 @@ Test(advise, the_seed_table) {
     cr_expect_float_eq(a.similarity, 0.9, 1e-9);
     cr_expect(strstr(a.command, "cutune train --data data/train") == a.command, "%s", a.command);
     cr_expect(strstr(a.command, "--freeze-to block5_pool") != NULL, "%s", a.command);
-    cr_expect(strstr(a.command, "--horizontal-flip") && strstr(a.command, "--zoom-range 0.2") &&
-                  strstr(a.command, "--rotation-range 10"), "%s", a.command);
+    cr_expect(strstr(a.command, "--zoom-range 0.2") && strstr(a.command, "--rotation-range 10"),
+              "%s", a.command);
+    /* Class folders may carry the label in their orientation: no flips, and the reasoning says
+     * when to add them. */
+    cr_expect(strstr(a.command, "--horizontal-flip") == NULL, "%s", a.command);
     cr_expect(strstr(a.command, "--vertical-flip") == NULL, "%s", a.command);
+    cr_expect(strstr(a.reasoning, "No flips") != NULL &&
+                  strstr(a.reasoning, "add --horizontal-flip") != NULL, "%s", a.reasoning);
+    /* The probe ran at 112 (case_advice), not train's 224: the command trains at 112. */
+    cr_expect(strstr(a.command, "--input-size 112") != NULL, "%s", a.command);
+    cr_expect(strstr(a.reasoning, "The probe ran at 112x112") != NULL, "%s", a.reasoning);
+    cr_expect(strstr(a.command, "--weights") == NULL, "%s", a.command);
     cr_expect(strstr(a.reasoning, "Small data, similar domain") != NULL, "%s", a.reasoning);
 
     case_advice(&a, 200, 0.80, 0.72, 0.62); /* small, different: similarity 0.24 */
@@ -246,6 +255,46 @@ Test(advise, the_seed_table) {
     cr_expect(strstr(a.command, "--vertical-flip") != NULL, "%s", a.command);
     cr_expect(strstr(a.command, "--data 'my data/train.json'") != NULL, "%s", a.command);
     cr_expect(strstr(a.command, "--weights /w/vgg.h5") != NULL, "%s", a.command);
+    /* Iceberg images keep their size: no --input-size; the flips come with their reason. */
+    cr_expect(strstr(a.command, "--input-size") == NULL, "%s", a.command);
+    cr_expect(strstr(a.command, "--horizontal-flip --vertical-flip") != NULL, "%s", a.command);
+    cr_expect(strstr(a.reasoning, "radar images seen from above") != NULL, "%s", a.reasoning);
+}
+
+Test(advise, the_command_carries_the_weights_and_the_input_size) {
+    ct_advise_config c;
+    ct_advise_config_defaults(&c);
+    c.data = "data/train";
+    ct_advice a;
+    /* "imagenet" asked for but not installed: the command trains from a random start, and the
+     * reasoning says how to fetch the weights. */
+    case_advice(&a, 200, 0, 0, 0);
+    a.probed = false;
+    a.input_size = 0;
+    a.weights_missing = true;
+    ct_advise_decide(&a, &c);
+    cr_expect(strstr(a.command, " --weights none") != NULL, "%s", a.command);
+    cr_expect(strstr(a.command, "--input-size") == NULL, "%s", a.command);
+    cr_expect(strstr(a.reasoning, "weights/fetch.sh") != NULL, "%s", a.reasoning);
+    /* --weights none given to advise is carried into the command. */
+    a.weights_missing = false;
+    c.weights = "none";
+    ct_advise_decide(&a, &c);
+    cr_expect(strstr(a.command, " --weights none") != NULL, "%s", a.command);
+    cr_expect(strstr(a.reasoning, "weights/fetch.sh") == NULL, "%s", a.reasoning);
+    /* An --input-size given to advise wins over the probe's, and needs no explanation. */
+    case_advice(&a, 200, 0.85, 0.90, 0.95);
+    c.weights = "imagenet";
+    c.train_input_size = 160;
+    ct_advise_decide(&a, &c);
+    cr_expect(strstr(a.command, "--input-size 160") != NULL, "%s", a.command);
+    cr_expect(strstr(a.reasoning, "The probe ran at") == NULL, "%s", a.reasoning);
+    /* A probe at train's default size adds nothing. */
+    case_advice(&a, 200, 0.85, 0.90, 0.95);
+    a.input_size = 224;
+    c.train_input_size = 0;
+    ct_advise_decide(&a, &c);
+    cr_expect(strstr(a.command, "--input-size") == NULL, "%s", a.command);
 }
 
 Test(advise, strategy_names) {
@@ -327,6 +376,77 @@ Test(advise_cli, probes_three_depths_with_a_weights_file) {
         cr_expect(a.depth[i].acc >= 0.0 && a.depth[i].acc <= 1.0);
     cr_expect(a.similarity >= 0.0 && a.similarity <= 1.0);
     cr_expect(a.strategy == CT_STRATEGY_HEAD || a.strategy == CT_STRATEGY_DEEP);
+}
+
+/* The last line of tu_out that starts with "cutune train ", into line (without its newline). */
+static void printed_command(char *line, size_t cap) {
+    const char *found = NULL;
+    for (const char *p = tu_out; (p = strstr(p, "cutune train ")) != NULL; p++)
+        if (p == tu_out || p[-1] == '\n') found = p;
+    cr_assert_not_null(found, "no `cutune train` line in:\n%s", tu_out);
+    size_t n = strcspn(found, "\n");
+    cr_assert(n < cap);
+    memcpy(line, found, n);
+    line[n] = '\0';
+}
+
+/* Runs advise's printed command as printed (the CLI in place of the word `cutune`), with
+ * --epochs 1 added to keep it short, and expects a finished run in `out`. */
+static void run_printed_command(const char *env, const char *out) {
+    char line[4096], cmd[8192];
+    printed_command(line, sizeof line);
+    cr_expect(strstr(line, "--horizontal-flip") == NULL && strstr(line, "--vertical-flip") == NULL,
+              "flips suggested for class folders: %s", line);
+    snprintf(cmd, sizeof cmd, "%s '%s' %s --epochs 1", env, getenv("CUTUNE_CLI"),
+             line + strlen("cutune "));
+    int rc = tu_sh(cmd);
+    cr_expect_eq(rc, 0, "the printed command failed (exit %d):\n%s\n%s", rc, cmd, tu_out);
+    char path[512];
+    snprintf(path, sizeof path, "%s/final.h5", out);
+    struct stat st;
+    cr_expect(stat(path, &st) == 0, "%s missing after:\n%s\n%s", path, cmd, tu_out);
+}
+
+Test(advise_cli, the_printed_command_runs_as_printed) {
+    char cmd[2048], out[256];
+    /* ImageNet weights not installed (CUTUNE_OFFLINE=1 under ctest: nothing is downloaded):
+     * the command trains with --weights none and says how to fetch them. */
+    char env[512];
+    snprintf(env, sizeof env, "CUTUNE_OFFLINE=1 CUTUNE_WEIGHTS=%s/nowhere", dir);
+    snprintf(out, sizeof out, "%s/advised_none", dir);
+    snprintf(cmd, sizeof cmd, "%s '%s' advise --data %s/d/train --input-size 32 --threads 1 "
+             "--out %s", env, getenv("CUTUNE_CLI"), dir, out);
+    int rc = tu_sh(cmd);
+    cr_assert_eq(rc, 0, "%s", tu_out);
+    cr_expect(strstr(tu_out, " --weights none") != NULL, "%s", tu_out);
+    cr_expect(strstr(tu_out, "weights/fetch.sh") != NULL, "%s", tu_out);
+    cr_expect(strstr(tu_out, " --input-size 32") != NULL, "%s", tu_out);
+    run_printed_command(env, out);
+
+    /* With weights ("imagenet" found through CUTUNE_WEIGHTS) and no --input-size, the probe
+     * runs at advise's CPU size and the command trains at it. The fixture's backbone holds
+     * made-up values, not ImageNet's: they probe fine but training on them overflows, so here
+     * the printed line is checked as far as the run's first epoch: every flag accepted, the
+     * weights found, the model built at the probed size. */
+    snprintf(env, sizeof env, "CUTUNE_OFFLINE=1 CUTUNE_WEIGHTS='%s'",
+             tu_fixture("keras1_notop_fixed.h5"));
+    snprintf(out, sizeof out, "%s/advised_probed", dir);
+    snprintf(cmd, sizeof cmd, "%s '%s' advise --data %s/d/train --samples 12 --threads 1 "
+             "--device cpu --out %s", env, getenv("CUTUNE_CLI"), dir, out);
+    rc = tu_sh(cmd);
+    cr_assert_eq(rc, 0, "%s", tu_out);
+    char want[64];
+    snprintf(want, sizeof want, " --input-size %d", CT_ADVISE_CPU_INPUT);
+    cr_expect(strstr(tu_out, "linear probe: 12 images") != NULL, "%s", tu_out);
+    cr_expect(strstr(tu_out, want) != NULL, "the command lacks '%s':\n%s", want, tu_out);
+    cr_expect(strstr(tu_out, " --weights none") == NULL, "%s", tu_out);
+    char line[4096], run[8192];
+    printed_command(line, sizeof line);
+    snprintf(run, sizeof run, "%s '%s' %s --epochs 1", env, getenv("CUTUNE_CLI"),
+             line + strlen("cutune "));
+    tu_sh(run);
+    cr_expect(strstr(tu_out, "weights: imagenet") != NULL && strstr(tu_out, "Epoch 1/1") != NULL,
+              "the printed command did not start training:\n%s\n%s", run, tu_out);
 }
 
 Test(advise_cli, bad_inputs) {

@@ -5,6 +5,7 @@
  * and the demo. Exact resume is in test_train_resume.c, every error in test_train_errors.c. */
 #include "train_cli_util.h"
 
+#include <fcntl.h>
 #include <png.h>
 
 TestSuite(train_cli, .init = tc_setup, .fini = tc_teardown, .timeout = 300);
@@ -295,6 +296,48 @@ static int iceberg_records(const char *path, char ids[][32], int *labels, int ma
     return n;
 }
 
+/* Test images laid out the Keras ways: a folder holding the images themselves, and one
+ * subfolder of unlabelled images (flow_from_directory's class_mode=None). Each row keeps its
+ * file name, the columns are the model's classes, and the probabilities are those of the same
+ * images read from the class folders; evaluate refuses data without the model's labels. */
+Test(train_cli, predicts_on_unlabelled_folders) {
+    TC_MUST(NULL, FOLDER_RUN, D, D, D);
+    TC_MUST(NULL, "predict --model %s/m/final.h5 --data %s/d/train --out %s/p.csv --device cpu",
+            D, D, D);
+    tc_csv *ref = tc_csv_read(tc_path("p.csv"));
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/flat' '%s/one/unknown' && cp '%s'/d/train/normal/*.png "
+             "'%s/flat/' && cp '%s'/d/train/normal/*.png '%s/one/unknown/'", D, D, D, D, D, D);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    static const char *const where[2] = {"flat", "one"}, *const prefix[2] = {"", "unknown/"};
+    for (int w = 0; w < 2; w++) {
+        TC_EXPECT(NULL, 0, "wrote 6 predictions", "predict --model %s/m/final.h5 --data %s/%s "
+                  "--out %s/u.csv --device cpu", D, D, where[w], D);
+        tc_csv *u = tc_csv_read(tc_path("u.csv"));
+        cr_assert_eq(u->rows, 6);
+        cr_expect_str_eq(u->names[1], "dementia");
+        cr_expect_str_eq(u->names[2], "normal");
+        for (int i = 0; i < u->rows; i++) {
+            char want[128], labelled[128];
+            snprintf(want, sizeof want, "%sslice_%04d.png", prefix[w], i);
+            snprintf(labelled, sizeof labelled, "normal/slice_%04d.png", i);
+            cr_expect_str_eq(u->first[i], want);
+            int r = 0;
+            while (r < ref->rows && strcmp(ref->first[r], labelled) != 0) r++;
+            cr_assert_lt(r, ref->rows, "%s is not among the labelled rows", labelled);
+            /* The same model on the same pixels: the same batch composition is not promised,
+             * so the tolerance allows float32 reassociation across batch sizes (1e-5). */
+            for (int j = 1; j < u->cols; j++)
+                cr_expect(fabs(u->v[i][j] - ref->v[r][j]) < 1e-5, "%s: %g, labelled %g", want,
+                          u->v[i][j], ref->v[r][j]);
+        }
+        free(u);
+        TC_EXPECT(NULL, 2, "cannot evaluate", "evaluate --model %s/m/final.h5 --data %s/%s "
+                  "--device cpu", D, D, where[w]);
+    }
+    free(ref);
+}
+
 Test(train_cli, iceberg_two_inputs) {
     /* The seed notebook's model: image + incidence angle, 25% held out. */
     TC_MUST(NULL, "train --data %s/d/iceberg_train.json --head iceberg --validation-split 0.25 "
@@ -572,4 +615,92 @@ Test(train_cli, result_names_the_best_epoch) {
     cr_expect_eq(res.epochs_run, 4);
     cr_expect_float_eq(res.best_value, log->v[best][col], 1e-12);
     free(log);
+}
+
+/* Runs `cutune ARGS` with stdout and stderr on a pseudo-terminal, as in an interactive shell,
+ * collecting what the terminal receives (its \n arrive as \r\n) into out. Returns the exit
+ * code. */
+static int run_on_terminal(const char *args, char *out, size_t cap) {
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    cr_assert(master >= 0 && grantpt(master) == 0 && unlockpt(master) == 0, "no pty: %s",
+              strerror(errno));
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "exec env -u CUTUNE_STOP_AFTER_STEPS '%s' %s",
+             getenv("CUTUNE_CLI"), args);
+    const char *slave_name = ptsname(master);
+    cr_assert_not_null(slave_name);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        setsid();
+        int slave = open(slave_name, O_RDWR);
+        if (slave < 0) _exit(126);
+        dup2(slave, 1);
+        dup2(slave, 2);
+        close(slave);
+        close(master);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    size_t n = 0;
+    for (;;) {
+        ssize_t got = read(master, out + n, cap - 1 - n);
+        if (got > 0 && (n += (size_t)got) < cap - 1) continue;
+        if (got < 0 && errno == EINTR) continue;
+        break; /* EIO: every holder of the terminal has closed it */
+    }
+    out[n] = '\0';
+    close(master);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* How many times `needle` occurs in `hay`. */
+static int occurrences(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) n++;
+    return n;
+}
+
+/* --verbose 1 as Keras 2 prints it: each epoch ends with one bar line that carries the
+ * validation metrics, in a log file as on a terminal. 12 images in batches of 4: 3 steps. */
+Test(train_cli, verbose_1_ends_each_epoch_with_one_line_holding_val_metrics) {
+#define VERBOSE_RUN                                                                            \
+    "train --data %s/d/train --val %s/d/val " TC_SMALL " --strategy head --epochs 2 "         \
+    "--verbose 1 --out %s/%s"
+    /* Not a terminal (a pipe): the final line of each epoch, once. */
+    TC_MUST(NULL, VERBOSE_RUN, D, D, D, "piped");
+    cr_expect_eq(occurrences(tc_out, "3/3 [==============================]"), 2, "%s", tc_out);
+    for (const char *p = tc_out; (p = strstr(p, "3/3 [")) != NULL; p++) {
+        const size_t len = strcspn(p, "\n");
+        char line[512];
+        snprintf(line, sizeof line, "%.*s", (int)(len < 511 ? len : 511), p);
+        cr_expect(strstr(line, " - loss: ") && strstr(line, " - acc: ") &&
+                      strstr(line, " - val_loss: ") && strstr(line, " - val_acc: "),
+                  "the epoch's line lacks a metric: %s", line);
+    }
+    cr_expect(strstr(tc_out, "\n - ") == NULL, "a --verbose 2 line as well:\n%s", tc_out);
+    cr_expect(strstr(tc_out, "\n  val_loss") == NULL, "validation on a line of its own:\n%s",
+              tc_out);
+
+    /* A terminal: the bar redrawn in place, its last drawing carrying the val_ metrics. */
+    static char term[1 << 16];
+    char args[2048];
+    snprintf(args, sizeof args, VERBOSE_RUN, D, D, D, "tty");
+    int rc = run_on_terminal(args, term, sizeof term);
+    cr_assert_eq(rc, 0, "exit %d:\n%s", rc, term);
+    cr_expect(strstr(term, "\r1/3 [") != NULL, "no redrawn bar:\n%s", term);
+    int finals = 0;
+    for (const char *p = term; (p = strstr(p, "\r3/3 [")) != NULL; p++, finals++) {
+        const size_t len = strcspn(p + 1, "\r\n");
+        char line[512];
+        snprintf(line, sizeof line, "%.*s", (int)(len < 511 ? len : 511), p + 1);
+        cr_expect(strstr(line, " - val_loss: ") && strstr(line, " - val_acc: "),
+                  "the epoch's final bar lacks the validation metrics: %s", line);
+    }
+    cr_expect_eq(finals, 2, "%s", term);
+    cr_expect(strstr(term, "\n  val_loss") == NULL, "validation on a line of its own:\n%s",
+              term);
+#undef VERBOSE_RUN
 }

@@ -14,6 +14,7 @@
 #include "model/optim.h"
 #include "train/run.h"
 #include "train/callbacks.h"
+#include "data/data.h"
 #include "util.h"
 
 static tu_golden ref;
@@ -97,13 +98,32 @@ Test(train_parts, categorical_metrics_match_sklearn) {
     const double *conf = get("cat/confusion", 9), *prec = get("cat/precision", 3),
                  *rec = get("cat/recall", 3);
     for (int i = 0; i < 9; i++) cr_expect_eq(m.confusion[i], (long)conf[i], "confusion[%d]", i);
+    /* The fixture marks 0/0 with NaN (zero_division=np.nan); scikit-learn's default,
+     * zero_division="warn", reports 0.0 there and warns, and so does cutune. */
+    int undefined = -1;
     for (int c = 0; c < 3; c++) {
-        if (isnan(prec[c]))
-            cr_expect(isnan(m.precision[c]), "precision[%d] should be undefined", c);
-        else
+        if (isnan(prec[c])) {
+            cr_expect_eq(m.precision[c], 0.0, "precision[%d] of a never-predicted class", c);
+            undefined = c;
+        } else {
             expect_close(m.precision[c], prec[c], "precision");
+        }
         expect_close(m.recall[c], rec[c], "recall");
     }
+    cr_assert_eq(undefined, 2, "the fixture's class 2 is never predicted");
+    /* The report says so, in scikit-learn's words, naming the class; no nan anywhere. */
+    char report[8192] = "";
+    FILE *f = tmpfile();
+    cr_assert_not_null(f);
+    const char *const names[3] = {"cats", "dogs", "birds"};
+    ct_metrics_print(f, &m, names);
+    rewind(f);
+    report[fread(report, 1, sizeof report - 1, f)] = '\0';
+    fclose(f);
+    cr_expect(strstr(report, "Precision is ill-defined and being set to 0.0 in labels with no "
+                             "predicted samples: birds") != NULL, "%s", report);
+    cr_expect(strstr(report, "Recall is ill-defined") == NULL, "%s", report);
+    cr_expect(strstr(report, "nan") == NULL, "%s", report);
     ct_metrics_free(&m);
     free(p);
     free(y);
@@ -265,17 +285,104 @@ Test(train_parts, curves_png_is_written_atomically) {
     close(fd);
     double loss[] = {0.9, 0.6, 0.4}, vloss[] = {1.0, 0.7, NAN};
     double acc[] = {0.5, 0.7, 0.8}, vacc[] = {0.45, 0.65, 0.75};
-    cr_assert_eq(ct_curves_write(path, loss, vloss, acc, vacc, 3), CT_OK);
+    cr_assert_eq(ct_curves_write(path, loss, vloss, acc, vacc, 3, 1, "val_loss"), CT_OK);
     FILE *f = fopen(path, "rb");
     unsigned char sig[8];
     cr_assert_eq(fread(sig, 1, 8, f), 8);
     fclose(f);
     cr_assert_eq(memcmp(sig, "\x89PNG\r\n\x1a\n", 8), 0, "not a PNG file");
-    cr_assert_eq(ct_curves_write(path, loss, vloss, acc, vacc, 0), CT_EINVAL);
-    cr_assert_eq(ct_curves_write("/nonexistent-dir/curves.png", loss, vloss, acc, vacc, 3),
-                 CT_EIO);
+    cr_assert_eq(ct_curves_write(path, loss, vloss, acc, vacc, 0, -1, NULL), CT_EINVAL);
+    cr_assert_eq(ct_curves_write("/nonexistent-dir/curves.png", loss, vloss, acc, vacc, 3, -1,
+                                 NULL), CT_EIO);
     cr_assert(strstr(ct_last_error(), "/nonexistent-dir/curves.png") != NULL);
     remove(path);
+}
+
+/* The green (44, 160, 44) pixels of curves.png in column x, and in the whole image. */
+static void count_best_pixels(const char *path, int x, int *in_column, int *anywhere) {
+    ct_image_options o;
+    ct_image_options_defaults(&o);
+    o.target_h = o.target_w = 0; /* the decoded 800x600, not Keras's 256x256 default */
+    ct_image img;
+    cr_assert_eq(ct_image_load(path, &o, &img), CT_OK, "%s", ct_last_error());
+    *in_column = *anywhere = 0;
+    for (int y = 0; y < img.h; y++)
+        for (int i = 0; i < img.w; i++) {
+            const uint8_t *p = img.data + ((size_t)y * img.w + i) * 3;
+            const bool best = p[0] == 44 && p[1] == 160 && p[2] == 44;
+            *anywhere += best;
+            *in_column += best && i == x;
+        }
+    ct_image_free(&img);
+}
+
+Test(train_parts, curves_png_marks_the_best_epoch) {
+    char path[] = "/tmp/cutune-curves-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    double loss[] = {0.9, 0.6, 0.4}, vloss[] = {1.0, 0.7, 0.8};
+    double acc[] = {0.5, 0.7, 0.8}, vacc[] = {0.45, 0.65, 0.6};
+    /* Epoch 2 of 3 (index 1) is drawn halfway across the 800-pixel image's plot area, which
+     * runs from x = 90 to x = 780 (curves.c's LEFT and W - RIGHT). */
+    const int x_best = 90 + (780 - 90) * 1 / 2;
+    cr_assert_eq(ct_curves_write(path, loss, vloss, acc, vacc, 3, 1, "val_loss"), CT_OK);
+    int column = 0, anywhere = 0;
+    count_best_pixels(path, x_best, &column, &anywhere);
+    cr_expect(column > 100, "%d best-epoch pixels in column %d: the dashed line is missing",
+              column, x_best);
+    cr_assert_eq(ct_curves_write(path, loss, vloss, acc, vacc, 3, -1, NULL), CT_OK);
+    count_best_pixels(path, x_best, &column, &anywhere);
+    cr_expect_eq(anywhere, 0, "no best epoch, yet %d best-epoch pixels", anywhere);
+    remove(path);
+}
+
+Test(train_parts, axis_ticks_are_nice_numbers) {
+    double t[16], step = 0;
+    int dec = -1;
+    /* A loss from 0.213 to 0.927 with at most 6 ticks: steps of 0.2 from 0.2 to 1.0. */
+    int n = ct_axis_ticks(0.213, 0.927, 6, t, 16, &step, &dec);
+    cr_assert_eq(n, 5);
+    cr_expect_float_eq(step, 0.2, 1e-12);
+    cr_expect_eq(dec, 1);
+    const double want[] = {0.2, 0.4, 0.6, 0.8, 1.0};
+    for (int i = 0; i < n; i++) cr_expect_float_eq(t[i], want[i], 1e-12, "tick %d: %g", i, t[i]);
+    /* Bounds on a multiple of the step get no extra tick (0.3 / 0.1 is 2.9999999999999996). */
+    n = ct_axis_ticks(0.3, 0.7, 6, t, 16, &step, &dec);
+    cr_assert_eq(n, 5, "%d ticks from %g", n, t[0]);
+    cr_expect_float_eq(t[0], 0.3, 1e-12);
+    cr_expect_float_eq(t[4], 0.7, 1e-12);
+    cr_expect_eq(dec, 1);
+    /* Every step is 1, 2 or 5 times a power of ten, the ticks bound the range, the count never
+     * exceeds the limit, and the tick values are whole multiples of the step. */
+    const double ranges[][2] = {{0.0, 1.0},   {0.68, 0.71},  {1.0, 30.0}, {-3.2, 0.1},
+                                {2e-5, 9e-5}, {0.5, 0.5},    {1.0, 2.0},  {0.0, 12345.0},
+                                {0.45, 0.75}, {0.693, 0.6932}};
+    for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
+        const double lo = ranges[r][0], hi = ranges[r][1];
+        for (int max = 3; max <= 10; max++) {
+            n = ct_axis_ticks(lo, hi, max, t, 16, &step, &dec);
+            cr_assert(n >= 2 && n <= max, "[%g, %g] max %d: %d ticks", lo, hi, max, n);
+            cr_expect(t[0] <= lo && t[n - 1] >= hi, "[%g, %g]: ticks %g..%g", lo, hi, t[0],
+                      t[n - 1]);
+            const double mant = step / pow(10.0, floor(log10(step) + 1e-9));
+            cr_expect(fabs(mant - 1) < 1e-9 || fabs(mant - 2) < 1e-9 || fabs(mant - 5) < 1e-9,
+                      "[%g, %g]: step %g", lo, hi, step);
+            for (int i = 0; i < n; i++) {
+                const double k = t[i] / step;
+                cr_expect(fabs(k - round(k)) < 1e-6, "tick %g is not a multiple of %g", t[i],
+                          step);
+                /* Printed with `dec` decimals, a tick reads back as itself. */
+                char buf[64];
+                snprintf(buf, sizeof buf, "%.*f", dec, t[i]);
+                cr_expect(fabs(atof(buf) - t[i]) < step * 1e-6, "%s for %g", buf, t[i]);
+            }
+        }
+    }
+    /* The epoch axis of a 30-epoch run: steps of 5. */
+    n = ct_axis_ticks(1.0, 30.0, 8, t, 16, &step, &dec);
+    cr_expect_float_eq(step, 5.0, 1e-12);
+    cr_expect_eq(dec, 0);
 }
 
 /* The out-of-device-memory message's arithmetic: the memory plan is exactly linear in the batch

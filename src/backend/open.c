@@ -1,10 +1,12 @@
 /* Opening a backend by name: "cpu", "cuda", or "auto" (CUDA when a usable device is there, else
  * the CPU, saying why), with the precision and determinism asked for; and the lifetime calls
- * common to every backend. The backends themselves live in cpu/ and cuda/; this folder is the
- * one place that knows both. */
+ * common to every backend, and the one place a backend's note is said. The backends themselves
+ * live in cpu/ and cuda/; this folder is the one place that knows both. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,23 @@ ct_status ct_backend_open(ct_backend *be, const char *name, const char *precisio
     ct_backend_options_defaults(&o);
     o.precision = precision;
     return ct_backend_open_with(be, name, &o, note, note_len);
+}
+
+void ct_backend_say_note(const char *who, const char *note) {
+    /* The notes said so far, by hash: a process opens backends a handful of times, with one or
+     * two distinct notes, so a small table is plenty; past it every note is said again. */
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static uint64_t said[16];
+    static int n_said;
+    if (note == NULL || note[0] == '\0') return;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *p = note; *p != '\0'; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    bool fresh = true;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < n_said && fresh; i++) fresh = said[i] != h;
+    if (fresh && n_said < 16) said[n_said++] = h;
+    pthread_mutex_unlock(&lock);
+    if (fresh) fprintf(stderr, "%s: %s\n", who, note);
 }
 
 const char *ct_backend_precision(const ct_backend *be) {

@@ -276,6 +276,12 @@ ct_status ct_backend_open_with(ct_backend *be, const char *name, const ct_backen
 /* The arithmetic the backend uses for convolutions and GEMMs: "fp32", "tf32" or "bf16". */
 const char *ct_backend_precision(const ct_backend *be);
 
+/* Writes a backend's note (ct_backend_open's `note`: why "auto" runs on the CPU, ...) to
+ * stderr as "<who>: <note>", once per process for the same note: `train --folds 5 --test`
+ * opens a backend for every fold and for the test predictions, and one sentence said six
+ * times reads as six problems. Empty or NULL notes are not written. Thread-safe. */
+void ct_backend_say_note(const char *who, const char *note);
+
 /* The device a CUDA backend runs on (no other device is touched). CT_EINVAL when `be` is not a
  * CUDA backend; CT_ENODEV without CUDA support. */
 ct_status ct_cuda_backend_device(const ct_backend *be, ct_device_info *info);

@@ -376,6 +376,7 @@ ct_status ct_advise_dataset(const ct_dataset *ds, const ct_advise_config *c, ct_
         bool missing = false;
         ct_status s = probe(ds, c, weights, a, &missing);
         if (s != CT_OK && missing) {
+            a->weights_missing = true;
             snprintf(a->weights_note, sizeof a->weights_note,
                      "without ImageNet weights: they are not installed (%s)." RANDOM_FEATURES,
                      ct_last_error());

@@ -192,7 +192,11 @@ static void choose_cell(ct_advice *a, const ct_backbone *bb) {
     a->freeze_to = cell->cut >= 0 ? bb->cut[cell->cut] : "";
     a->epochs = a->large ? 20 : 30;
     a->patience = a->large ? 3 : 5;
-    a->horizontal_flip = true;
+    /* Flips only where the data's kind says a mirrored image keeps its label: radar images seen
+     * from above (iceberg JSON). For class folders nothing here can tell whether left-right
+     * orientation carries the label (text, digits, signs, the side of a lesion in a scan), so
+     * the command leaves flips out and the reasoning says when to add them. */
+    a->horizontal_flip = a->iceberg;
     a->vertical_flip = a->iceberg;
     a->zoom_range = a->large ? 0.0f : 0.2f;
     a->rotation_range = a->large ? 0.0f : 10.0f;
@@ -229,6 +233,19 @@ static const char *why_of_cell(const ct_advice *a) {
     }
 }
 
+/* Why the flips are in the command, or why not. */
+static const char *flips_words(const ct_advice *a) {
+    return a->iceberg
+               ? "Flips, horizontal and vertical: these are radar images seen from above, where "
+                 "a mirrored ship is still a ship and an iceberg still an iceberg; check that "
+                 "nothing in your labels depends on the image's orientation."
+               : "No flips: nothing measured here can tell whether a mirrored image keeps its "
+                 "class (text, digits, arrows and signs do not; the side of a finding in a "
+                 "scan may be the label). If mirroring cannot change the label, add "
+                 "--horizontal-flip (and --vertical-flip for views without an up, such as "
+                 "microscopy or satellite images).";
+}
+
 static void explain_cell(ct_advice *a) {
     appendf(a->reasoning, sizeof a->reasoning, "Recommendation: %s. %s data, %s: %s\n",
             a->summary, a->large ? "Large" : "Small",
@@ -237,16 +254,52 @@ static void explain_cell(ct_advice *a) {
             why_of_cell(a));
     if (!a->large)
         appendf(a->reasoning, sizeof a->reasoning,
-                "Augmentation, as the seed notebook does for small data: flips (%s), zoom 0.2 "
-                "and rotation 10 degrees. Early stopping (patience 5) on a stratified 20%% "
-                "validation split keeps the best epoch; with this little data `--folds 5` "
-                "(and `--test` to average the folds' predictions) gives a steadier estimate.\n",
-                a->iceberg ? "horizontal and vertical: radar images have no up" : "horizontal");
+                "Augmentation, as the seed notebook does for small data: zoom 0.2 and rotation "
+                "10 degrees. %s Early stopping (patience 5) on a stratified 20%% validation "
+                "split keeps the best epoch; with this little data `--folds 5` (and `--test` "
+                "to average the folds' predictions) gives a steadier estimate.\n",
+                flips_words(a));
     else
         appendf(a->reasoning, sizeof a->reasoning,
-                "Augmentation: %s only; with this much data heavier transforms mostly cost "
-                "time. Early stopping (patience 3) on a stratified 20%% validation split.\n",
-                a->iceberg ? "horizontal and vertical flips" : "horizontal flips");
+                "Augmentation: with this much data heavier transforms mostly cost time. %s "
+                "Early stopping (patience 3) on a stratified 20%% validation split.\n",
+                flips_words(a));
+}
+
+/* The --input-size of the command: the one asked for, else the probe's when it differs from
+ * train's default (224 for folders; in-memory images keep their own size, as the probe did),
+ * so the run trains at the size that was measured. 0: none. */
+static int command_input_size(const ct_advice *a, const ct_advise_config *c) {
+    if (c != NULL && c->train_input_size > 0) return c->train_input_size;
+    if (a->probed && !a->iceberg && a->input_size > 0 && a->input_size != 224)
+        return a->input_size;
+    return 0;
+}
+
+/* Whether the command trains without pretrained weights: asked for, or not installed. */
+static bool command_without_weights(const ct_advice *a, const ct_advise_config *c) {
+    return a->weights_missing || (c != NULL && c->weights != NULL &&
+                                  strcmp(c->weights, "none") == 0);
+}
+
+/* What the command carries that the table does not: the weights and the input size. */
+static void explain_command(ct_advice *a, const ct_advise_config *c) {
+    if (a->weights_missing)
+        appendf(a->reasoning, sizeof a->reasoning,
+                "The ImageNet weights are not installed, so the command below trains from a "
+                "random start (--weights none) and runs as printed; that is not transfer "
+                "learning, and it needs far more data. Fetch the weights first (sh "
+                "weights/fetch.sh in the cutune checkout, see weights/README.md; `cutune train "
+                "--weights imagenet` also downloads them on first use unless CUTUNE_OFFLINE=1), "
+                "then run `cutune advise` again and drop --weights none.\n");
+    const int size = command_input_size(a, c);
+    if (size > 0 && (c == NULL || c->train_input_size <= 0))
+        appendf(a->reasoning, sizeof a->reasoning,
+                "The probe ran at %dx%d (advise's default on the CPU, to keep it quick), so "
+                "the command trains at that size, the one measured. Train's default, 224x224, "
+                "is about 4 times slower per image and often more accurate: to use it, drop "
+                "--input-size %d (or give `cutune advise --input-size 224` to measure it).\n",
+                size, size, size);
 }
 
 /* The `cutune train` line that applies the advice. */
@@ -258,13 +311,14 @@ static void write_command(ct_advice *a, const ct_advise_config *c, const ct_back
     appendf(cmd, cap, " --out");
     append_word(cmd, cap, c != NULL && c->out_dir != NULL ? c->out_dir : "runs/advised");
     if (strcmp(bb->name, CT_BACKBONE_DEFAULT) != 0) appendf(cmd, cap, " --backbone %s", bb->name);
-    if (c != NULL && c->weights != NULL && strcmp(c->weights, "imagenet") != 0 &&
-        strcmp(c->weights, "none") != 0) {
+    if (command_without_weights(a, c)) {
+        appendf(cmd, cap, " --weights none");
+    } else if (c != NULL && c->weights != NULL && strcmp(c->weights, "imagenet") != 0) {
         appendf(cmd, cap, " --weights");
         append_word(cmd, cap, c->weights);
     }
-    if (c != NULL && c->train_input_size > 0)
-        appendf(cmd, cap, " --input-size %d", c->train_input_size);
+    const int size = command_input_size(a, c);
+    if (size > 0) appendf(cmd, cap, " --input-size %d", size);
     if (a->freeze_to[0] != '\0') appendf(cmd, cap, " --freeze-to %s", a->freeze_to);
     if (a->warmup_epochs > 0) appendf(cmd, cap, " --warmup-epochs %d", a->warmup_epochs);
     if (a->optimizer == CT_OPT_ADAM)
@@ -292,6 +346,7 @@ void ct_advise_decide(ct_advice *a, const ct_advise_config *c) {
     decide_similarity(a);
     choose_cell(a, bb);
     explain_cell(a);
+    explain_command(a, c);
     write_command(a, c, bb);
 }
 

@@ -1,5 +1,11 @@
 /* Evaluation metrics from predicted probabilities: accuracy, cross-entropy, binary ROC AUC, the
- * confusion matrix and per-class precision and recall. */
+ * confusion matrix and per-class precision and recall.
+ *
+ * Precision of a class nothing was predicted as (and recall of a class absent from the labels)
+ * is 0/0. scikit-learn's precision_recall_fscore_support and classification_report, with their
+ * default zero_division="warn", set it to 0.0 and warn; so does this file: the value is 0 and
+ * the printed report says which classes it concerns, so a table or a CSV built from the
+ * numbers never holds nan. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,8 +112,8 @@ ct_status ct_metrics_compute(ct_metrics *m, const float *probs, const float *lab
             col += m->confusion[j * k + c];
             row += m->confusion[c * k + j];
         }
-        m->precision[c] = col > 0 ? (double)tp / col : NAN;
-        m->recall[c] = row > 0 ? (double)tp / row : NAN;
+        m->precision[c] = col > 0 ? (double)tp / col : 0.0;
+        m->recall[c] = row > 0 ? (double)tp / row : 0.0;
     }
     return CT_OK;
 }
@@ -122,6 +128,26 @@ void ct_metrics_free(ct_metrics *m) {
     m->class_names = NULL;
     m->confusion = NULL;
     m->precision = m->recall = NULL;
+}
+
+/* scikit-learn's UndefinedMetricWarning, in its words: which classes had no predicted samples
+ * (precision) or no true samples (recall), set to 0.0. `column`: count a column of the
+ * confusion matrix (predicted) rather than a row (true). */
+static void print_ill_defined(FILE *f, const ct_metrics *m, const char *const *class_names,
+                              bool column, const char *what, const char *which) {
+    int count = 0;
+    for (int c = 0; c < m->k; c++) {
+        long sum = 0;
+        for (int j = 0; j < m->k; j++)
+            sum += column ? m->confusion[j * m->k + c] : m->confusion[c * m->k + j];
+        if (sum > 0) continue;
+        if (count++ == 0)
+            fprintf(f, "note: %s is ill-defined and being set to 0.0 in labels with no %s "
+                    "samples:", what, which);
+        if (class_names != NULL) fprintf(f, " %s", class_names[c]);
+        else fprintf(f, " class %d", c);
+    }
+    if (count > 0) fprintf(f, " (as scikit-learn's zero_division default)\n");
 }
 
 void ct_metrics_print(FILE *f, const ct_metrics *m, const char *const *class_names) {
@@ -145,4 +171,6 @@ void ct_metrics_print(FILE *f, const ct_metrics *m, const char *const *class_nam
         fprintf(f, "%-16.16s %10.4f %10.4f\n", class_names != NULL ? class_names[c] : fallback,
                 m->precision[c], m->recall[c]);
     }
+    print_ill_defined(f, m, class_names, true, "Precision", "predicted");
+    print_ill_defined(f, m, class_names, false, "Recall", "true");
 }
