@@ -94,10 +94,11 @@ Test(backbones_cli, train_resume_predict_inspect_export_advise) {
     cr_assert_not_null(cfg);
     cr_expect(strstr(cfg, "\nbackbone = vgg19\n") != NULL, "%s", cfg);
     free(cfg);
-    /* Resumed without --backbone: the run's record names what differs. */
+    /* Resumed with another backbone: the run's record names what differs. */
     TC_EXPECT(NULL, 2, "it has 'backbone = vgg19', now '(not set)'",
               "train --data %s/d/train --val %s/d/val --out %s/run19 " TC_SMALL
-              " --head mri --strategy top --epochs 2 --verbose 2 --resume", D, D, D);
+              " --head mri --strategy top --epochs 2 --verbose 2 --resume --backbone vgg16", D,
+              D, D);
     TC_MUST(NULL, VGG19_RUN " --resume", D, D, D);
     TC_MUST(NULL, "train --data %s/d/train --val %s/d/val --out %s/once " TC_SMALL
             " --backbone vgg19 --head mri --strategy top --epochs 2 --verbose 2", D, D, D);

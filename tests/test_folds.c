@@ -117,7 +117,19 @@ Test(folds, iceberg_three_folds_average_the_predictions) {
     for (int r = 0; r < 3; r++) {
         n_val += s.v[r][1];
         cr_expect_eq(s.v[r][0] + s.v[r][1], 18.0);
-        cr_expect(s.v[r][3] >= 1 && s.v[r][3] <= 2, "best epoch %g", s.v[r][3]);
+        /* best_epoch counts from 0 as the fold's log.csv does (Keras's CSVLogger): it is the
+         * epoch of the log's lowest val_loss, and that row's val_loss is the fold's. */
+        table log;
+        snprintf(path, sizeof path, "%s/fold_%d/log.csv", run, r + 1);
+        read_table(path, &log);
+        cr_expect_str_eq(log.header, "epoch,acc,loss,lr,val_acc,val_loss");
+        int best = 0;
+        for (int e = 1; e < log.rows; e++)
+            if (log.v[e][4] < log.v[best][4]) best = e;
+        cr_expect_str_eq(log.name[0], "0", "log.csv counts epochs from 0");
+        cr_expect_eq(s.v[r][3], atof(log.name[best]), "fold %d: best_epoch %g, log.csv's %s",
+                     r + 1, s.v[r][3], log.name[best]);
+        cr_expect_float_eq(s.v[r][4], log.v[best][4], 1e-12);
         mean_loss += s.v[r][4] / 3;
         cr_expect(s.v[r][5] >= 0.0 && s.v[r][5] <= 1.0, "val_acc %g", s.v[r][5]);
     }
@@ -161,6 +173,13 @@ Test(folds, iceberg_three_folds_average_the_predictions) {
              "train --data %s/d/iceberg_train.json --folds 3 --test %s/d/iceberg_test.json "
              "--out %s %s --resume", dir, dir, run, common);
     TU_EXPECT_CLI(args, 0, "fold 3/3: finished earlier");
+    /* From the folder alone: the folds and the data come from the folds' records. A fold's
+     * folder is not a run of its own. */
+    snprintf(args, sizeof args, "train --out %s --resume --verbose 1", run);
+    TU_EXPECT_CLI(args, 0, "fold 3/3: finished earlier");
+    snprintf(args, sizeof args, "train --out %s/fold_2 --resume", run);
+    TU_EXPECT_CLI(args, 2, "fold_2 is fold 2 of a k-fold run: continue the whole run with --out "
+                  "set to the folder that holds fold_1/ to fold_3/");
     table again;
     snprintf(path, sizeof path, "%s/predictions.csv", run);
     read_table(path, &again);
@@ -206,10 +225,17 @@ Test(folds, interrupted_run_resumes_to_the_same_result) {
 Test(folds, class_folders_and_a_test_folder) {
     char args[2048], run[128];
     snprintf(run, sizeof run, "%s/mri", dir);
+    /* --device auto (after common's cpu: the last flag wins) where no GPU is usable says why
+     * it runs on the CPU once, not once per fold and again for the test predictions. */
     snprintf(args, sizeof args,
              "train --data %s/d/train --folds 3 --test %s/d/val --input-size 32 "
-             "--head gap,dense:2:softmax --out %s %s", dir, dir, run, common);
+             "--head gap,dense:2:softmax --out %s %s --device auto", dir, dir, run, common);
     TU_EXPECT_CLI(args, 0, "3-fold cross-validation");
+    int notes = 0;
+    for (const char *p = tu_out; (p = strstr(p, "using the CPU backend")) != NULL; p++) notes++;
+    cr_expect(notes <= 1, "the backend's note said %d times:\n%s", notes, tu_out);
+    if (strstr(tu_out, "device: cpu") != NULL)
+        cr_expect_eq(notes, 1, "auto ran on the CPU without saying why:\n%s", tu_out);
     cr_expect(strstr(tu_out, "fold 3/3: training on 12 samples, validating on 6") != NULL, "%s",
               tu_out);
     char path[512];

@@ -116,3 +116,45 @@ Test(run_folder, temporary_files_of_dead_writers_are_removed) {
     cr_expect(!tc_exists(tc_path("%s", dead[1])), "%s was kept", dead[1]);
     cr_expect(tc_exists(tc_path("%s", mine)), "a live writer's file was removed");
 }
+
+static ino_t inode(const char *path) {
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "%s: %s", path, strerror(errno));
+    return st.st_ino;
+}
+
+/* One copy of what two names share: final.h5 is best.h5's second name exactly when the last
+ * epoch was the best; --keep-checkpoints K keeps checkpoint-<epoch>.h5 for the last K epochs
+ * (checkpoint.h5 the latest of them); --save-best-only --keep-checkpoints 0 leaves best.h5 as the
+ * only model file, and the folder still holds a finished run. */
+Test(run_folder, lean_run_folders) {
+    char flags[1024];
+    snprintf(flags, sizeof flags, "--data %s/d/train --val %s/d/val " TC_SMALL " --head mri "
+             "--strategy head --verbose 0 --epochs 3", D, D);
+    TC_MUST(NULL, "train %s --out %s --keep-checkpoints 2", flags, tc_path("k2"));
+    cr_expect(!tc_exists(tc_path("k2/checkpoint-1.h5")));
+    cr_expect(tc_exists(tc_path("k2/checkpoint-2.h5")));
+    cr_expect_eq(inode(tc_path("k2/checkpoint-3.h5")), inode(tc_path("k2/checkpoint.h5")));
+    cr_expect_neq(inode(tc_path("k2/checkpoint-2.h5")), inode(tc_path("k2/checkpoint.h5")));
+    tc_csv *log = tc_csv_read(tc_path("k2/log.csv"));
+    const int col = tc_col(log, "val_loss");
+    const bool last_best = log->v[2][col] < log->v[0][col] && log->v[2][col] < log->v[1][col];
+    free(log);
+    cr_expect_eq(inode(tc_path("k2/final.h5")) == inode(tc_path("k2/best.h5")), last_best,
+                 "final.h5 and best.h5 share a file exactly when the last epoch is the best");
+    /* Restored by EarlyStopping from best.h5: the same weights, one file. */
+    TC_MUST(NULL, "train %s --out %s --patience 0 --restore-best-weights --monitor acc",
+            flags, tc_path("es"));
+    if (strstr(tc_out, "Restoring model weights") != NULL)
+        cr_expect_eq(inode(tc_path("es/final.h5")), inode(tc_path("es/best.h5")));
+
+    TC_MUST(NULL, "train %s --out %s --save-best-only --keep-checkpoints 0", flags,
+            tc_path("lean"));
+    cr_expect(tc_exists(tc_path("lean/best.h5")));
+    cr_expect(!tc_exists(tc_path("lean/final.h5")) && !tc_exists(tc_path("lean/checkpoint.h5")));
+    TC_EXPECT(NULL, 2, "already holds a run", "train %s --out %s --save-best-only "
+              "--keep-checkpoints 0", flags, tc_path("lean"));
+    TC_EXPECT(NULL, 1, "the run finished with --keep-checkpoints 0: start a new run",
+              "train --out %s --resume --epochs 4", tc_path("lean"));
+    cr_expect(tc_exists(tc_path("lean/best.h5")), "best.h5 must survive");
+}

@@ -185,43 +185,42 @@ Test(train_errors, existing_run_and_resume_settings) {
     } changed[] = {
         {"--lr 0.02", "it has 'lr = 0.01', now 'lr = 0.02' (only --epochs may change)"},
         {"--optimizer adam", "it has 'optimizer = sgd', now 'optimizer = adam'"},
-        {"--horizontal-flip", "it has 'horizontal_flip = 0', now 'horizontal_flip = 1'"},
-        {"--patience 3", "it has 'patience = -1', now 'patience = 3'"},
+        {"--horizontal-flip", "it has 'horizontal_flip = false', now 'horizontal_flip = true'"},
+        {"--patience 3", "it has '(not set)', now 'patience = 3'"},
         {"--seed 2", "it has 'seed = 1', now 'seed = 2'"},
         {"--precision bf16", "it has '(not set)', now 'precision = bf16'"},
         {"--augment-on device", "it has '(not set)', now 'augment_on = device'"},
-        {"--preprocess none", "it has '(not set)', now 'preprocess_given = none'"},
+        {"--preprocess none", "it has 'preprocess = caffe', now 'preprocess = none'"},
     };
     for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++) {
         TC_EXPECT(NULL, 2, changed[i].text, "train %s --resume %s", f, changed[i].flag);
         expect_unchanged(&before, tc_path("run"), changed[i].flag);
     }
-    /* A setting recorded only when given, missing on the resuming side: named, not mistaken for
-     * the next line. */
+    /* A setting left out on the resuming side comes from the run's record; given otherwise,
+     * it is named. */
     {
         char f16[1024];
         snprintf(f16, sizeof f16, "--data %s/d/train --out %s/run16 " TC_SMALL " --head mri "
                  "--strategy head --epochs 1 --steps-per-epoch 1 --verbose 0", D, D);
         TC_MUST(NULL, "train %s --precision bf16 --augment-on loader", f16);
-        TC_EXPECT(NULL, 2, "it has 'precision = bf16', now '(not set)'",
-                  "train %s --resume --augment-on loader", f16);
-        /* --preprocess none on image folders, then resumed with the default (caffe). */
+        TC_MUST(NULL, "train %s --resume --augment-on loader --epochs 2", f16);
+        TC_EXPECT(NULL, 2, "it has 'precision = bf16', now 'precision = fp32'",
+                  "train %s --resume --precision fp32 --epochs 3", f16);
+        /* --preprocess none on image folders, then resumed with caffe. */
         snprintf(f16, sizeof f16, "--data %s/d/train --out %s/runpre " TC_SMALL " --head mri "
                  "--strategy head --epochs 1 --steps-per-epoch 1 --verbose 0", D, D);
         TC_MUST(NULL, "train %s --preprocess none", f16);
-        TC_EXPECT(NULL, 2, "it has 'preprocess_given = none', now '(not set)'",
-                  "train %s --resume", f16);
-        TC_EXPECT(NULL, 2, "it has 'preprocess = 0', now 'preprocess = 1'",
+        TC_EXPECT(NULL, 2, "it has 'preprocess = none', now 'preprocess = caffe'",
                   "train %s --resume --preprocess caffe", f16);
-        /* The data's own default given explicitly is not recorded apart, so such runs resume
-         * with or without the flag, as before the record existed. */
+        /* The data's own default, given or not, is recorded by name. */
         snprintf(f16, sizeof f16, "--data %s/d/train --out %s/runcaffe " TC_SMALL " --head mri "
                  "--strategy head --epochs 1 --steps-per-epoch 1 --verbose 0", D, D);
-        TC_MUST(NULL, "train %s --preprocess caffe", f16);
+        TC_MUST(NULL, "train %s", f16);
         char *cfg = tc_read(tc_path("runcaffe/config.txt"));
         cr_assert_not_null(cfg);
-        cr_expect(strstr(cfg, "preprocess_given") == NULL, "%s", cfg);
+        cr_expect(strstr(cfg, "\npreprocess = caffe\n") != NULL, "%s", cfg);
         free(cfg);
+        TC_MUST(NULL, "train %s --resume --preprocess caffe --epochs 2", f16);
     }
     /* --strategy all: the frozen layers differ. */
     snprintf(f, sizeof f, "--data %s/d/train --out %s/run " TC_SMALL " --head mri --strategy all "
@@ -348,8 +347,8 @@ Test(train_errors, config_file) {
     cr_assert_not_null(settings);
     cr_expect(strstr(settings, "\nbatch_size = 4\n") != NULL, "%s", settings);
     cr_expect(strstr(settings, "\nlr = 0.25\n") != NULL, "%s", settings);
-    cr_expect(strstr(settings, "\nvertical_flip = 0\n") != NULL, "%s", settings);
-    cr_expect(strstr(settings, "\nhorizontal_flip = 1\n") != NULL, "%s", settings);
+    cr_expect(strstr(settings, "\nvertical_flip = false\n") != NULL, "%s", settings);
+    cr_expect(strstr(settings, "\nhorizontal_flip = true\n") != NULL, "%s", settings);
     cr_expect(strstr(settings, "\nhead = mri\n") != NULL, "%s", settings);
     free(settings);
     tc_csv *log = tc_csv_read(tc_path("run/log.csv"));
@@ -384,6 +383,9 @@ Test(train_errors, corrupt_image_fails_cleanly_and_the_run_can_start_again) {
     snprintf(bad, sizeof bad, "%s", tc_path("d/train/normal/zz_broken.png"));
     tc_write(bad, "\x89PNG\r\n\x1a\n this is not the rest of a PNG file");
     TC_EXPECT(NULL, 1, "zz_broken.png", "train " CORRUPT_FLAGS, D, D, "run");
+    /* The message names the way on: the flag that skips such files. */
+    cr_expect(strstr(tc_out, "add --skip-bad to skip the images that cannot be read") != NULL,
+              "the message does not name --skip-bad:\n%s", tc_out);
     cr_expect(!tc_exists(tc_path("run")), "the failed run left %s behind", tc_path("run"));
 
     /* An --out folder that existed before stays (it was not the run's to remove), emptied of

@@ -76,6 +76,8 @@ static void expect_same_run(const char *a, const char *b) {
     " --strategy head --optimizer adam --lr 0.01 --reduce-lr-patience 0 --reduce-lr-factor 0.5 " \
     "--epochs 3 --verbose 2"
 
+static int run_and_terminate(const char *args, const char *after);
+
 Test(train_resume, cached_head) {
     char flags[1024], a[128], b[128], fa[600];
     snprintf(flags, sizeof flags, CACHED_FLAGS, D, D);
@@ -88,6 +90,29 @@ Test(train_resume, cached_head) {
     tc_csv *log = tc_csv_read(tc_path("a/log.csv"));
     cr_assert_eq(log->rows, 3);
     free(log);
+    /* The cache pass says what it computes and shows its bar (the final line, off a terminal). */
+    cr_expect(strstr(tc_out, "frozen-prefix cache: computing the frozen layers (up to ") != NULL,
+              "%s", tc_out);
+    cr_expect(strstr(tc_out, "[==============================] - ") != NULL, "%s", tc_out);
+    /* Kept on disk: the same data and frozen weights read it back, and train the same. */
+    snprintf(b, sizeof b, "%s", tc_path("from_disk"));
+    TC_MUST(NULL, "train %s --out %s", flags, b);
+    cr_expect(strstr(tc_out, "frozen-prefix cache: the frozen layers' output (up to ") != NULL &&
+              strstr(tc_out, ") read from ") != NULL, "%s", tc_out);
+    expect_same_run(a, b);
+    /* A signal while it runs (or just after) stops the run, exit 130; the same command with
+     * --resume continues it or starts it again, and the run is the uninterrupted one. */
+    char args[1200];
+    snprintf(b, sizeof b, "%s", tc_path("cache_signal"));
+    snprintf(args, sizeof args, "train %s --out %s", flags, b);
+    char *kept = getenv("CUTUNE_CACHE_DIR") ? strdup(getenv("CUTUNE_CACHE_DIR")) : NULL;
+    cr_assert_eq(setenv("CUTUNE_CACHE_DIR", "off", 1), 0); /* the pass runs again */
+    cr_expect_eq(run_and_terminate(args, "frozen-prefix cache: computing"), 130, "%s", tc_out);
+    TC_MUST(NULL, "train %s --out %s --resume", flags, b);
+    cr_assert_eq(kept != NULL ? setenv("CUTUNE_CACHE_DIR", kept, 1)
+                              : unsetenv("CUTUNE_CACHE_DIR"), 0);
+    free(kept);
+    expect_same_run(a, b);
 
     /* Stopped in the last step of epoch 1 (before its validation and log row), then again
      * after 4 more steps: mid-epoch 3 (step 7). */
@@ -286,6 +311,51 @@ Test(train_resume, augment_on_device_changes_nothing, .timeout = 600) {
 
     TC_EXPECT(NULL, 2, "--augment-on 'gpu': expected auto, device or loader",
               "train %s --augment-on gpu --out %s", flags, tc_path("bad"));
+}
+
+/* `cutune train --out RUN_DIR --resume` with nothing else continues a run from its config.txt,
+ * which records every setting by the flag's name and words (and so is a --config file too):
+ * the run ends bit-identical to one never interrupted, without the pretrained weights file it
+ * started from (the checkpoint holds every weight). A run recorded by cutune 0.2 (enums as
+ * numbers, width_shift with width_shift_kind, preprocess_given) still resumes: see
+ * train_parts' record tests. */
+Test(train_resume, from_the_folder_alone, .timeout = 600) {
+    small_data();
+    char flags[1024], start[600], whole[128], part[128], again[128], w[128];
+    snprintf(w, sizeof w, "%s", tc_path("pre/final.h5"));
+    snprintf(start, sizeof start, "--data %s/s/train --val %s/s/val --input-size 32 "
+             "--batch-size 2 --device cpu --threads 1 --head mri --strategy head --verbose 2",
+             D, D);
+    TC_MUST(NULL, "train %s --weights none --epochs 1 --out %s", start, tc_path("pre"));
+    snprintf(flags, sizeof flags, "%s --weights %s --width-shift-range 3 --fill-mode reflect "
+             "--preprocess tf --lr 0.0123456789 --patience 5 --horizontal-flip", start, w);
+    snprintf(whole, sizeof whole, "%s", tc_path("whole"));
+    snprintf(part, sizeof part, "%s", tc_path("part"));
+    snprintf(again, sizeof again, "%s", tc_path("again"));
+    TC_MUST(NULL, "train %s --epochs 2 --out %s", flags, whole);
+    TC_MUST(NULL, "train %s --epochs 1 --out %s", flags, part);
+
+    char cfg[600];
+    snprintf(cfg, sizeof cfg, "%s/config.txt", part);
+    char *text = tc_read(cfg);
+    cr_assert_not_null(text);
+    static const char *const lines[] = {"\npreprocess = tf\n", "\nfill_mode = reflect\n",
+                                        "\nwidth_shift_range = 3\n", "\nhorizontal_flip = true\n",
+                                        "\nlr = 0.012345679\n", "\nclass_mode = categorical\n",
+                                        "\npatience = 5\n"};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        cr_expect(strstr(text, lines[i]) != NULL, "no '%s' in\n%s", lines[i] + 1, text);
+    free(text);
+    /* config.txt as a --config file: the same run in another folder. */
+    TC_MUST(NULL, "train --config %s --epochs 2 --out %s", cfg, again);
+    expect_same_run(whole, again);
+
+    cr_assert_eq(remove(w), 0);
+    TC_MUST(NULL, "train --out %s --resume --epochs 2", part);
+    cr_expect(strstr(tc_out, "weights: from ") != NULL, "%s", tc_out);
+    expect_same_run(whole, part);
+    TC_EXPECT(NULL, 2, "it has 'fill_mode = reflect', now 'fill_mode = wrap'",
+              "train --out %s --resume --epochs 3 --fill-mode wrap", part);
 }
 
 /* Starts `cutune ARGS` with its output discarded; SIGKILLs it after `ms` milliseconds unless it

@@ -110,6 +110,13 @@ CT_API ct_status ct_train_config_set(ct_train_config *c, const char *name, const
  * --config files and bindings use. */
 CT_API ct_status ct_train_config_apply(ct_train_config *c, int n, const char *const *names,
                                 const char *const *values);
+/* The settings a run folder records (RUN_DIR/config.txt; for a k-fold run, its first fold's,
+ * with `folds`), applied to c: continuing a run from its folder alone, as
+ * `cutune train --out RUN_DIR --resume` does, with the caller's own settings applied after (only
+ * those that agree with the record, and --epochs, then pass --resume's check). CT_OK and nothing
+ * changed when the folder holds no record; CT_EINVAL for the folder of one fold of a k-fold run;
+ * CT_EFORMAT naming the file and line of a record that does not read. */
+CT_API ct_status ct_train_config_read_run(ct_train_config *c, const char *run_dir);
 /* The settings grouped, one `  --name ARG   help` line each, as `cutune train --help` prints. */
 CT_API void ct_train_print_help(FILE *f);
 
@@ -177,8 +184,10 @@ typedef struct ct_metrics {
     double accuracy;         /* argmax (softmax) or p >= 0.5 (sigmoid) */
     double auc;              /* binary ROC AUC with ties averaged; NAN if one class is absent */
     long *confusion;         /* (k, k): row = true class, column = predicted */
-    double *precision;       /* (k); NAN where nothing was predicted as the class */
-    double *recall;          /* (k); NAN where the class is absent */
+    double *precision;       /* (k); 0 where nothing was predicted as the class (0/0: set to
+                                0.0 as scikit-learn's zero_division default; the printed
+                                report says so) */
+    double *recall;          /* (k); 0 where the class is absent (likewise) */
     char **class_names;      /* (k) the data's class names (ct_evaluate), or NULL */
 } ct_metrics;
 
@@ -187,8 +196,8 @@ CT_API void ct_metrics_free(ct_metrics *m);
 CT_API void ct_metrics_print(FILE *f, const ct_metrics *m, const char *const *class_names);
 
 typedef struct ct_predict_config {
-    const char *model;             /* a .h5 written by cutune (best.h5, final.h5) */
-    const char *data;              /* class folders or iceberg JSON */
+    const char *model;             /* a .h5 written by cutune (best.h5, final.h5) or by Keras */
+    const char *data;              /* class folders, a folder of images, or iceberg JSON */
     const char *out;               /* predictions CSV (predict) */
     bool tta_hflip, tta_vflip;     /* average over flipped copies */
     int batch_size;
@@ -199,6 +208,16 @@ typedef struct ct_predict_config {
     bool skip_bad;
     ct_na_policy na_policy;
     float na_value;
+    /* A weights-only file (save_weights) keeps no model; these describe it (NULL / 0 for a file
+     * that carries its model: cutune's, or Keras's model.save('m.h5')): */
+    const char *head;              /* head spec or preset: 'gap,dense:3:softmax', mri, iceberg */
+    int input_size;                /* square input in pixels; 0: 224 */
+    /* Any file: */
+    const char *preprocess;        /* caffe, tf, torch, none; NULL: the file's (Keras's: caffe) */
+    const char *classes;           /* class names, comma-separated, for the output columns;
+                                      NULL: the file's (a Keras file has none: the data's) */
+    ct_png16 png16;                /* 16-bit grey PNGs: clip at 255 (Keras, default) or scale */
+    bool png16_noted;              /* the 16-bit note was printed already in this run */
 } ct_predict_config;
 
 CT_API void ct_predict_config_defaults(ct_predict_config *c);
@@ -296,6 +315,8 @@ typedef struct ct_advice {
     /* the probe */
     bool probed;                   /* false: no pretrained weights, or too little data */
     char weights_note[1024];       /* what was loaded, or why nothing was probed */
+    bool weights_missing;          /* "imagenet" was asked for but is not installed: the command
+                                      trains with --weights none, and says how to fetch them */
     int input_size;                /* of the probe */
     size_t probe_n;                /* images probed */
     int probe_folds;

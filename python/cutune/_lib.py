@@ -208,7 +208,9 @@ class PredictConfig(Structure):
                 ("tta_hflip", c_bool), ("tta_vflip", c_bool), ("batch_size", c_int),
                 ("threads", c_int), ("device", c_char_p), ("precision", c_char_p),
                 ("augment_on", c_char_p), ("skip_bad", c_bool), ("na_policy", c_int),
-                ("na_value", c_float)]
+                ("na_value", c_float), ("head", c_char_p), ("input_size", c_int),
+                ("preprocess", c_char_p), ("classes", c_char_p), ("png16", c_int),
+                ("png16_noted", c_bool)]
 
 
 class Predictions(Structure):
@@ -239,7 +241,8 @@ class Advice(Structure):
     _fields_ = [("n", c_size_t), ("k", c_int), ("counts", c_size_t * MAX_CLASSES),
                 ("class_names", (c_char * 64) * MAX_CLASSES), ("iceberg", c_bool),
                 ("per_class", c_double), ("large", c_bool), ("probed", c_bool),
-                ("weights_note", c_char * 1024), ("input_size", c_int),
+                ("weights_note", c_char * 1024), ("weights_missing", c_bool),
+                ("input_size", c_int),
                 ("probe_n", c_size_t), ("probe_folds", c_int), ("baseline", c_double),
                 ("depth", ProbeScore * ADVISE_DEPTHS), ("similarity", c_double),
                 ("similar", c_bool), ("seconds", c_double), ("strategy", c_int),
@@ -316,6 +319,7 @@ for _name, _res, _args in [
     ("ct_train_config_new", c_int, [POINTER(_P)]),
     ("ct_train_config_free", None, [_P]),
     ("ct_train_config_apply", c_int, [_P, c_int, POINTER(c_char_p), POINTER(c_char_p)]),
+    ("ct_train_config_read_run", c_int, [_P, c_char_p]),
     ("ct_train_config_set_callbacks", None, [_P, POINTER(TrainCallbacks)]),
     ("ct_train", c_int, [_P, POINTER(TrainResult)]),
     ("ct_train_folds", c_int, [_P, c_int, c_char_p, POINTER(FoldsResult)]),

@@ -91,6 +91,12 @@ def make_config(flags: Dict[str, Any]) -> c_void_p:
     settings that go together); the caller frees it."""
     config = c_void_p()
     _lib.check(lib.ct_train_config_new(byref(config)))
+    if flags.get("resume") and flags.get("out") is not None:
+        # A run continues from its folder's record; the flags given must agree with it.
+        status = lib.ct_train_config_read_run(config, _lib.text(flags["out"]))
+        if status != 0:
+            lib.ct_train_config_free(config)
+            _lib.check(status)
     given = {k.replace("_", "-"): flag_value(v) for k, v in flags.items()}
     names = (c_char_p * max(len(given), 1))(*[k.encode() for k in given])
     values = (c_char_p * max(len(given), 1))(*[_lib.text(v) for v in given.values()])

@@ -141,6 +141,20 @@ def test_callback_stops_mid_epoch_and_resume_finishes_it(data, tmp_path):
     assert read_log(run) == read_log(whole)
 
 
+def test_resume_from_the_folder_alone(data, tmp_path):
+    run = str(tmp_path / "run")
+    cutune.train(data=data["train"], out=run, epochs=1, verbose=0, horizontal_flip=True,
+                 **QUICK)
+    h = cutune.train(out=run, epochs=2, verbose=0, resume=True)
+    assert h.epoch == [1]
+    whole = str(tmp_path / "whole")
+    cutune.train(data=data["train"], out=whole, epochs=2, verbose=0, horizontal_flip=True,
+                 **QUICK)
+    assert read_log(run) == read_log(whole)
+    with pytest.raises(cutune.InvalidArgument, match="it has 'horizontal_flip = true'"):
+        cutune.train(out=run, epochs=3, verbose=0, resume=True, horizontal_flip=False)
+
+
 def test_an_exception_in_a_callback_is_raised(data, tmp_path):
     def boom(epoch, logs):
         raise RuntimeError("from the callback")

@@ -11,13 +11,16 @@
 #include "train/run.h"
 
 static void print_usage(void) {
-    printf("usage: cutune train --data DIR|train.json --out RUN_DIR [flags]\n\n");
+    printf("usage: cutune train --data DIR|train.json --out RUN_DIR [flags]\n"
+           "       cutune train --out RUN_DIR --resume [--epochs N]   (settings from config.txt)"
+           "\n\n");
     ct_train_print_help(stdout);
     printf("\nRUN_DIR gets log.csv, curves.png, best.h5, final.h5, checkpoint.h5 and config.txt.\n"
            "Ctrl-C finishes the step, writes the checkpoint and exits 130; --resume continues.\n");
 }
 
-/* The flags as given, applied to the defaults in the settings' own order. */
+/* The flags as given, applied to `c` (the defaults) in the settings' own order; with --resume,
+ * over the run's own record. */
 static bool parse_config(int argc, char **argv, ct_train_config *c) {
     const int n = ct_train_settings_count();
     cli_flag *flags = calloc((size_t)n, sizeof *flags);
@@ -30,12 +33,18 @@ static bool parse_config(int argc, char **argv, ct_train_config *c) {
     }
     ok = ok && cli_parse("train", argc, argv, flags, n);
     int given = 0;
+    const char *resume = NULL, *out = NULL;
     for (int i = 0; ok && i < n; i++)
         if (values[i] != NULL) {
+            if (strcmp(flags[i].name, "resume") == 0) resume = values[i];
+            if (strcmp(flags[i].name, "out") == 0) out = values[i];
             names[given] = flags[i].name;
             values[given++] = values[i];
         }
-    ct_train_config_defaults(c);
+    if (ok && resume != NULL && out != NULL && ct_train_config_read_run(c, out) != CT_OK) {
+        fprintf(stderr, "cutune train: %s\n", ct_last_error());
+        ok = false;
+    }
     if (ok && ct_train_config_apply(c, given, names, values) != CT_OK) {
         fprintf(stderr, "cutune train: %s\n", ct_last_error());
         ok = false;
@@ -81,22 +90,25 @@ int cmd_train(int argc, char **argv) {
     char **all_argv = NULL;
     if (!cli_config_args("train", argc, argv, check_setting, &all_argc, &all_argv))
         return CLI_EXIT_USAGE;
-    ct_train_config c;
-    if (!parse_config(all_argc, all_argv, &c)) {
+    ct_train_config *c = NULL;
+    if (ct_train_config_new(&c) != CT_OK) return cli_fail("train", CT_ENOMEM);
+    if (!parse_config(all_argc, all_argv, c)) {
+        ct_train_config_free(c);
         cli_config_free(all_argc, all_argv, argc);
         return CLI_EXIT_USAGE;
     }
     ct_train_install_signal_handlers();
     ct_status s;
-    if (c.folds > 0) {
+    if (c->folds > 0) {
         ct_folds_result *fr = malloc(sizeof *fr);
         s = fr == NULL ? ct_error(CT_ENOMEM, "cannot allocate the folds' results")
-                       : ct_train_folds(&c, c.folds, c.test, fr);
+                       : ct_train_folds(c, c->folds, c->test, fr);
         free(fr);
     } else {
         ct_train_result res;
-        s = ct_train(&c, &res);
+        s = ct_train(c, &res);
     }
+    ct_train_config_free(c);
     cli_config_free(all_argc, all_argv, argc);
     if (s == CT_EINTR) {
         fprintf(stderr, "cutune train: %s\n", ct_last_error());

@@ -17,24 +17,50 @@ static ct_status lookup(const char *what, const char *s, const char *const *name
     return ct_error(CT_EINVAL, "unknown %s '%s'", what, s);
 }
 
-ct_status ct_parse_color_mode(const char *s, ct_color_mode *out) {
-    static const char *const names[] = {"rgb", "grayscale", "rgba"};
+/* The words of each enum, in its order: parsed from flags, written into a run's config.txt. */
+static const char *const color_mode_names[] = {"rgb", "grayscale", "rgba"};
+static const char *const interpolation_names[] = {"nearest", "bilinear", "bicubic",
+                                                  "lanczos", "box",      "hamming"};
+static const char *const class_mode_names[] = {"categorical", "binary", "sparse", "none"};
+static const char *const preprocess_names[] = {"none", "caffe", "tf", "torch"};
+static const char *const fill_mode_names[] = {"nearest", "constant", "reflect", "wrap"};
+static const char *const na_policy_names[] = {"mean", "median", "ffill", NULL, "error"};
+static const char *const png16_names[] = {"clip", "scale"};
+
+#define NAME_OF(names, v) \
+    ((unsigned)(v) < sizeof names / sizeof names[0] && names[v] != NULL ? names[v] : "unknown")
+
+const char *ct_color_mode_name(ct_color_mode m) { return NAME_OF(color_mode_names, m); }
+const char *ct_interpolation_name(ct_interpolation m) { return NAME_OF(interpolation_names, m); }
+const char *ct_class_mode_name(ct_class_mode m) { return NAME_OF(class_mode_names, m); }
+const char *ct_preprocess_name(ct_preprocess_mode m) { return NAME_OF(preprocess_names, m); }
+const char *ct_fill_mode_name(ct_fill_mode m) { return NAME_OF(fill_mode_names, m); }
+const char *ct_na_policy_name(ct_na_policy p) { return NAME_OF(na_policy_names, p); }
+const char *ct_png16_name(ct_png16 m) { return NAME_OF(png16_names, m); }
+
+ct_status ct_parse_png16(const char *s, ct_png16 *out) {
     int v = 0;
-    if (lookup("color mode", s, names, 3, &v) != CT_OK)
+    if (lookup("png16 mode", s, png16_names, 2, &v) != CT_OK)
+        return ct_error(CT_EINVAL, "unknown 16-bit grey mode '%s' (clip, as Keras, or scale)", s);
+    *out = (ct_png16)v;
+    return CT_OK;
+}
+
+ct_status ct_parse_color_mode(const char *s, ct_color_mode *out) {
+    int v = 0;
+    if (lookup("color mode", s, color_mode_names, 3, &v) != CT_OK)
         return ct_error(CT_EINVAL, "unknown color mode '%s' (rgb, grayscale or rgba)", s);
     *out = (ct_color_mode)v;
     return CT_OK;
 }
 
 ct_status ct_parse_interpolation(const char *s, ct_interpolation *out) {
-    static const char *const names[] = {"nearest", "bilinear", "bicubic",
-                                        "lanczos", "box",      "hamming"};
     int v = 0;
     if (strcmp(s, "area") == 0) {
         *out = CT_INTERP_BOX;
         return CT_OK;
     }
-    if (lookup("interpolation", s, names, 6, &v) != CT_OK)
+    if (lookup("interpolation", s, interpolation_names, 6, &v) != CT_OK)
         return ct_error(CT_EINVAL,
                         "unknown interpolation '%s' (nearest, bilinear, bicubic, "
                         "lanczos, box/area or hamming)",
@@ -44,19 +70,12 @@ ct_status ct_parse_interpolation(const char *s, ct_interpolation *out) {
 }
 
 ct_status ct_parse_class_mode(const char *s, ct_class_mode *out) {
-    static const char *const names[] = {"categorical", "binary", "sparse", "none"};
     int v = 0;
-    if (lookup("class mode", s, names, 4, &v) != CT_OK)
+    if (lookup("class mode", s, class_mode_names, 4, &v) != CT_OK)
         return ct_error(CT_EINVAL, "unknown class mode '%s' (categorical, binary, sparse or none)",
                         s);
     *out = (ct_class_mode)v;
     return CT_OK;
-}
-
-static const char *const preprocess_names[] = {"none", "caffe", "tf", "torch"};
-
-const char *ct_preprocess_name(ct_preprocess_mode m) {
-    return (unsigned)m < 4 ? preprocess_names[m] : "unknown";
 }
 
 ct_status ct_parse_preprocess(const char *s, ct_preprocess_mode *out) {
@@ -68,9 +87,8 @@ ct_status ct_parse_preprocess(const char *s, ct_preprocess_mode *out) {
 }
 
 ct_status ct_parse_fill_mode(const char *s, ct_fill_mode *out) {
-    static const char *const names[] = {"nearest", "constant", "reflect", "wrap"};
     int v = 0;
-    if (lookup("fill mode", s, names, 4, &v) != CT_OK)
+    if (lookup("fill mode", s, fill_mode_names, 4, &v) != CT_OK)
         return ct_error(CT_EINVAL, "unknown fill mode '%s' (nearest, constant, reflect or wrap)",
                         s);
     *out = (ct_fill_mode)v;
@@ -87,9 +105,8 @@ static bool parse_float(const char *s, float *out) {
 }
 
 ct_status ct_parse_na_policy(const char *s, ct_na_policy *out, float *value) {
-    static const char *const names[] = {"mean", "median", "ffill", NULL, "error"};
     int v = 0;
-    if (lookup("inc_angle policy", s, names, 5, &v) == CT_OK) {
+    if (lookup("inc_angle policy", s, na_policy_names, 5, &v) == CT_OK) {
         *out = (ct_na_policy)v;
         return CT_OK;
     }

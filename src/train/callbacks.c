@@ -16,6 +16,10 @@ ct_status ct_monitor_mode_parse(const char *s, ct_monitor_mode *mode) {
     return CT_OK;
 }
 
+const char *ct_monitor_mode_name(ct_monitor_mode mode) {
+    return mode == CT_MODE_MIN ? "min" : mode == CT_MODE_MAX ? "max" : "auto";
+}
+
 ct_status ct_monitor_init(ct_monitor *m, const char *name, ct_monitor_mode mode,
                           double min_delta) {
     memset(m, 0, sizeof *m);

@@ -36,6 +36,8 @@ typedef struct ct_monitor {
 ct_status ct_monitor_init(ct_monitor *m, const char *name, ct_monitor_mode mode,
                           double min_delta);
 ct_status ct_monitor_mode_parse(const char *s, ct_monitor_mode *mode);
+/* "auto", "min" or "max": the word ct_monitor_mode_parse reads. */
+const char *ct_monitor_mode_name(ct_monitor_mode mode);
 /* Whether `value` beats `reference` by more than min_delta in the better direction. */
 bool ct_monitor_better(const ct_monitor *m, double value, double reference);
 
@@ -111,6 +113,9 @@ void ct_csv_field(FILE *f, const char *s);
 
 /* Shortest decimal that reads back as the same double, as Python's repr writes it. */
 void ct_format_double(char *buf, size_t len, double v);
+/* The same for a float: the fewest digits that read back as the same float (0.01, not
+ * 0.009999999776482582). */
+void ct_format_float(char *buf, size_t len, float v);
 
 /* ---- Keras 2 progress bar ---- */
 
@@ -125,7 +130,9 @@ typedef struct ct_progbar {
 void ct_progbar_init(ct_progbar *p, long target, FILE *out, bool interactive, double now);
 /* Draws step `current` of target with metric name/value pairs (running means), ETA from the
  * elapsed time. At current == target prints the final line with total time and per-step
- * time, and a newline. */
+ * time, and a newline. Off a terminal only that final line is written, so the training loop
+ * calls it once per epoch, after validation, with the val_ metrics on it (Keras 2's
+ * ProgbarLogger). */
 void ct_progbar_update(ct_progbar *p, long current, const char *const *names,
                        const double *values, int n, double now);
 /* The line Keras would print, without carriage returns, into buf. */
@@ -135,9 +142,20 @@ void ct_progbar_format(const ct_progbar *p, long current, const char *const *nam
 /* ---- curves.png ---- */
 
 /* Loss (top) and accuracy (bottom) per epoch, training vs validation (NAN: absent), drawn with
- * libpng and written atomically. */
+ * libpng and written atomically. Both axes are ticked at 1-2-5 numbers (ct_axis_ticks); a
+ * dashed vertical line marks best_epoch (0-based; -1: none), labelled with the monitored
+ * metric's name (monitor, may be NULL). */
 ct_status ct_curves_write(const char *path, const double *loss, const double *val_loss,
-                          const double *acc, const double *val_acc, int epochs);
+                          const double *acc, const double *val_acc, int epochs, int best_epoch,
+                          const char *monitor);
+
+/* Ticks of an axis over [lo, hi] at "nice" numbers: multiples of a step that is 1, 2 or 5
+ * times a power of ten, the smallest such step giving at most max_ticks (3 or more) ticks. The
+ * first tick is at or below lo and the last at or above hi, so the ticks bound the axis.
+ * Writes up to cap ticks, returns how many there are, and sets *step and *decimals (the
+ * decimals that print every tick exactly). lo == hi is widened to a unit around it. */
+int ct_axis_ticks(double lo, double hi, int max_ticks, double *ticks, int cap, double *step,
+                  int *decimals);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,9 @@
 #include "../core/atomic.h"
 #include "train/callbacks.h"
 
-void ct_format_double(char *buf, size_t len, double v) {
+/* The shortest decimal that reads back as v, as a double or (as_float) as a float, written as
+ * Python's repr writes it. */
+static void format_shortest(char *buf, size_t len, double v, bool as_float) {
     if (isnan(v)) {
         snprintf(buf, len, "nan");
         return;
@@ -20,12 +22,13 @@ void ct_format_double(char *buf, size_t len, double v) {
         return;
     }
     /* The fewest significant digits that read back as v... */
+    const int max_prec = as_float ? 9 : 17;
     int prec = 1;
-    for (; prec <= 17; prec++) {
+    for (; prec <= max_prec; prec++) {
         snprintf(buf, len, "%.*e", prec - 1, v);
-        if (strtod(buf, NULL) == v) break;
+        if (as_float ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v) break;
     }
-    if (prec > 17) prec = 17;
+    if (prec > max_prec) prec = max_prec;
     /* ...written as Python's repr does: positional when the decimal exponent is in [-4, 16)
      * (10.0, 0.0001, 1000.0), scientific otherwise (1e-05, 1e+16); %e already writes the
      * exponent Python's way. */
@@ -38,6 +41,10 @@ void ct_format_double(char *buf, size_t len, double v) {
         if (strchr(buf, '.') == NULL && strlen(buf) + 2 < len) strcat(buf, ".0");
     }
 }
+
+void ct_format_double(char *buf, size_t len, double v) { format_shortest(buf, len, v, false); }
+
+void ct_format_float(char *buf, size_t len, float v) { format_shortest(buf, len, v, true); }
 
 static int cmp_keys(const void *a, const void *b) { return strcmp(a, b); }
 

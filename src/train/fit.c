@@ -97,6 +97,7 @@ void ct_train_config_defaults(ct_train_config *c) {
     c->reduce_lr_factor = 0.1;
     c->min_delta = 0.0;
     c->seed = 1;
+    c->keep_checkpoints = 1;
     c->device = "auto";
     c->verbose = 1;
 }
@@ -124,6 +125,9 @@ static void fit_free(fit_run *r) {
 /* What can be checked before anything is opened. */
 static ct_status check_config(const ct_train_config *c) {
     if (c->epochs < 1) return ct_error(CT_EINVAL, "--epochs must be at least 1");
+    if (c->folds > 0 && c->train_ds == NULL)
+        return ct_error(CT_EINVAL, "the settings ask for %d folds (a k-fold run's record): train "
+                        "them with ct_train_folds (Python: folds=%d)", c->folds, c->folds);
     if (c->batch_size < 1) return ct_error(CT_EINVAL, "--batch-size must be at least 1");
     if (c->color_mode != CT_COLOR_RGB)
         return ct_error(CT_EINVAL, "--color-mode %s: VGG16 reads 3-channel images, so training "
@@ -143,7 +147,7 @@ static ct_status open_backend(fit_run *r) {
     o.deterministic = c->deterministic || o.deterministic;
     ct_status s = ct_backend_open_with(&r->be, c->device, &o, note, sizeof note);
     if (s != CT_OK) return s;
-    if (note[0] != '\0') fprintf(stderr, "cutune train: %s\n", note);
+    ct_backend_say_note("cutune train", note);
     if (c->verbose > 0) {
         ct_device_info dev;
         if (ct_cuda_backend_device(&r->be, &dev) == CT_OK)
@@ -189,6 +193,26 @@ static ct_status start(fit_run *r) {
     return fit_open_loaders(r);
 }
 
+/* A file of the data that cannot be read stops the run (Keras raises too); the message names
+ * the way on: --skip-bad. The loader's message starts with the file's path, which lies under
+ * --data or --val; the statuses are those a file's opening, reading or decoding fails with. */
+static void bad_file_hint(const ct_train_config *c, ct_status s) {
+    if (c->skip_bad || (s != CT_EFORMAT && s != CT_EIO && s != CT_ENOTFOUND &&
+                        s != CT_EUNSUPPORTED))
+        return;
+    const char *roots[2] = {c->data, c->val};
+    char msg[4096];
+    snprintf(msg, sizeof msg, "%s", ct_last_error());
+    for (int i = 0; i < 2; i++) {
+        const size_t n = roots[i] != NULL ? strlen(roots[i]) : 0;
+        if (n == 0 || strncmp(msg, roots[i], n) != 0) continue;
+        if (msg[n] != '/' && roots[i][n - 1] != '/') continue;
+        ct_error(s, "%s; add --skip-bad to skip the images that cannot be read (they are listed "
+                 "at the end) and train on the rest", msg);
+        return;
+    }
+}
+
 ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
     fit_run r;
     memset(&r, 0, sizeof r);
@@ -205,6 +229,7 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
     s = start(&r);
     if (s == CT_OK) s = fit_run_epochs(&r, res);
     if (s == CT_EDEVMEM) fit_oom_hint(&r);
+    if (s != CT_OK && s != CT_EINTR) bad_file_hint(c, s);
     if (s != CT_OK && s != CT_EINTR) {
         /* The loader's and the log's files are closed first. */
         char msg[4096];

@@ -59,7 +59,7 @@ typedef struct fit_callbacks {
 /* The paths of the run folder (run_dir.c). */
 typedef struct fit_paths {
     char ckpt[4200], best[4200], final[4200], log[4200], curves[4200], config[4200],
-        es_best[4200];
+        es_best[4200], finished[4200];
 } fit_paths;
 
 typedef struct fit_run {
@@ -80,6 +80,7 @@ typedef struct fit_run {
     bool wrote_config, wrote_log, wrote_curves; /* ... and these files in it */
     int lock_fd;                 /* holds the run folder's lock (run_lock.c); -1: none */
     bool resuming;               /* --resume, and a checkpoint to resume from */
+    bool best_is_current;        /* best.h5 holds the model's weights now */
     bool use_weights;
     float class_w[CT_MAX_CLASSES];
     float *labels, *weights, *probs; /* (batch, n_out), (batch), (batch, n_out) host */
@@ -170,8 +171,6 @@ int fit_callbacks_best_epoch(const fit_run *r, int epochs);
 /* Checks the settings against the run's, restores the log's rows and the checkpoint (weights,
  * optimizer, loop and callback state) so the run continues exactly where it stopped. */
 ct_status fit_resume(fit_run *r);
-/* config.txt as written when the run started, or NULL. */
-char *fit_read_settings(const char *path);
 
 /* ---- run_dir.c ---- */
 
@@ -185,6 +184,8 @@ void fit_release_run_dir(fit_run *r, bool discard);
 /* ---- run_lock.c ---- */
 
 #define FIT_LOCK_FILE ".lock"
+/* Left by a run that ended without a checkpoint (--keep-checkpoints 0): the run is done. */
+#define FIT_FINISHED_FILE ".finished"
 /* Locks `dir` for this process (*fd holds the lock until fit_unlock_run_dir); CT_EINVAL naming
  * the process that holds it already. */
 ct_status fit_lock_run_dir(const char *dir, int *fd);
@@ -194,6 +195,18 @@ int fit_remove_stale_temps(const char *dir);
 ct_status fit_write_text(const char *path, const char *text);
 ct_status fit_save_weights(fit_run *r, const char *path);
 ct_status fit_save_checkpoint(fit_run *r);
+
+/* ---- run_files.c: what a run leaves, and no more ---- */
+
+/* After the checkpoint of `epochs` finished epochs: with --keep-checkpoints K > 1 it keeps the
+ * name checkpoint-<epochs>.h5 too, and the one of K epochs before goes. */
+ct_status fit_keep_epoch_checkpoint(fit_run *r, int epochs);
+/* The run's model at its end: final.h5 (a second name of best.h5 when that holds the same
+ * weights), or with --save-best-only none; *path gets the run's model file. */
+ct_status fit_save_final(fit_run *r, const char **path);
+/* A run that ended: with --keep-checkpoints 0 its checkpoint goes, and the folder is marked
+ * finished (.finished) so that it is not taken for a run killed before its first checkpoint. */
+ct_status fit_finish_files(fit_run *r);
 bool fit_exists(const char *path);
 bool fit_is_dir(const char *path);
 
@@ -205,6 +218,14 @@ void fit_cache_begin_epoch(fit_run *r, uint32_t epoch, uint32_t first_batch, boo
 /* The next gathered batch, or NULL at the end of the epoch. */
 const ct_batch *fit_cache_next(fit_run *r);
 void fit_cache_free(fit_cache *fc);
+
+/* ---- fit_cache_store.c: the cache kept on disk between runs ---- */
+
+/* The cache's values from disk when a file of their key is there (its path in `where`); *key
+ * gets the key either way. */
+bool fit_cache_load(fit_run *r, uint64_t *key, char *where, size_t cap);
+/* The cache's values to disk under `key` (failures are ignored: it is a cache). */
+void fit_cache_store(fit_run *r, uint64_t key);
 
 /* ---- fit_memory.c ---- */
 

@@ -2,9 +2,17 @@
  * augmentation; dropout only lives in the head), the output of the frozen layers is the same
  * every epoch. It is computed once per sample, kept in host memory, and each epoch trains only
  * the layers above it, from batches gathered out of the cache in the epoch's shuffled order.
- * Validation reuses its own cache the same way. */
+ * Validation reuses its own cache the same way. The pass that fills the cache shows a progress
+ * bar and stops between batches on Ctrl-C (nothing is trained yet; the checkpoint, when there is
+ * one, is untouched). */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/rng.h"
 #include "../core/shuffle.h"
@@ -35,8 +43,36 @@ static void label_row(const fit_run *r, const ct_dataset *ds, size_t i, float *y
     for (int j = 0; j < r->n_out; j++) y[j] = j == cls ? 1.0f : 0.0f;
 }
 
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The cache pass's progress: batches of the training and validation data, one bar. */
+typedef struct fill_progress {
+    ct_progbar bar;
+    long done;
+    bool shown;
+} fill_progress;
+
+static void progress_start(const fit_run *r, fill_progress *p) {
+    const fit_cache *fc = &r->cache;
+    const size_t bs = (size_t)r->c->batch_size;
+    const long batches = (long)((fc->n_train + bs - 1) / bs + (fc->n_val + bs - 1) / bs);
+    p->done = 0;
+    p->shown = r->c->verbose > 0;
+    if (!p->shown) return;
+    printf("frozen-prefix cache: computing the frozen layers (up to %s) once for %zu training "
+           "and %zu validation samples\n", ct_model_layer(r->m, fc->layer)->name, fc->n_train,
+           fc->n_val);
+    fflush(stdout);
+    ct_progbar_init(&p->bar, batches, stdout, isatty(fileno(stdout)) && r->c->verbose == 1,
+                    now_seconds());
+}
+
 /* Runs the frozen prefix over every sample of `ds` (through a plain, unshuffled loader). */
-static ct_status fill(fit_run *r, ct_dataset *ds, float *feat, float *y) {
+static ct_status fill(fit_run *r, ct_dataset *ds, float *feat, float *y, fill_progress *p) {
     ct_loader *l = NULL;
     ct_loader_config lc = r->loader_cfg;
     lc.shuffle = false;
@@ -54,6 +90,12 @@ static ct_status fill(fit_run *r, ct_dataset *ds, float *feat, float *y) {
             label_row(r, ds, b->index[i], y + (size_t)b->index[i] * r->n_out);
         }
         ct_loader_release(l, b);
+        if (p->shown) ct_progbar_update(&p->bar, ++p->done, NULL, NULL, 0, now_seconds());
+        if (s == CT_OK && fit_stop_requested())
+            s = ct_error(CT_EINTR, "interrupted while computing the frozen-prefix cache, before "
+                         "this call trained a step: %s", r->resuming
+                         ? "the checkpoint is unchanged; the same command continues the run"
+                         : "the same command starts the run again");
     }
     free(tmp);
     ct_loader_free(l);
@@ -99,13 +141,25 @@ ct_status fit_cache_prepare(fit_run *r) {
         return ct_error(CT_ENOMEM, "cannot allocate the frozen-prefix cache (%zu MiB)",
                         bytes >> 20);
     }
-    ct_status s = fill(r, r->train, fc->train, fc->y_train);
-    if (s == CT_OK && fc->n_val) s = fill(r, r->val, fc->val, fc->y_val);
+    uint64_t key = 0;
+    char where[4200];
+    if (fit_cache_load(r, &key, where, sizeof where)) {
+        fc->active = true;
+        if (r->c->verbose > 0)
+            printf("frozen-prefix cache: the frozen layers' output (up to %s) read from %s\n",
+                   l->name, where);
+        return CT_OK;
+    }
+    fill_progress progress;
+    progress_start(r, &progress);
+    ct_status s = fill(r, r->train, fc->train, fc->y_train, &progress);
+    if (s == CT_OK && fc->n_val) s = fill(r, r->val, fc->val, fc->y_val, &progress);
     if (s != CT_OK) {
         cache_free_data(fc);
         return s;
     }
     fc->active = true;
+    fit_cache_store(r, key);
     if (r->c->verbose > 0)
         printf("frozen-prefix cache: the output of %s (%zu values per sample, %zu MiB) is "
                "computed once; each epoch trains the layers above it\n", l->name, fc->dim,

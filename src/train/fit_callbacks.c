@@ -92,6 +92,7 @@ static ct_status checkpoint_best(fit_run *r, int epoch, double value, bool es_im
                         r->path.best, r->path.es_best, strerror(errno));
     ct_status s = fit_save_weights(r, r->path.best);
     if (s != CT_OK) return s;
+    r->best_is_current = true;
     if (es_improved && fit_exists(r->path.es_best) && remove(r->path.es_best) != 0)
         return ct_error(CT_EIO, "%s: cannot remove: %s", r->path.es_best, strerror(errno));
     return CT_OK;
@@ -148,7 +149,9 @@ ct_status fit_callbacks_restore_best(fit_run *r) {
     if (r->c->verbose > 0)
         printf("Restoring model weights from the end of the best epoch: %d (%s).\n",
                r->cb.es.best_epoch + 1, from);
-    return ct_weights_load(r->m, from, NULL, NULL);
+    ct_status s = ct_weights_load(r->m, from, NULL, NULL);
+    r->best_is_current = s == CT_OK && from == r->path.best;
+    return s;
 }
 
 int fit_callbacks_best_epoch(const fit_run *r, int epochs) {

@@ -105,12 +105,12 @@ static ct_status step_and_count(fit_run *r, const ct_batch **b, int *slot, long 
     return CT_OK;
 }
 
-/* The batches of one epoch, from the checkpoint's position. */
-static ct_status train_batches(fit_run *r, long steps, double lr_scale, double t0,
+/* The batches of one epoch, from the checkpoint's position. The bar is drawn up to the step
+ * before the last: as Keras 2's ProgbarLogger does, the epoch's final line waits for the
+ * validation metrics (epoch_row), so it is written once and carries them. */
+static ct_status train_batches(fit_run *r, ct_progbar *bar, long steps, double lr_scale,
                                ct_train_result *res) {
     const ct_train_config *c = r->c;
-    ct_progbar bar;
-    ct_progbar_init(&bar, steps, stdout, isatty(fileno(stdout)) && c->verbose == 1, t0);
     const ct_batch *b = NULL;
     int slot = -1;
     ct_status s = CT_OK;
@@ -121,10 +121,10 @@ static ct_status train_batches(fit_run *r, long steps, double lr_scale, double t
             b = fit_cache_next(r);
         const double loss = r->st.epoch_loss_sum / r->st.epoch_seen;
         const double acc = r->st.epoch_correct / r->st.epoch_seen;
-        if (c->verbose == 1) {
+        if (c->verbose == 1 && r->st.batch_in_epoch < steps) {
             const char *names[2] = {"loss", "acc"};
             double vals[2] = {loss, acc};
-            ct_progbar_update(&bar, r->st.batch_in_epoch, names, vals, 2, now_seconds());
+            ct_progbar_update(bar, r->st.batch_in_epoch, names, vals, 2, now_seconds());
         }
         fit_callbacks_batch_end(r, steps, loss, acc);
         if (fit_stop_requested()) return interrupted(r, b, slot, res);
@@ -139,6 +139,13 @@ static void print_epoch_line(const fit_run *r, const double *row, double seconds
     printf("\n");
 }
 
+/* The bar's final line: the epoch's metrics, validation included, on the one line. */
+static void finish_bar(const fit_run *r, ct_progbar *bar, const double *row) {
+    const char *names[4] = {"loss", "acc", "val_loss", "val_acc"};
+    double vals[4] = {row[FIT_LOSS], row[FIT_ACC], row[FIT_VAL_LOSS], row[FIT_VAL_ACC]};
+    ct_progbar_update(bar, bar->target, names, vals, r->val != NULL ? 4 : 2, now_seconds());
+}
+
 static ct_status write_curves(fit_run *r, int epochs) {
     double *loss = malloc(4 * (size_t)epochs * sizeof(double));
     if (loss == NULL) return ct_error(CT_ENOMEM, "cannot allocate the curves");
@@ -150,13 +157,17 @@ static ct_status write_curves(fit_run *r, int epochs) {
         vloss[e] = row[FIT_VAL_LOSS];
         vacc[e] = row[FIT_VAL_ACC];
     }
-    ct_status s = ct_curves_write(r->path.curves, loss, vloss, acc, vacc, epochs);
+    /* The history holds this epoch already, so the best so far includes it. */
+    const int best = fit_callbacks_best_epoch(r, epochs);
+    ct_status s = ct_curves_write(r->path.curves, loss, vloss, acc, vacc, epochs, best,
+                                  r->cb.monitor);
     free(loss);
     return s;
 }
 
 /* The epoch's row (validation included), printed, logged and plotted. */
-static ct_status epoch_row(fit_run *r, int epoch, double lr_scale, double t0, double *row) {
+static ct_status epoch_row(fit_run *r, ct_progbar *bar, int epoch, double lr_scale, double t0,
+                           double *row) {
     const ct_train_config *c = r->c;
     row[FIT_ACC] = r->st.epoch_correct / r->st.epoch_seen;
     row[FIT_LOSS] = r->st.epoch_loss_sum / r->st.epoch_seen;
@@ -165,11 +176,8 @@ static ct_status epoch_row(fit_run *r, int epoch, double lr_scale, double t0, do
     ct_status s = CT_OK;
     if (r->val != NULL && (s = fit_validate(r, &row[FIT_VAL_LOSS], &row[FIT_VAL_ACC])) != CT_OK)
         return s;
-    const bool tty = isatty(fileno(stdout));
-    if (c->verbose == 2 || (c->verbose == 1 && !tty))
-        print_epoch_line(r, row, now_seconds() - t0);
-    else if (c->verbose == 1 && r->val != NULL)
-        printf("  val_loss: %.4f - val_acc: %.4f\n", row[FIT_VAL_LOSS], row[FIT_VAL_ACC]);
+    if (c->verbose == 2) print_epoch_line(r, row, now_seconds() - t0);
+    else if (c->verbose == 1) finish_bar(r, bar, row);
     memcpy(r->history + (size_t)epoch * FIT_KEYS, row, FIT_KEYS * sizeof *row);
     if ((s = ct_csv_log_row(&r->log, epoch, row)) != CT_OK) return s;
     if ((s = write_curves(r, epoch + 1)) != CT_OK) return s;
@@ -178,10 +186,10 @@ static ct_status epoch_row(fit_run *r, int epoch, double lr_scale, double t0, do
 }
 
 /* The end of an epoch: the row, the callbacks, the checkpoint. *stop: the run ends here. */
-static ct_status epoch_end(fit_run *r, int epoch, double lr_scale, double t0,
+static ct_status epoch_end(fit_run *r, ct_progbar *bar, int epoch, double lr_scale, double t0,
                            ct_train_result *res, bool *stop) {
     double row[FIT_KEYS];
-    ct_status s = epoch_row(r, epoch, lr_scale, t0, row);
+    ct_status s = epoch_row(r, bar, epoch, lr_scale, t0, row);
     bool early = false;
     if (s == CT_OK) s = fit_callbacks_epoch_end(r, epoch, row, now_seconds() - t0, stop, &early);
     if (s != CT_OK) return s;
@@ -191,6 +199,7 @@ static ct_status epoch_end(fit_run *r, int epoch, double lr_scale, double t0,
     r->st.epoch_loss_sum = r->st.epoch_correct = 0.0;
     r->st.epoch_seen = 0;
     if ((s = fit_save_checkpoint(r)) != CT_OK) return s;
+    if ((s = fit_keep_epoch_checkpoint(r, epoch + 1)) != CT_OK) return s;
     fflush(stdout);
     res->epochs_run = epoch + 1;
     res->final_loss = row[FIT_LOSS];
@@ -209,12 +218,17 @@ static ct_status epoch_end(fit_run *r, int epoch, double lr_scale, double t0,
 static ct_status loop_end(fit_run *r, ct_train_result *res) {
     res->best_value = r->cb.best.best;
     res->best_epoch = fit_callbacks_best_epoch(r, (int)r->st.epoch);
-    ct_status s = fit_save_weights(r, r->path.final);
+    const char *model = NULL;
+    ct_status s = fit_save_final(r, &model);
+    if (s == CT_OK) s = fit_finish_files(r);
     if (s != CT_OK) return s;
-    snprintf(res->final_path, sizeof res->final_path, "%s", r->path.final);
+    snprintf(res->final_path, sizeof res->final_path, "%s", model);
     snprintf(res->best_path, sizeof res->best_path, "%s", r->path.best);
-    if (r->c->verbose > 0)
-        printf("saved %s (best: %s, %s %.5f)\n", r->path.final, r->path.best, r->cb.monitor,
+    if (r->c->verbose > 0 && model == r->path.best)
+        printf("saved %s (--save-best-only: no final.h5; %s %.5f)\n", model, r->cb.monitor,
+               r->cb.best.best);
+    else if (r->c->verbose > 0)
+        printf("saved %s (best: %s, %s %.5f)\n", model, r->path.best, r->cb.monitor,
                r->cb.best.best);
     return CT_OK;
 }
@@ -236,8 +250,10 @@ ct_status fit_run_epochs(fit_run *r, ct_train_result *res) {
             fflush(stdout); /* a piped or tee'd log follows the run, not its exit */
         }
         const double t0 = now_seconds();
-        if ((s = train_batches(r, steps, lr_scale, t0, res)) != CT_OK) return s;
-        if ((s = epoch_end(r, epoch, lr_scale, t0, res, &stop)) != CT_OK) return s;
+        ct_progbar bar;
+        ct_progbar_init(&bar, steps, stdout, isatty(fileno(stdout)) && c->verbose == 1, t0);
+        if ((s = train_batches(r, &bar, steps, lr_scale, res)) != CT_OK) return s;
+        if ((s = epoch_end(r, &bar, epoch, lr_scale, t0, res, &stop)) != CT_OK) return s;
     }
     return loop_end(r, res);
 }

@@ -15,9 +15,9 @@
 #include "settings.h"
 
 static ct_status check_settings(const fit_run *r) {
-    char *started = fit_read_settings(r->path.config);
+    char *started = ct_train_record_read(r->path.config);
     if (started == NULL) return CT_OK; /* the checkpoint's own copy is checked below */
-    ct_status s = ct_train_record_compare(started, r->config_text);
+    ct_status s = ct_train_record_compare(started, r->config_text, fit_default_preprocess(r));
     free(started);
     return s;
 }
@@ -65,7 +65,7 @@ ct_status fit_resume(fit_run *r) {
     if (s != CT_OK) return s;
     if (r->st.config == NULL)
         return ct_error(CT_EFORMAT, "%s: the checkpoint has no run settings", r->path.ckpt);
-    s = ct_train_record_compare(r->st.config, r->config_text);
+    s = ct_train_record_compare(r->st.config, r->config_text, fit_default_preprocess(r));
     free(r->st.config);
     r->st.config = NULL;
     if (s == CT_OK) s = rewrite_log(r, rows);

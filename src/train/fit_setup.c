@@ -78,6 +78,11 @@ ct_status fit_open_data(fit_run *r) {
         r->train = r->all;
         r->all = NULL;
     }
+    /* Here, not after `opened`: k-fold's folds arrive with their data open, and folds.c has
+     * said it once for all of them. */
+    if (c->png16 == CT_PNG16_CLIP && c->verbose >= 0)
+        ct_png16_note(ct_dataset_png16_count(r->train) + ct_dataset_png16_count(r->val),
+                      c->png16, c->data);
 opened:
     ct_dataset_set_role(r->train, CT_ROLE_TRAINING);
     if (r->val != NULL) ct_dataset_set_role(r->val, CT_ROLE_VALIDATION);
@@ -241,7 +246,10 @@ ct_status fit_build_model(fit_run *r) {
     }
     if ((s = check_head_against_data(r)) != CT_OK) return s;
 
-    if (c->weights != NULL && strcmp(c->weights, "none") != 0) {
+    if (r->resuming) {
+        /* The checkpoint holds every weight: the pretrained file is not needed (nor read). */
+        if (c->verbose > 0) printf("weights: from %s\n", r->path.ckpt);
+    } else if (c->weights != NULL && strcmp(c->weights, "none") != 0) {
         ct_weights_report rep;
         s = ct_weights_load_spec(r->m, c->weights, NULL, &rep);
         if (s != CT_OK) return s;
@@ -312,6 +320,7 @@ static void loader_config(const fit_run *r, ct_loader_config *lc) {
     lc->image.color_mode = c->color_mode;
     lc->image.interpolation = c->interpolation;
     lc->image.keep_aspect_ratio = c->keep_aspect_ratio;
+    lc->image.png16 = c->png16;
     lc->standardize = c->standardize;
     lc->cache_bytes = c->cache_bytes;
     lc->skip_bad = c->skip_bad;

@@ -145,6 +145,7 @@ ct_status fit_release_train(fit_run *r, const ct_batch *b, int slot) {
 ct_status fit_train_step(fit_run *r, const ct_batch *b, int slot, bool prefetch,
                          const ct_batch **next, int *next_slot, double lr_scale,
                          double *loss_out, double *correct) {
+    r->best_is_current = false;
     *next = NULL;
     *next_slot = -1;
     batch_targets(r, b);

@@ -215,7 +215,11 @@ static ct_status average_predictions(char (*paths)[4200], int k, const char *out
     return s;
 }
 
-/* ---- folds.csv: the finished folds (best_epoch 1-based, as Keras prints "Epoch N") ---- */
+/* ---- folds.csv: the finished folds ----
+ *
+ * best_epoch counts from 0, as the epoch column of each fold's log.csv does (Keras's
+ * CSVLogger), so a fold's best row is found in its log by that number. The printed table counts
+ * from 1, as the "Epoch N/M" lines do. */
 
 static ct_status write_summary(const char *path, const ct_folds_result *r, const bool *done) {
     ct_atomic_file a;
@@ -229,7 +233,7 @@ static ct_status write_summary(const char *path, const ct_folds_result *r, const
         ct_format_double(l, sizeof l, f->best_val_loss);
         ct_format_double(acc, sizeof acc, f->best_val_acc);
         fprintf(a.f, "%d,%zu,%zu,%d,%d,%s,%s\n", k + 1, f->n_train, f->n_val, f->epochs_run,
-                f->best_epoch + 1, l, acc);
+                f->best_epoch, l, acc);
     }
     return ct_atomic_commit(&a);
 }
@@ -256,7 +260,7 @@ static ct_status read_summary(const char *path, ct_folds_result *r, bool *done) 
         f->n_train = (size_t)strtoull(c[1], NULL, 10);
         f->n_val = (size_t)strtoull(c[2], NULL, 10);
         f->epochs_run = atoi(c[3]);
-        f->best_epoch = atoi(c[4]) - 1;
+        f->best_epoch = atoi(c[4]);
         f->best_val_loss = strtod(c[5], NULL);
         f->best_val_acc = strtod(c[6], NULL);
         done[k - 1] = true;
@@ -314,6 +318,9 @@ static ct_status open_all(const ct_train_config *c, ct_dataset **ds) {
     if (!ct_dataset_labelled(*ds))
         return ct_error(CT_EINVAL, "%s has no labels (is_iceberg): it is test data; train on "
                         "train.json and give the test file with --test", c->data);
+    /* Once for every fold: the folds' runs get their data open and say nothing. */
+    if (c->png16 == CT_PNG16_CLIP && c->verbose >= 0)
+        ct_png16_note(ct_dataset_png16_count(*ds), c->png16, c->data);
     return CT_OK;
 }
 
@@ -465,6 +472,8 @@ static ct_status predict_test(const ct_train_config *c, int folds, const char *t
         pc.threads = c->threads; /* 0: predict's default for its backend */
         pc.device = c->device;
         pc.skip_bad = c->skip_bad;
+        pc.png16 = c->png16;
+        pc.png16_noted = k > 0; /* the test data's note once, with fold 1's predictions */
         size_t rows = 0;
         s = ct_predict(&pc, &rows);
         if (s == CT_OK && c->verbose > 0)

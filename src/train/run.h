@@ -45,6 +45,7 @@ struct ct_train_config {
     ct_color_mode color_mode;
     ct_interpolation interpolation;
     bool keep_aspect_ratio;
+    ct_png16 png16;                /* 16-bit grey PNG: clip at 255 (Keras) or scale */
     ct_na_policy na_policy;
     float na_value;                /* CT_NA_VALUE */
     ct_standardize standardize;    /* preprocess: caffe for folders, none for iceberg (dB) */
@@ -83,6 +84,8 @@ struct ct_train_config {
     int reduce_lr_patience;        /* < 0: off */
     double reduce_lr_factor, min_lr;
     int reduce_lr_cooldown;
+    bool save_best_only;           /* no final.h5: best.h5 is the run's model */
+    int keep_checkpoints;          /* epochs' checkpoints kept (1); 0: none once the run ends */
 
     /* run */
     uint64_t seed;

@@ -34,6 +34,7 @@ static void set_paths(fit_run *r, const char *dir) {
     snprintf(r->path.curves, sizeof r->path.curves, "%s/curves.png", dir);
     snprintf(r->path.config, sizeof r->path.config, "%s/config.txt", dir);
     snprintf(r->path.es_best, sizeof r->path.es_best, "%s/es_best.h5", dir);
+    snprintf(r->path.finished, sizeof r->path.finished, "%s/" FIT_FINISHED_FILE, dir);
 }
 
 /* Missing parent folders are made first (--out runs/mri in a fresh folder), as Keras's
@@ -73,12 +74,15 @@ static void remove_leftovers(const fit_run *r) {
  * one that stopped before its first checkpoint (config.txt is written first; with --resume,
  * any folder without a checkpoint), which starts again in its place, saying so. */
 static ct_status claim(fit_run *r, const char *dir) {
-    const bool ckpt = fit_exists(r->path.ckpt), final = fit_exists(r->path.final);
+    const bool ckpt = fit_exists(r->path.ckpt);
+    const bool final = fit_exists(r->path.final) || fit_exists(r->path.finished);
     const bool started = fit_exists(r->path.config);
     if (r->resuming && ckpt) return CT_OK;
     if (r->resuming && final)
-        return ct_error(CT_ENOTFOUND, "%s: no checkpoint to resume from (start the run "
-                        "without --resume)", r->path.ckpt);
+        return ct_error(CT_ENOTFOUND, "%s: no checkpoint to resume from (%s)", r->path.ckpt,
+                        fit_exists(r->path.finished)
+                            ? "the run finished with --keep-checkpoints 0: start a new run"
+                            : "start the run without --resume");
     if (!r->resuming && (ckpt || final || (!started && fit_exists(r->path.log))))
         return ct_error(CT_EINVAL, "%s already holds a run: add --resume to continue it, or "
                         "choose another --out (nothing was changed)", dir);
@@ -147,25 +151,6 @@ ct_status fit_write_text(const char *path, const char *text) {
     fputs(text, f);
     if (fclose(f) != 0) return ct_error(CT_EIO, "%s: write failed", path);
     return CT_OK;
-}
-
-/* config.txt as written when the run started, or NULL. */
-char *fit_read_settings(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return NULL;
-    size_t cap = 16384, n = 0;
-    char *t = malloc(cap);
-    if (t != NULL) {
-        n = fread(t, 1, cap - 1, f);
-        t[n] = '\0';
-    }
-    bool ok = t != NULL && !ferror(f) && feof(f);
-    fclose(f);
-    if (!ok) {
-        free(t);
-        return NULL;
-    }
-    return t;
 }
 
 ct_status fit_save_weights(fit_run *r, const char *path) {

@@ -7,7 +7,6 @@
  * from its keys. A new setting is one row. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@
 #include <string.h>
 
 #include "../model/backbone.h"
+#include "callbacks.h"
 #include "settings.h"
 
 /* ---- setters: text to a field, with the range or names it accepts ---- */
@@ -115,12 +115,26 @@ static ct_status set_split(ct_train_config *c, const setting *s, const char *v) 
     }
 ENUM_SETTER(set_class_mode, ct_class_mode, ct_parse_class_mode)
 ENUM_SETTER(set_color_mode, ct_color_mode, ct_parse_color_mode)
+ENUM_SETTER(set_png16, ct_png16, ct_parse_png16)
 ENUM_SETTER(set_interpolation, ct_interpolation, ct_parse_interpolation)
 ENUM_SETTER(set_fill_mode, ct_fill_mode, ct_parse_fill_mode)
-ENUM_SETTER(set_strategy, ct_strategy, ct_parse_strategy)
 ENUM_SETTER(set_mode, ct_monitor_mode, ct_monitor_mode_parse)
 ENUM_SETTER(set_shift, ct_shift_range, ct_parse_shift_range)
 #undef ENUM_SETTER
+
+/* --strategy and --freeze-to choose the same thing: the one set last replaces the other (a
+ * run's record gives freeze_to; --strategy on the command line of its resumption replaces it).
+ * Both in one set of flags are refused by ct_train_config_apply. */
+static ct_status set_strategy(ct_train_config *c, const setting *s, const char *v) {
+    ct_status st = ct_parse_strategy(v, FIELD(c, s, ct_strategy));
+    if (st == CT_OK) c->freeze_to = NULL;
+    return st;
+}
+
+static ct_status set_freeze_to(ct_train_config *c, const setting *s, const char *v) {
+    c->strategy = CT_STRATEGY_NONE;
+    return set_str(c, s, v);
+}
 
 /* "--name: <the parser's message>" for the parsers whose messages do not name the flag. */
 static ct_status flag_error(const setting *s) {
@@ -187,9 +201,11 @@ static bool rec_str(const setting *s, const ct_train_facts *f, char *buf, size_t
     return true;
 }
 
+/* A path or list that is often not given: no line then (a config file has no empty value). */
 static bool rec_str_or_empty(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
     const char *v = *CFIELD(f->c, s, const char *);
-    snprintf(buf, cap, "%s", v != NULL ? v : "");
+    if (v == NULL || v[0] == '\0') return false;
+    snprintf(buf, cap, "%s", v);
     return true;
 }
 
@@ -201,20 +217,18 @@ static bool rec_given(const setting *s, const ct_train_facts *f, char *buf, size
     return true;
 }
 
+/* Whole numbers; none below the flag's range, which means "not given" (--patience -1: no
+ * early stopping, --steps-per-epoch 0: the whole set), so config.txt reads as flags. */
 static bool rec_int(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
-    snprintf(buf, cap, "%d", *CFIELD(f->c, s, int));
-    return true;
-}
-
-/* An enum, as its number (the record's format since the first cutune). */
-static bool rec_enum(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
-    snprintf(buf, cap, "%d", *CFIELD(f->c, s, int));
-    return true;
+    const int v = *CFIELD(f->c, s, int);
+    snprintf(buf, cap, "%d", v);
+    return v >= s->lo;
 }
 
 static bool rec_long(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
-    snprintf(buf, cap, "%ld", *CFIELD(f->c, s, long));
-    return true;
+    const long v = *CFIELD(f->c, s, long);
+    snprintf(buf, cap, "%ld", v);
+    return v >= s->lo;
 }
 
 static bool rec_u64(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
@@ -222,18 +236,48 @@ static bool rec_u64(const setting *s, const ct_train_facts *f, char *buf, size_t
     return true;
 }
 
+/* Numbers as Python writes them (0.01, 10.0, 1e-05), with the fewest digits that read back as
+ * the same value, so a run continued from its config.txt computes exactly as it began. */
 static bool rec_double(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
-    snprintf(buf, cap, "%g", *CFIELD(f->c, s, double));
+    ct_format_double(buf, cap, *CFIELD(f->c, s, double));
     return true;
 }
 
 static bool rec_float(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
-    snprintf(buf, cap, "%g", (double)*CFIELD(f->c, s, float));
+    ct_format_float(buf, cap, *CFIELD(f->c, s, float));
     return true;
 }
 
 static bool rec_bool(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
-    snprintf(buf, cap, "%d", *CFIELD(f->c, s, bool));
+    snprintf(buf, cap, "%s", *CFIELD(f->c, s, bool) ? "true" : "false");
+    return true;
+}
+
+/* An enum by the word its flag takes. */
+#define NAMED_RECORDER(fn, type, name_of)                                                     \
+    static bool fn(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {       \
+        snprintf(buf, cap, "%s", name_of(*CFIELD(f->c, s, type)));                            \
+        return true;                                                                          \
+    }
+NAMED_RECORDER(rec_fill_mode, ct_fill_mode, ct_fill_mode_name)
+NAMED_RECORDER(rec_color_mode, ct_color_mode, ct_color_mode_name)
+NAMED_RECORDER(rec_interpolation, ct_interpolation, ct_interpolation_name)
+NAMED_RECORDER(rec_mode, ct_monitor_mode, ct_monitor_mode_name)
+#undef NAMED_RECORDER
+
+/* --png16: only scale is written, so that runs recorded before the flag existed (which
+ * clipped, as Keras does) resume unchanged. */
+static bool rec_png16(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
+    const ct_png16 v = *CFIELD(f->c, s, ct_png16);
+    if (v == CT_PNG16_CLIP) return false;
+    snprintf(buf, cap, "%s", ct_png16_name(v));
+    return true;
+}
+
+static bool rec_na_policy(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
+    (void)s;
+    if (f->c->na_policy == CT_NA_VALUE) ct_format_float(buf, cap, f->c->na_value);
+    else snprintf(buf, cap, "%s", ct_na_policy_name(f->c->na_policy));
     return true;
 }
 
@@ -265,7 +309,7 @@ static bool rec_freeze_to(const setting *s, const ct_train_facts *f, char *buf, 
 
 static bool rec_class_mode(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
     (void)s;
-    snprintf(buf, cap, "%d", (int)f->class_mode);
+    snprintf(buf, cap, "%s", ct_class_mode_name(f->class_mode));
     return true;
 }
 
@@ -287,27 +331,33 @@ static bool rec_schedule(const setting *s, const ct_train_facts *f, char *buf, s
     return true;
 }
 
+/* As ct_parse_shift_range reads it back: "12" (an integer choice), "0.1" or "12.0" (floats:
+ * Python's float repr always has a point or an exponent). */
 static bool rec_shift(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
-    snprintf(buf, cap, "%g", (double)CFIELD(f->c, s, ct_shift_range)->value);
+    const ct_shift_range *r = CFIELD(f->c, s, ct_shift_range);
+    if (r->kind == CT_SHIFT_CHOICE) snprintf(buf, cap, "%d", (int)r->value);
+    else ct_format_float(buf, cap, r->value);
     return true;
 }
 
-static bool rec_shift_kind(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
-    snprintf(buf, cap, "%d", (int)CFIELD(f->c, s, ct_shift_range)->kind);
-    return true;
+/* "LO,HI", each as ct_format_float writes it; no line for 0,0 (not given: no zoom, no
+ * brightness change). */
+static bool rec_range(float lo, float hi, char *buf, size_t cap) {
+    char a[32], b[32];
+    ct_format_float(a, sizeof a, lo);
+    ct_format_float(b, sizeof b, hi);
+    snprintf(buf, cap, "%s,%s", a, b);
+    return lo != 0.0f || hi != 0.0f;
 }
 
 static bool rec_zoom(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
     (void)s;
-    snprintf(buf, cap, "%g,%g", (double)f->c->augment.zoom_lo, (double)f->c->augment.zoom_hi);
-    return true;
+    return rec_range(f->c->augment.zoom_lo, f->c->augment.zoom_hi, buf, cap);
 }
 
 static bool rec_brightness(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
     (void)s;
-    snprintf(buf, cap, "%g,%g", (double)f->c->augment.brightness_lo,
-             (double)f->c->augment.brightness_hi);
-    return true;
+    return rec_range(f->c->augment.brightness_lo, f->c->augment.brightness_hi, buf, cap);
 }
 
 static bool rec_augment_on(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
@@ -317,15 +367,13 @@ static bool rec_augment_on(const setting *s, const ct_train_facts *f, char *buf,
     return true;
 }
 
-/* `preprocess` reads 0 for the default too (caffe for image folders), so an explicit
- * --preprocess other than the data's default is recorded by name as well: otherwise a run
- * started with --preprocess none on image folders would resume without it, on caffe inputs. */
-static bool rec_preprocess_given(const setting *s, const ct_train_facts *f, char *buf,
-                                 size_t cap) {
+/* The preprocessing the run uses: --preprocess, or the data's default (caffe for image
+ * folders, none for iceberg JSON). */
+static bool rec_preprocess(const setting *s, const ct_train_facts *f, char *buf, size_t cap) {
     (void)s;
-    if (!f->c->preprocess_set || f->c->standardize.preprocess == f->default_preprocess)
-        return false;
-    snprintf(buf, cap, "%s", ct_preprocess_name(f->c->standardize.preprocess));
+    snprintf(buf, cap, "%s", ct_preprocess_name(f->c->preprocess_set
+                                                    ? f->c->standardize.preprocess
+                                                    : f->default_preprocess));
     return true;
 }
 
@@ -459,9 +507,17 @@ ct_status ct_train_config_set(ct_train_config *c, const char *name, const char *
 
 ct_status ct_train_config_apply(ct_train_config *c, int n, const char *const *names,
                                 const char *const *values) {
-    for (int i = 0; i < n; i++)
-        if (find(names[i], strlen(names[i])) == NULL)
+    const setting *freeze_to = find("freeze-to", 9), *strategy = find("strategy", 8);
+    bool gave_freeze_to = false, gave_strategy = false;
+    for (int i = 0; i < n; i++) {
+        const setting *s = find(names[i], strlen(names[i]));
+        if (s == NULL)
             return ct_error(CT_EINVAL, "unknown flag '--%s' (see cutune train --help)", names[i]);
+        gave_freeze_to |= s == freeze_to;
+        gave_strategy |= s == strategy;
+    }
+    if (gave_freeze_to && gave_strategy)
+        return ct_error(CT_EINVAL, "give either --freeze-to or --strategy, not both");
     /* In the table's order: a setting's defaults (--optimizer) come before what refines them. */
     for (int r = 0; r < N_SETTINGS; r++) {
         const setting *s = &table[r];
@@ -503,81 +559,22 @@ void ct_train_print_help(FILE *f) {
     }
 }
 
-/* ---- the record ---- */
+/* ---- the rows, for the record (settings_record.c) ---- */
 
-char *ct_train_record(const ct_train_facts *f) {
-    size_t cap = 16384, used = 0;
-    char *text = malloc(cap);
-    if (text == NULL) return NULL;
-    text[0] = '\0';
-    for (int i = 0; i < N_SETTINGS; i++) {
-        const setting *s = &table[i];
-        char value[4400];
-        if (s->key == NULL || !s->record(s, f, value, sizeof value)) continue;
-        int n = snprintf(text + used, cap - used, "%s = %s\n", s->key, value);
-        if (n < 0 || (size_t)n >= cap - used) {
-            free(text);
-            return NULL;
-        }
-        used += (size_t)n;
-    }
-    return text;
+int ct_settings_rows(void) { return N_SETTINGS; }
+
+const char *ct_setting_key(int row) { return table[row].key; }
+
+bool ct_setting_record(int row, const ct_train_facts *f, char *buf, size_t cap) {
+    const setting *s = &table[row];
+    return s->key != NULL && s->record(s, f, buf, cap);
 }
 
-/* The line of `text` whose key is `key` ("lr = 0.01"), its length in *len; NULL when absent. */
-static const char *line_of(const char *text, const char *key, int *len) {
-    const size_t klen = strlen(key);
-    for (const char *p = text; *p != '\0'; p += strcspn(p, "\n"), p += *p == '\n') {
-        if (strncmp(p, key, klen) == 0 && strncmp(p + klen, " = ", 3) == 0) {
-            *len = (int)strcspn(p, "\n");
-            return p;
-        }
-    }
-    return NULL;
-}
+bool ct_setting_is_switch(int row) { return table[row].set == set_switch; }
 
-static ct_status changed(const char *a, int la, const char *b, int lb) {
-    return ct_error(CT_EINVAL, "--resume: the flags differ from the run's: it has '%.*s', now "
-                    "'%.*s' (only --epochs may change)", a != NULL ? la : 9,
-                    a != NULL ? a : "(not set)", b != NULL ? lb : 9, b != NULL ? b : "(not set)");
-}
-
-/* Whether two `key = value` lines of a path setting name the same file or folder: the run
- * may have been started with a relative path and resumed with an absolute one, or through a
- * link. Values that do not resolve (a missing file, "imagenet") compare as text. */
-static bool same_path_line(const char *key, const char *a, int la, const char *b, int lb) {
-    static const char *const path_keys[] = {"data", "val", "weights"};
-    bool is_path = false;
-    for (size_t i = 0; i < sizeof path_keys / sizeof path_keys[0]; i++)
-        is_path |= strcmp(key, path_keys[i]) == 0;
-    const int skip = (int)strlen(key) + 3; /* "key = " */
-    char va[PATH_MAX], vb[PATH_MAX], ra[PATH_MAX], rb[PATH_MAX];
-    if (!is_path || la - skip >= PATH_MAX || lb - skip >= PATH_MAX) return false;
-    snprintf(va, sizeof va, "%.*s", la - skip, a + skip);
-    snprintf(vb, sizeof vb, "%.*s", lb - skip, b + skip);
-    return realpath(va, ra) != NULL && realpath(vb, rb) != NULL && strcmp(ra, rb) == 0;
-}
-
-ct_status ct_train_record_compare(const char *saved, const char *now) {
-    for (int i = 0; i < N_SETTINGS; i++) {
-        const char *key = table[i].key;
-        if (key == NULL) continue;
-        int la = 0, lb = 0;
-        const char *a = line_of(saved, key, &la), *b = line_of(now, key, &lb);
-        if (a == NULL && b == NULL) continue;
-        if (a != NULL && b != NULL && la == lb && strncmp(a, b, (size_t)la) == 0) continue;
-        if (a == NULL || b == NULL || !same_path_line(key, a, la, b, lb))
-            return changed(a, la, b, lb);
-    }
-    /* A line this cutune does not know: recorded by another version, with another meaning. */
-    for (const char *p = saved; *p != '\0'; p += strcspn(p, "\n"), p += *p == '\n') {
-        int len = (int)strcspn(p, "\n");
-        const char *eq = strstr(p, " = ");
-        bool known = false;
-        for (int i = 0; i < N_SETTINGS && eq != NULL && eq - p < len && !known; i++)
-            known = table[i].key != NULL && strlen(table[i].key) == (size_t)(eq - p) &&
-                    strncmp(p, table[i].key, (size_t)(eq - p)) == 0;
-        if (len > 0 && !known) return changed(p, len, NULL, 0);
-    }
-    return CT_OK;
+ct_status ct_train_config_set_key(ct_train_config *c, const char *key, const char *value) {
+    for (int i = 0; i < N_SETTINGS; i++)
+        if (table[i].key != NULL && strcmp(table[i].key, key) == 0)
+            return apply_row(c, &table[i], value);
+    return ct_error(CT_EINVAL, "unknown setting '%s'", key);
 }

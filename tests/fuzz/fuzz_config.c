@@ -43,8 +43,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int all_argc = 0;
     char **all_argv = NULL;
     if (!cli_config_args("train", 2, argv, check_setting, &all_argc, &all_argv)) return 0;
-    ct_train_config c;
-    (void)parse_config(all_argc, all_argv, &c);
+    ct_train_config *c = NULL;
+    if (ct_train_config_new(&c) != CT_OK) abort();
+    (void)parse_config(all_argc, all_argv, c);
+    ct_train_config_free(c);
     set_each(all_argc - 2, all_argv); /* the lines of the file, without --config FILE */
     cli_config_free(all_argc, all_argv, 2);
     return 0;
