@@ -9,7 +9,10 @@ pkgs=(libopenblas0-openmp libopenblas-openmp-dev libgfortran5 libquadmath0
       libcriterion3 libcriterion-dev libboxfort-dev libnanomsg5 libgit2-1.5 libmbedtls14
       libmbedx509-1 libmbedcrypto7 libhttp-parser2.9 libssh2-1
       libhdf5-103-1 libhdf5-hl-100 libhdf5-dev libaec0 libsz2
-      libpng16-16 libpng-dev libjpeg62-turbo libjpeg62-turbo-dev libcjson1 libcjson-dev)
+      libpng16-16 libpng-dev libjpeg62-turbo libjpeg62-turbo-dev libcjson1 libcjson-dev
+      libdnnl2 libdnnl-dev                       # the CPU backend's convolutions (oneDNN 2.x)
+      libtiff6 libtiff-dev libdeflate0 libjbig0 liblerc4 libwebp7 libstb0 libstb-dev
+      libcurl4-openssl-dev libssl-dev)           # downloads and their MD5 check
 [ -n "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ] || apt-get update -qq
 (cd .deps && apt-get download -qq "${pkgs[@]}")
 # Runtime libraries those packages link against that a non-Debian GPU image may lack (libhdf5
