@@ -168,8 +168,8 @@ Test(data_formats, truncated_files_are_errors) {
     }
 }
 
+/* Its own .init replaces the suite's: no temporary folder (nothing is written). */
 Test(data_formats, png16_note_is_one_line_and_only_for_clip, .init = cr_redirect_stderr) {
-    setup();
     ct_png16_note(0, CT_PNG16_CLIP, "data");
     ct_png16_note(5, CT_PNG16_SCALE, "data");
     ct_png16_note(3, CT_PNG16_CLIP, "mri/");
