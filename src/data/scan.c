@@ -282,6 +282,48 @@ done:
     return s;
 }
 
+/* A dataset of every listed file, in order, made from the lists, which it takes (they are left
+ * empty, and `labels` is the store's or freed): labelled by `labels` among `classes`, or
+ * unlabelled (every label -1). */
+static ct_status make_view(const char *root, strvec *classes, strvec *paths, strvec *names,
+                           strvec *ignored, int32_t *labels, bool labelled, ct_role role,
+                           ct_dataset **out) {
+    ct_data_store *store = ct_data_store_new();
+    size_t *all = NULL;
+    if (store != NULL) {
+        const size_t n = paths->n;
+        store->in_memory = false;
+        store->n_classes = (int)classes->n;
+        store->class_names = classes->v;
+        store->n = n;
+        store->paths = paths->v;
+        store->names = names->v;
+        store->labels = labelled && labels != NULL ? labels : calloc(n > 0 ? n : 1, sizeof *labels);
+        if (store->labels != labels) free(labels);
+        labels = NULL;
+        store->labelled = labelled;
+        store->n_ignored = ignored->n;
+        store->ignored = ignored->v;
+        memset(classes, 0, sizeof *classes);
+        memset(paths, 0, sizeof *paths);
+        memset(names, 0, sizeof *names);
+        memset(ignored, 0, sizeof *ignored);
+        all = malloc((n > 0 ? n : 1) * sizeof *all);
+    }
+    ct_status s = CT_OK;
+    if (store == NULL || store->labels == NULL || all == NULL)
+        s = ct_error(CT_ENOMEM, "%s: out of memory listing the dataset", root);
+    for (size_t i = 0; s == CT_OK && i < store->n; i++) {
+        all[i] = i;
+        if (!labelled) store->labels[i] = -1;
+    }
+    if (s == CT_OK) s = ct_data_view(store, all, store->n, role, out);
+    free(all);
+    free(labels);
+    ct_data_store_unref(store);
+    return s;
+}
+
 /* The folder a dataset is opened from, checked, without trailing slashes (os.path.join("data/",
  * "cat") is "data/cat"); malloc'd into *root. */
 static ct_status open_root(const char *dir, char **root) {
@@ -305,7 +347,6 @@ ct_status ct_dataset_open_folder(ct_dataset **out, const char *dir, const ct_fol
     strvec classes = {0}, paths = {0}, names = {0}, ignored = {0};
     int32_t *labels = NULL;
     size_t n_labels = 0, cap_labels = 0;
-    ct_data_store *store = NULL;
     ct_status s = CT_OK;
     if (o->classes != NULL && o->n_classes > 0) {
         for (int k = 0; k < o->n_classes; k++) {
@@ -357,36 +398,12 @@ ct_status ct_dataset_open_folder(ct_dataset **out, const char *dir, const ct_fol
                             &n_labels, &cap_labels, &ignored)) != CT_OK)
             goto fail;
 
-    store = ct_data_store_new();
-    if (store == NULL) goto oom;
-    store->in_memory = false;
-    store->n_classes = (int)classes.n;
-    store->class_names = classes.v;
-    store->n = paths.n;
-    store->paths = paths.v;
-    store->names = names.v;
-    store->labels = labels != NULL ? labels : calloc(1, sizeof *labels);
-    store->labelled = true;
-    store->n_ignored = ignored.n;
-    store->ignored = ignored.v;
-    memset(&classes, 0, sizeof classes);
-    memset(&paths, 0, sizeof paths);
-    memset(&names, 0, sizeof names);
-    memset(&ignored, 0, sizeof ignored);
-    labels = NULL;
-    if (store->labels == NULL) goto oom;
-    size_t *all = malloc((store->n > 0 ? store->n : 1) * sizeof *all);
-    if (all == NULL) goto oom;
-    for (size_t i = 0; i < store->n; i++) all[i] = i;
-    s = ct_data_view(store, all, store->n, o->role, out);
-    free(all);
-    ct_data_store_unref(store);
+    s = make_view(root, &classes, &paths, &names, &ignored, labels, true, o->role, out);
     free(root);
     return s;
 oom:
     s = ct_error(CT_ENOMEM, "%s: out of memory listing the dataset", root);
 fail:
-    ct_data_store_unref(store);
     strvec_free(&classes);
     strvec_free(&paths);
     strvec_free(&names);
@@ -429,43 +446,20 @@ ct_status ct_dataset_open_images(ct_dataset **out, const char *dir, const ct_fol
     ct_folder_options defaults = {0};
     if (o == NULL) o = &defaults;
     char *root = NULL;
-    ct_status opened = open_root(dir, &root);
-    if (opened != CT_OK) return opened;
-    strvec subs = {0}, paths = {0}, names = {0}, ignored = {0};
+    ct_status s = open_root(dir, &root);
+    if (s != CT_OK) return s;
+    strvec classes = {0}, subs = {0}, paths = {0}, names = {0}, ignored = {0};
     int32_t *labels = NULL;
     size_t n_labels = 0, cap_labels = 0;
-    ct_data_store *store = NULL;
-    ct_status s = list_top(root, &paths, &names, &subs, &ignored);
+    s = list_top(root, &paths, &names, &subs, &ignored);
     for (size_t k = 0; s == CT_OK && k < subs.n; k++)
         s = walk_class(root, subs.v[k], -1, o->follow_links, &paths, &names, &labels, &n_labels,
                        &cap_labels, &ignored);
-    if (s == CT_OK && (store = ct_data_store_new()) == NULL)
-        s = ct_error(CT_ENOMEM, "%s: out of memory listing the dataset", root);
-    size_t *all = NULL;
-    if (s == CT_OK) {
-        store->in_memory = false;
-        store->n = paths.n;
-        store->paths = paths.v;
-        store->names = names.v;
-        store->labels = calloc(paths.n > 0 ? paths.n : 1, sizeof *store->labels);
-        store->labelled = false;
-        store->n_ignored = ignored.n;
-        store->ignored = ignored.v;
-        memset(&paths, 0, sizeof paths);
-        memset(&names, 0, sizeof names);
-        memset(&ignored, 0, sizeof ignored);
-        all = malloc((store->n > 0 ? store->n : 1) * sizeof *all);
-        if (store->labels == NULL || all == NULL)
-            s = ct_error(CT_ENOMEM, "%s: out of memory listing the dataset", root);
-    }
-    for (size_t i = 0; s == CT_OK && i < store->n; i++) {
-        store->labels[i] = -1;
-        all[i] = i;
-    }
-    if (s == CT_OK) s = ct_data_view(store, all, store->n, o->role, out);
-    free(all);
-    ct_data_store_unref(store);
     strvec_free(&subs);
+    if (s == CT_OK) {
+        s = make_view(root, &classes, &paths, &names, &ignored, labels, false, o->role, out);
+        labels = NULL;
+    }
     strvec_free(&paths);
     strvec_free(&names);
     strvec_free(&ignored);
