@@ -219,18 +219,19 @@ ct_status ct_cu_bias_grad(ct_cu_ctx *ctx, ct_dtype dt, float *db, void *dy, cons
 /* ---- dropout --------------------------------------------------------------------------- */
 
 /* Inverted dropout over (n, dim): unit (r, j) is kept iff ct_rng_unit(word) >= rate, where word
- * is ct_rng_word(seed, purpose, step, r, j) = Philox(j / 4, r, step, purpose).v[j % 4]. Thread t
+ * is ct_rng_word(seed, purpose, step, row0 + r, j) = Philox(j / 4, row0 + r, step,
+ * purpose).v[j % 4] (row0: the batch's place in a data-parallel global batch). Thread t
  * handles units 4q .. 4q + 3 of row r (t = r * quads + q) from one Philox block. The same
  * kernel serves backward: dy in place of x gives dx. */
 __global__ void dropout_kernel(float *y, const float *x, int n, int dim, float rate, float scale,
                                uint32_t seed_lo, uint32_t seed_hi, uint32_t purpose,
-                               uint32_t step) {
+                               uint32_t step, uint32_t row0) {
     size_t quads = ((size_t)dim + 3) / 4;
     size_t total = (size_t)n * quads;
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += stride) {
         uint32_t r = (uint32_t)(t / quads), q = (uint32_t)(t % quads);
-        ct_philox_out o = ct_philox4x32_10(q, r, step, purpose, seed_lo, seed_hi);
+        ct_philox_out o = ct_philox4x32_10(q, row0 + r, step, purpose, seed_lo, seed_hi);
         size_t row = (size_t)r * dim;
         for (int l = 0; l < 4; l++) {
             size_t j = (size_t)q * 4 + l;
@@ -244,13 +245,13 @@ __global__ void dropout_kernel(float *y, const float *x, int n, int dim, float r
 /* dim % 4 == 0: the four units of thread t are float4 number t of the whole array. */
 __global__ void dropout_kernel4(float4 *y, const float4 *x, int n, int dim, float rate,
                                 float scale, uint32_t seed_lo, uint32_t seed_hi,
-                                uint32_t purpose, uint32_t step) {
+                                uint32_t purpose, uint32_t step, uint32_t row0) {
     size_t quads = (size_t)dim / 4;
     size_t total = (size_t)n * quads;
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += stride) {
         uint32_t r = (uint32_t)(t / quads), q = (uint32_t)(t % quads);
-        ct_philox_out o = ct_philox4x32_10(q, r, step, purpose, seed_lo, seed_hi);
+        ct_philox_out o = ct_philox4x32_10(q, row0 + r, step, purpose, seed_lo, seed_hi);
         float4 v = x[t];
         v.x = ct_rng_unit(o.v[0]) >= rate ? v.x * scale : 0.0f;
         v.y = ct_rng_unit(o.v[1]) >= rate ? v.y * scale : 0.0f;
@@ -280,10 +281,10 @@ static ct_status dropout_run(ct_cu_ctx *ctx, const char *what, float *y, const f
     if (dim % 4 == 0 && aligned16(y) && aligned16(x)) {
         dropout_kernel4<<<grid, THREADS, 0, ctx->stream>>>((float4 *)y, (const float4 *)x, n, dim,
                                                            rate, scale, lo, hi, purpose,
-                                                           key.step);
+                                                           key.step, key.row0);
     } else {
         dropout_kernel<<<grid, THREADS, 0, ctx->stream>>>(y, x, n, dim, rate, scale, lo, hi,
-                                                          purpose, key.step);
+                                                          purpose, key.step, key.row0);
     }
     CT_CU_CHECK_LAUNCH();
     return CT_OK;

@@ -27,6 +27,9 @@
 #              torch.compile subset while time is left; the side-by-side table
 #   compile    bench/pytorch_vgg16.py with torch.compile, bf16, no freezing and blocks 1-4
 #              frozen, batch 128 (pytorch runs it too when time is left)
+#   dist       one rank through NCCL (world size 1, `cutune bench --gpus 1`) against the
+#              single-GPU path, alternating, bf16 224x224 batch 64: the step times side by side;
+#              then `cutune train --gpus 1` on generated data, and `cutune devices --gpus 1`
 #   all        build tests sanitize bench pytorch, in that order
 #
 # The device tool allows 600 s per command. BUDGET_S (default 560) is shared by the phases of
@@ -66,9 +69,10 @@ expanded=()
 for p in "${phases[@]}"; do
     case $p in
     all) expanded+=(build tests sanitize bench pytorch) ;;
-    build | tests | conv | ctest-all | sanitize | bench | pytorch | compile) expanded+=("$p") ;;
+    build | tests | conv | ctest-all | sanitize | bench | pytorch | compile | dist)
+        expanded+=("$p") ;;
     *) echo "gpu-run: unknown phase '$p' (build tests conv ctest-all sanitize bench pytorch" \
-            "compile all)" >&2
+            "compile dist all)" >&2
        exit 2 ;;
     esac
 done
@@ -119,6 +123,16 @@ if [ -n "$cudnn_lib" ] && [ -n "$cudnn_inc" ]; then
     cmake_extra+=(-DCUDNN_INCLUDE_DIR="$(dirname "$cudnn_inc")" -DCUDNN_LIBRARY="$prefix/cudnn/libcudnn.so")
 else
     summary_notes+=("cuDNN not found (library '$cudnn_lib', header '$cudnn_inc')")
+fi
+# NCCL: the toolkit's, else PyTorch's wheel (nvidia-nccl), which ships libnccl.so.2 only.
+nccl_lib=$(find_one 'libnccl.so*' /usr/local/cuda/lib64 /usr/lib/$arch "$wheels")
+nccl_inc=$(find_one nccl.h /usr/local/cuda/include /usr/include "$wheels")
+if [ -n "$nccl_lib" ] && [ -n "$nccl_inc" ]; then
+    mkdir -p "$prefix/nccl"
+    ln -sf "$nccl_lib" "$prefix/nccl/libnccl.so"
+    cmake_extra+=(-DNCCL_INCLUDE_DIR="$(dirname "$nccl_inc")" -DNCCL_LIBRARY="$prefix/nccl/libnccl.so")
+else
+    summary_notes+=("NCCL not found (library '$nccl_lib', header '$nccl_inc'): no dist phase")
 fi
 cuda_lib=$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64
 lib_dirs="$prefix/usr/lib/$arch:$prefix/usr/lib/$arch/openblas-openmp:$(dirname "${cudnn_lib:-/x/x}")"
@@ -388,12 +402,36 @@ phase_pytorch() {
     return $rc
 }
 
+# One rank through NCCL against the single-GPU path, alternating so that clocks and heat treat
+# both alike; then a training run and the launch check through --gpus 1.
+phase_dist() {
+    local rc=0 i flags="--device cuda --input-size 224 --batch-size 64 --precision bf16 --steps 30 --warmup 5"
+    : >"$out/dist.log"
+    for i in 1 2 3; do
+        { echo "== single $i"; timeout -k 5 "$(limit)" "$build/cutune" bench $flags
+          echo "== nccl $i"; timeout -k 5 "$(limit)" "$build/cutune" bench --gpus 1 $flags
+        } >>"$out/dist.log" 2>&1 || rc=$?
+    done
+    awk '/^== /{ who = $2 } /median step/ && who != "" { print who, $0 }
+         /^\| 0 \|/ { print "nccl rank 0:", $0 }' "$out/dist.log" | tee -a "$out/tables.md"
+    timeout -k 5 "$(limit)" "$build/cutune" devices --gpus 1 >>"$out/dist.log" 2>&1 || rc=$?
+    if [ "$(left)" -gt 90 ]; then
+        timeout -k 5 "$(limit)" "$build/cutune" demo --out /tmp/dist-demo --epochs 0 \
+            >>"$out/dist.log" 2>&1
+        timeout -k 5 "$(limit)" "$build/cutune" train --gpus 1 --data /tmp/dist-demo/data/train \
+            --val /tmp/dist-demo/data/val --head mri --weights none --epochs 2 \
+            --out /tmp/dist-run >>"$out/dist.log" 2>&1 || rc=$?
+        tail -3 "$out/dist.log"
+    fi
+    return $rc
+}
+
 for p in "${expanded[@]}"; do
     # The least time a phase needs to be worth starting.
     case $p in
     build) need=60 ;; tests) need=120 ;; conv) need=60 ;;
     ctest-all) need=240 ;; sanitize) need=120 ;;
-    bench) need=180 ;; pytorch) need=150 ;; compile) need=120 ;;
+    bench) need=180 ;; pytorch) need=150 ;; compile) need=120 ;; dist) need=120 ;;
     esac
     if [ "$(left)" -lt "$need" ]; then
         summary_rows+=("| $p | skipped: $(left) s left, needs about $need s | 0 |")

@@ -14,6 +14,8 @@ packages=(build-essential cmake pkg-config
           libcurl4-openssl-dev     # downloading the official ImageNet weights
           libssl-dev               # their MD5 check (libcrypto)
           libcriterion-dev         # tests
+          libopenmpi-dev openmpi-bin  # mpirun/srun launches and the CPU ranks' all-reduce
+          iproute2                 # the rendezvous test across network namespaces (ip netns)
           python3-venv python3-numpy python3-pytest python3-pil)  # the Python package's tests
 
 missing=()

@@ -907,7 +907,7 @@ static void dropout_case(int n, int dim, float rate, ct_dropout_key key, int off
 
 Test(cuda_ops, dropout_matches_bitwise) {
     TU_REQUIRE_GPU();
-    ct_dropout_key key = {SEED, 7, 123};
+    ct_dropout_key key = {SEED, 7, 123, 0};
     dropout_case(32, 512, 0.3f, key, 0); /* the iceberg head: dim % 4 == 0, vector kernel */
     dropout_case(32, 512, 0.3f, key, 1);
     dropout_case(5, 13, 0.5f, key, 0);   /* dim not a multiple of 4 */

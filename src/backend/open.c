@@ -46,10 +46,10 @@ ct_status ct_backend_open_with(ct_backend *be, const char *name, const ct_backen
         strcmp(precision, "bf16") != 0)
         return ct_error(CT_EINVAL, "--precision '%s': expected fp32, tf32 or bf16", precision);
     if (name != NULL && strcmp(name, "cpu") == 0) return open_cpu(be, o, note, note_len);
-    if (name != NULL && strcmp(name, "cuda") == 0) return ct_backend_cuda_open(be, 0, o);
+    if (name != NULL && strcmp(name, "cuda") == 0) return ct_backend_cuda_open(be, o->device, o);
     if (name != NULL && strcmp(name, "auto") != 0)
         return ct_error(CT_EINVAL, "unknown device '%s' (expected cpu, cuda or auto)", name);
-    if (ct_backend_cuda_open(be, 0, o) == CT_OK) return CT_OK;
+    if (ct_backend_cuda_open(be, o->device, o) == CT_OK) return CT_OK;
     char why[1024];
     snprintf(why, sizeof why, "using the CPU backend: %s", ct_last_error());
     add_note(note, note_len, why);

@@ -222,7 +222,7 @@ int bench_data(const char *cmd, const bench_opts *o) {
     d.o = o;
     d.augment = o->augment == NULL || strcmp(o->augment, "keras") == 0;
     d.aug = keras_augmentation();
-    ct_status s = bench_backend(cmd, o, &d.be, &d.precision);
+    ct_status s = bench_backend(cmd, o, &d.be, &d.precision, 0);
     if (s == CT_OK) s = ct_stream_parse_where(o->augment_on, &d.be, &d.on_device);
     if (s == CT_OK) s = ct_dataset_open(&d.ds, o->data);
     if (s == CT_OK) s = open_model(&d);

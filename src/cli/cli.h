@@ -51,6 +51,10 @@ void cli_config_free(int argc, char **argv, int orig_argc);
 /* Prints "cutune CMD: <last error>" to stderr and returns the exit code for the status. */
 int cli_fail(const char *cmd, ct_status s);
 
+/* `--gpus N|LIST` on train, bench or devices (gpus.c): when argv holds it, *handled is set and
+ * the return value is the exit code of the launch (or of the refusal); otherwise 0. */
+int cli_gpus_launch(int argc, char **argv, bool *handled);
+
 int cmd_devices(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

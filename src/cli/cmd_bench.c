@@ -45,9 +45,13 @@ double bench_median(double *v, size_t n) {
 }
 
 ct_status bench_backend(const char *cmd, const bench_opts *o, ct_backend *be,
-                        const char **precision) {
+                        const char **precision, int device) {
     char note[512];
-    ct_status s = ct_backend_open(be, o->device, o->precision, note, sizeof note);
+    ct_backend_options bo;
+    ct_backend_options_defaults(&bo);
+    bo.precision = o->precision;
+    bo.device = device;
+    ct_status s = ct_backend_open_with(be, o->device, &bo, note, sizeof note);
     if (s != CT_OK) return s;
     if (note[0] != '\0') fprintf(stderr, "cutune %s: %s\n", cmd, note);
     if (strcmp(be->ops->name, "cpu") == 0 && o->threads > 0) {
@@ -223,7 +227,8 @@ static void print_memory(const ct_backend *be, ct_model *m) {
 /* The warm-up and timed steps. --input device: one batch, copied into the model's input before
  * the timing; each step trains on it. --input host: each step copies a new batch from pageable
  * host memory. */
-static ct_status time_steps(const bench_opts *o, ct_backend *be, synth_run *r, bool verbose) {
+static ct_status time_steps(const bench_opts *o, ct_backend *be, synth_run *r, bool verbose,
+                            bench_dist *d) {
     const long total = o->steps + o->warmup;
     const int n = r->n;
     const bool resident = strcmp(o->input, "device") == 0;
@@ -240,11 +245,12 @@ static ct_status time_steps(const bench_opts *o, ct_backend *be, synth_run *r, b
                                      r->labels);
         float loss = 0.0f;
         double t0 = bench_now();
+        bench_dist_step_begin(d, step);
         if ((s = resident ? ct_model_forward(r->m, n, true, (uint32_t)step)
                           : ct_model_forward_host(r->m, r->x, r->aux ? r->aux_x : NULL, n, true,
                                                   (uint32_t)step)) != CT_OK ||
             (s = ct_model_loss(r->m, r->labels, NULL, &loss)) != CT_OK ||
-            (s = ct_model_backward(r->m)) != CT_OK ||
+            (s = ct_model_backward(r->m)) != CT_OK || (s = bench_dist_step_end(d)) != CT_OK ||
             (s = ct_model_apply_gradients(r->m, 1.0f)) != CT_OK ||
             (s = be->ops->synchronize(be->ctx)) != CT_OK)
             return s;
@@ -265,18 +271,21 @@ static ct_status time_steps(const bench_opts *o, ct_backend *be, synth_run *r, b
 /* Builds the model for one configuration on `be`, runs warm-up and timed steps and fills `res`.
  * With `verbose`, prints the model and every step as the single-configuration mode does. */
 static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *precision,
-                              const char *freeze_to, int batch, bool verbose, bench_result *res) {
+                              const char *freeze_to, int batch, bool verbose, bench_result *res,
+                              bench_dist *d) {
     synth_run r;
     memset(&r, 0, sizeof r);
     const size_t mem0 = bench_device_memory(be);
     ct_status s = synth_open(o, be, freeze_to, batch, &r);
+    if (s == CT_OK) s = bench_dist_plan(d, r.m);
     if (s == CT_OK && verbose) print_model(o, be, precision, r.m, batch);
-    if (s == CT_OK) s = time_steps(o, be, &r, verbose);
+    if (s == CT_OK) s = time_steps(o, be, &r, verbose, d);
     if (s == CT_OK) {
         double f_fwd;
         ct_model_flops(r.m, &f_fwd, &res->flop_img);
         res->median_s = bench_median(r.times + o->warmup, (size_t)o->steps);
-        if (o->profile)
+        s = bench_dist_report(d, res->median_s, batch);
+        if (s == CT_OK && o->profile)
             s = print_profile(r.m, batch, r.prof_f, r.prof_b, res->median_s * 1e3, o);
     }
     if (s == CT_OK) {
@@ -299,10 +308,15 @@ static ct_status bench_config(const bench_opts *o, ct_backend *be, const char *p
 static int run_bench(const char *cmd, const bench_opts *o) {
     ct_backend be = {0};
     const char *precision = NULL;
-    ct_status s = bench_backend(cmd, o, &be, &precision);
-    if (s != CT_OK) return cli_fail(cmd, s);
+    bench_dist d;
+    ct_status s = bench_dist_start(&d);
+    if (s == CT_OK) s = bench_backend(cmd, o, &be, &precision, d.w.local_rank);
+    if (s == CT_OK) s = bench_dist_connect(&d, &be);
     bench_result r;
-    s = bench_config(o, &be, precision, o->freeze_to, (int)o->batch, true, &r);
+    if (s == CT_OK)
+        s = bench_config(o, &be, precision, o->freeze_to, (int)o->batch, !bench_dist_quiet(&d),
+                         &r, &d);
+    bench_dist_close(&d, s == CT_OK);
     ct_backend_free(&be);
     return s == CT_OK ? 0 : cli_fail(cmd, s);
 }
@@ -360,7 +374,7 @@ static int run_sweep(const char *cmd, const bench_opts *o) {
     for (int d = 0; d < n_depths; d++)
         for (int b = 0; b < n_batches; b++) {
             ct_backend be = {0};
-            ct_status s = bench_backend(cmd, o, &be, &precision);
+            ct_status s = bench_backend(cmd, o, &be, &precision, 0);
             if (s != CT_OK) return cli_fail(cmd, s);
             backend_name = be.ops->name;
             if (device_name[0] == '\0')
@@ -371,7 +385,7 @@ static int run_sweep(const char *cmd, const bench_opts *o) {
                              : "CPU");
             bench_result r = {0};
             s = bench_config(o, &be, precision, depth_layer(depths[d]), (int)batches[b], false,
-                             &r);
+                             &r, NULL);
             ct_backend_free(&be);
             char *row = table[rows++];
             if (s == CT_EDEVMEM || s == CT_ENOMEM) {
@@ -414,7 +428,7 @@ static const char bench_usage[] =
     "                    [--sweep [--sweep-freeze LIST] [--sweep-batch LIST]]\n"
     "                    [--data DIR [--augment-on loader|device] [--augment keras|none]\n"
     "                     [--workers N] [--no-cache]] [--profile]\n"
-    "                    [--input device|host]\n"
+    "                    [--input device|host] [--gpus N|LIST]\n"
     "\n"
     "Times the backbone's forward + backward + SGD update on generated data and prints the\n"
     "loss and img/s of each step, then the median. Defaults: --device auto --backbone vgg16\n"
@@ -442,7 +456,9 @@ static const char bench_usage[] =
     "--input      where generated batches come from: device (default; one batch is copied\n"
     "             into the model's input before timing, as synthetic benchmarks do, so steps\n"
     "             time the training work; --data times the input pipeline) or host (each step\n"
-    "             copies a new batch from pageable host memory first).\n";
+    "             copies a new batch from pageable host memory first).\n"
+    "--gpus       one bench rank per GPU of this machine: a count (2) or devices (0,2,5);\n"
+    "             CUDA builds only.\n";
 
 static int parse_bench(const char *cmd, int argc, char **argv, bench_opts *o) {
     const char *size = NULL, *batch = NULL, *steps = NULL, *warmup = NULL, *seed = NULL,

@@ -39,7 +39,10 @@ static void print_usage(FILE *f) {
                 cli_commands[i].summary);
     }
     fputs("\n  cutune COMMAND --help   flags of one command\n"
-          "  cutune --version        version and what this build includes\n", f);
+          "  cutune --version        version and what this build includes\n"
+          "  cutune train|bench|devices --gpus N|0,2,5\n"
+          "                          one rank per GPU of this machine (devices: the launch check)\n",
+          f);
 }
 
 static int print_version(void) {
@@ -82,6 +85,9 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)
         return print_version();
+    bool launched = false;
+    int code = cli_gpus_launch(argc, argv, &launched);
+    if (launched) return code;
     for (int i = 0; i < cli_n_commands; i++)
         if (strcmp(argv[1], cli_commands[i].name) == 0)
             return cli_commands[i].run(argc - 2, argv + 2);

@@ -71,6 +71,7 @@ typedef struct ct_dropout_key {
     uint64_t seed;
     uint32_t layer;
     uint32_t step;
+    uint32_t row0; /* row r draws as row row0 + r (its place in a data-parallel global batch) */
 } ct_dropout_key;
 
 /* The configurations the augment_standardize op takes (augment.h and data.h). */
@@ -245,6 +246,7 @@ typedef struct ct_backend_options {
     const char *precision; /* "fp32", "tf32", "bf16"; NULL: CUTUNE_PRECISION or the default */
     bool deterministic;    /* CUDA: deterministic cuDNN algorithms only, none chosen by timing */
     int threads;           /* CPU: OpenMP and OpenBLAS threads; 0 keeps the libraries' defaults */
+    int device;            /* CUDA: the device ordinal (a data-parallel rank's local rank); 0 */
 } ct_backend_options;
 
 void ct_backend_options_defaults(ct_backend_options *o);

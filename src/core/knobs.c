@@ -96,6 +96,38 @@ ct_status ct_knob_stop_after_steps(long *steps) {
     return CT_OK;
 }
 
+/* A positive number from `name`, within [lo, hi], or `fallback` when unset. */
+static ct_status knob_number(const char *name, double lo, double hi, double fallback,
+                             const char *unit, double *out) {
+    const char *v = env(name);
+    *out = fallback;
+    if (v == NULL) return CT_OK;
+    char *end = NULL;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno != 0 || end == v || *end != '\0' || !(x >= lo && x <= hi))
+        return ct_error(CT_EINVAL, "%s='%s': expected %s from %g to %g (or unset it)", name, v,
+                        unit, lo, hi);
+    *out = x;
+    return CT_OK;
+}
+
+ct_status ct_knob_collective_timeout(double *seconds) {
+    return knob_number("CUTUNE_COLLECTIVE_TIMEOUT", 0.1, 1e7, 600.0, "seconds", seconds);
+}
+
+ct_status ct_knob_rendezvous_timeout(double *seconds) {
+    return knob_number("CUTUNE_RENDEZVOUS_TIMEOUT", 0.1, 1e7, 300.0, "seconds", seconds);
+}
+
+ct_status ct_knob_launch_grace(double fallback, double *seconds) {
+    return knob_number("CUTUNE_LAUNCH_GRACE", 0.0, 1e7, fallback, "seconds", seconds);
+}
+
+ct_status ct_knob_bucket_mb(double *mb) {
+    return knob_number("CUTUNE_BUCKET_MB", 0.001, 4096.0, 25.0, "megabytes", mb);
+}
+
 bool ct_knob_feature_cache_dir(char *dir, size_t cap) {
     const char *v = env("CUTUNE_CACHE_DIR"), *xdg = env("XDG_CACHE_HOME"), *home = env("HOME");
     int n = -1;

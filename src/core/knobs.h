@@ -12,6 +12,13 @@
  *     CUTUNE_H5_PROBE_S=SECONDS      the time limit of the damaged-file probe (60)
  *     CUTUNE_CACHE_DIR=DIR|off       where frozen-prefix caches are kept between runs
  *                                    ($XDG_CACHE_HOME/cutune/features, ~/.cache/...); off: none
+ *     CUTUNE_COLLECTIVE_TIMEOUT=S    how long a rank waits for the others in one collective
+ *                                    before it stops with a message (600)
+ *     CUTUNE_RENDEZVOUS_TIMEOUT=S    how long the ranks of a torchrun-style launch wait for each
+ *                                    other at start-up (300)
+ *     CUTUNE_BUCKET_MB=MB            the size of a gradient bucket (25; the first is 1 MB)
+ *     CUTUNE_LAUNCH_GRACE=S          how long --gpus waits for the other ranks' checkpoint
+ *                                    after one failed, before it kills them (60)
  *   seams for tests and benchmarks, which force what is otherwise decided by timing or by
  *   the machine
  *     CUTUNE_STOP_AFTER_STEPS=N      ct_train stops as if interrupted after N steps
@@ -75,6 +82,14 @@ bool ct_knob_feature_cache_dir(char *dir, size_t cap);
 
 /* CUTUNE_STOP_AFTER_STEPS: 0 when unset; CT_EINVAL for anything but a whole number >= 1. */
 ct_status ct_knob_stop_after_steps(long *steps);
+
+/* CUTUNE_COLLECTIVE_TIMEOUT, CUTUNE_RENDEZVOUS_TIMEOUT (seconds > 0) and CUTUNE_BUCKET_MB
+ * (megabytes, 0.001 to 4096), or the defaults; CT_EINVAL naming a bad value. */
+ct_status ct_knob_collective_timeout(double *seconds);
+ct_status ct_knob_rendezvous_timeout(double *seconds);
+ct_status ct_knob_bucket_mb(double *mb);
+/* CUTUNE_LAUNCH_GRACE (seconds >= 0), or `fallback`. */
+ct_status ct_knob_launch_grace(double fallback, double *seconds);
 
 #ifdef __cplusplus
 }

@@ -17,7 +17,8 @@ static void dropout_apply(float *y, const float *x, int n, int dim, float rate,
     for (int r = 0; r < n; r++) {
         for (int j = 0; j < dim; j++) {
             size_t i = (size_t)r * dim + j;
-            uint32_t word = ct_rng_word(key.seed, purpose, key.step, (uint32_t)r, (uint32_t)j);
+            uint32_t word = ct_rng_word(key.seed, purpose, key.step, key.row0 + (uint32_t)r,
+                                        (uint32_t)j);
             y[i] = ct_rng_unit(word) >= rate ? x[i] * scale : 0.0f;
         }
     }

@@ -177,6 +177,8 @@ typedef struct ct_loader_config {
     ct_standardize standardize;
     size_t cache_bytes; /* cache decoded images when they fit; 0: never cache */
     bool skip_bad;      /* skip undecodable files (and count them) instead of failing */
+    int shard_rank;     /* data parallel: this rank's slice of every global batch of */
+    int shard_count;    /*   batch_size (ct_shard_rows); 0 or 1: the whole batch */
     ct_batch *buffers;  /* optional caller buffers, n_buffers of them */
     int n_buffers;      /* batches in flight (bounded prefetch queue); 0: threads + 1 */
 } ct_loader_config;
@@ -210,7 +212,11 @@ void ct_loader_release(ct_loader *l, const ct_batch *b);
 /* Decodes every image into the cache now (parallel); a no-op when not caching. */
 ct_status ct_loader_fill_cache(ct_loader *l);
 
+/* Batches of an epoch: global batches, the same on every rank (a rank's share of the last may
+ * be empty: ct_loader_next then gives a batch with n = 0). */
 size_t ct_loader_num_batches(const ct_loader *l);
+/* This rank's samples of an epoch (the dataset's count on one rank). */
+size_t ct_loader_num_samples(const ct_loader *l);
 bool ct_loader_caching(const ct_loader *l);
 /* The sample order of the current epoch (ct_dataset indices), length ct_dataset_count. */
 const uint32_t *ct_loader_order(const ct_loader *l);
@@ -230,6 +236,20 @@ ct_status ct_loader_feature_stats(const ct_dataset *ds, const ct_loader_config *
 
 /* Stops the workers (mid-epoch is fine) and frees everything the loader allocated. */
 void ct_loader_free(ct_loader *l);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Shards: a data-parallel rank's part of each global batch (shard.c)                          */
+
+/* The rows [*first, *first + result) of a global batch of g samples that rank `rank` of
+ * `count` takes: floor(rank * g / count) up to floor((rank + 1) * g / count), so shares differ
+ * by one sample at most and their union, in rank order, is the batch. count <= 1: all of it.
+ * `first` may be NULL. */
+size_t ct_shard_rows(size_t g, int rank, int count, size_t *first);
+/* This rank's samples of an epoch of n samples in global batches of B. */
+size_t ct_shard_count_samples(size_t n, size_t B, int rank, int count);
+/* dst gets this rank's samples from the global order (n, batches of B), batch by batch. */
+void ct_shard_take(uint32_t *dst, const uint32_t *global, size_t n, size_t B, int rank,
+                   int count);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Names, for command lines                                                                    */

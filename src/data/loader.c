@@ -1,7 +1,9 @@
 /* The threaded loader: worker threads turn samples into batches ahead of the consumer.
  *
  * An epoch is an order of the samples (identity, or a Fisher-Yates shuffle whose draws are
- * addressed by (epoch, position)); batch b is positions [b*B, (b+1)*B). Workers claim positions
+ * addressed by (epoch, position)); batch b is positions [b*B, (b+1)*B). A data-parallel rank
+ * keeps its slice of each (shard.c): its batch b is its positions [b*c, (b+1)*c), c its share
+ * of a full batch, and the last its share of the rest. Workers claim positions
  * one at a time under the mutex; the first position of a batch takes a free slot (a batch
  * buffer), so at most n_buffers batches are in flight: that is the bounded prefetch queue. A
  * sample's pixels depend only on (seed, epoch, sample index, config), never on which thread
@@ -54,8 +56,11 @@ struct ct_loader {
     ct_augment_config aug;
     int H, W, C, K, A; /* image shape, label columns, aux scalars */
     size_t n, hwc, B;
+    size_t c, n_local;    /* this rank's rows of a full batch, and of the epoch (B, n: one rank) */
     bool in_memory;
-    uint32_t *order;      /* (n) */
+    uint32_t *order;      /* (n) this rank's samples of the epoch, in order */
+    uint32_t *global;     /* (n) the epoch's order over every rank (sharded loaders), or NULL */
+    ct_batch empty;       /* a rank's empty share of a last batch */
     uint8_t *cache;       /* (n, H, W, C) or NULL */
     uint8_t *cache_state; /* (n) */
     bad_file *bad;
@@ -177,9 +182,19 @@ static int free_slot(const ct_loader *l) {
     return -1;
 }
 
+/* Batch numbers and positions: this rank's batch b is positions [b*c, b*c + count(b)). */
+static size_t batch_of(const ct_loader *l, size_t pos) {
+    return pos / l->c < l->n_batches - 1 ? pos / l->c : l->n_batches - 1;
+}
+
+static int batch_count(const ct_loader *l, size_t b) {
+    const size_t g = l->n - b * l->B < l->B ? l->n - b * l->B : l->B;
+    return (int)ct_shard_rows(g, l->cfg.shard_rank, l->cfg.shard_count, NULL);
+}
+
 static bool can_claim(const ct_loader *l) {
     if (!l->active || l->next_pos >= l->end_pos) return false;
-    return l->next_pos % l->B != 0 || free_slot(l) >= 0;
+    return l->next_pos != batch_of(l, l->next_pos) * l->c || free_slot(l) >= 0;
 }
 
 /* Remembers a file found bad under skip_bad (once per sample). */
@@ -211,14 +226,14 @@ static void *worker_main(void *arg) {
         while (!l->stop && !can_claim(l)) pthread_cond_wait(&l->work_cv, &l->mu);
         if (l->stop) break;
         const size_t pos = l->next_pos++;
-        const size_t batch = pos / l->B;
-        const int row = (int)(pos % l->B);
+        const size_t batch = batch_of(l, pos);
+        const int row = (int)(pos - batch * l->c);
         if (row == 0) {
             const int si = free_slot(l);
             slot *s = &l->slots[si];
             s->state = SLOT_FILLING;
             s->batch = batch;
-            s->count = (int)((l->n - batch * l->B) < l->B ? l->n - batch * l->B : l->B);
+            s->count = batch_count(l, batch);
             s->done = 0;
             s->err_row = -1;
             s->err = CT_OK;
@@ -309,6 +324,12 @@ static ct_status check_config(const ct_dataset *ds, const ct_loader_config *cfg)
         return ct_error(CT_EINVAL, "unknown class mode %d", (int)cfg->class_mode);
     if (cfg->output != CT_OUTPUT_FLOAT && cfg->output != CT_OUTPUT_RAW)
         return ct_error(CT_EINVAL, "unknown output kind %d", (int)cfg->output);
+    if (cfg->shard_count > 1 && (cfg->shard_rank < 0 || cfg->shard_rank >= cfg->shard_count))
+        return ct_error(CT_EINVAL, "shard %d of %d", cfg->shard_rank, cfg->shard_count);
+    if (cfg->shard_count > cfg->batch_size)
+        return ct_error(CT_EINVAL, "a batch of %d is shared by %d ranks: the global batch size "
+                        "must be at least the number of ranks", cfg->batch_size,
+                        cfg->shard_count);
     const size_t n = ct_dataset_count(ds);
     if (n == 0) return ct_error(CT_EINVAL, "the dataset has no samples");
     if (n > UINT32_MAX) return ct_error(CT_EINVAL, "the dataset has more than 2^32 samples");
@@ -358,6 +379,8 @@ static ct_status alloc_tables(ct_loader *l) {
     l->order = malloc(l->n * sizeof *l->order);
     if (l->order == NULL) return ct_error(CT_ENOMEM, "cannot allocate the sample order");
     for (size_t i = 0; i < l->n; i++) l->order[i] = (uint32_t)i;
+    if (l->cfg.shard_count > 1 && (l->global = malloc(l->n * sizeof *l->global)) == NULL)
+        return ct_error(CT_ENOMEM, "cannot allocate the sample order");
     if (l->in_memory) return CT_OK;
     l->cache_state = calloc(l->n, 1);
     if (l->cache_state == NULL) return ct_error(CT_ENOMEM, "cannot allocate the cache table");
@@ -406,6 +429,7 @@ static void free_tables(ct_loader *l) {
     }
     free(l->slots);
     free(l->order);
+    free(l->global);
     free(l->cache);
     free(l->cache_state);
     free(l);
@@ -441,6 +465,9 @@ static ct_status init(ct_loader **out, const ct_dataset *ds, const ct_loader_con
     l->cfg = *cfg;
     l->B = (size_t)cfg->batch_size;
     l->n = ct_dataset_count(ds);
+    l->c = ct_shard_rows(l->B, cfg->shard_rank, cfg->shard_count, NULL);
+    l->n_local = ct_shard_count_samples(l->n, l->B, cfg->shard_rank, cfg->shard_count);
+    l->n_batches = ct_loader_num_batches(l);
     if ((s = set_shape(l, aug)) != CT_OK || (s = alloc_tables(l)) != CT_OK ||
         (s = alloc_slots(l)) != CT_OK) {
         free_tables(l);
@@ -499,7 +526,7 @@ void ct_loader_free(ct_loader *l) {
 /* ---- epochs ---- */
 
 ct_status ct_loader_begin_epoch_at(ct_loader *l, uint32_t epoch, uint32_t first_batch) {
-    const size_t n_batches = (l->n + l->B - 1) / l->B;
+    const size_t n_batches = ct_loader_num_batches(l);
     if (first_batch > n_batches)
         return ct_error(CT_EINVAL, "batch %u is past the end of the epoch (%zu batches)",
                         first_batch, n_batches);
@@ -511,10 +538,14 @@ ct_status ct_loader_begin_epoch_at(ct_loader *l, uint32_t epoch, uint32_t first_
     } else {
         for (size_t i = 0; i < l->n; i++) l->order[i] = (uint32_t)i;
     }
+    if (l->global != NULL) {
+        memcpy(l->global, l->order, l->n * sizeof *l->order);
+        ct_shard_take(l->order, l->global, l->n, l->B, l->cfg.shard_rank, l->cfg.shard_count);
+    }
     l->epoch = epoch;
     l->n_batches = n_batches;
-    l->next_pos = (size_t)first_batch * l->B;
-    l->end_pos = l->n;
+    l->next_pos = (size_t)first_batch * l->c;
+    l->end_pos = l->n_local;
     l->next_deliver = first_batch;
     l->failed = false;
     l->active = true;
@@ -560,6 +591,12 @@ ct_status ct_loader_next(ct_loader *l, const ct_batch **out) {
             pthread_mutex_unlock(&l->mu);
             return CT_OK;
         }
+        if (batch_count(l, l->next_deliver) == 0) { /* a rank's empty share of the last batch */
+            l->empty = (ct_batch){.epoch = l->epoch, .number = (uint32_t)l->next_deliver++};
+            *out = &l->empty;
+            pthread_mutex_unlock(&l->mu);
+            return CT_OK;
+        }
         int si = -1;
         bool in_flight = false, any_free = false;
         for (int i = 0; i < l->n_slots; i++) {
@@ -597,7 +634,8 @@ ct_status ct_loader_next(ct_loader *l, const ct_batch **out) {
             n++;
         }
         l->next_deliver++;
-        if (n == 0) { /* every file of the batch was skipped */
+        /* All skipped: one rank moves on; a data-parallel rank steps with an empty share. */
+        if (n == 0 && l->cfg.shard_count <= 1) {
             s->state = SLOT_FREE;
             pthread_cond_broadcast(&l->work_cv);
             continue;
@@ -681,6 +719,7 @@ ct_status ct_loader_fill_cache(ct_loader *l) {
 /* ---- queries ---- */
 
 size_t ct_loader_num_batches(const ct_loader *l) { return (l->n + l->B - 1) / l->B; }
+size_t ct_loader_num_samples(const ct_loader *l) { return l->n_local; }
 bool ct_loader_caching(const ct_loader *l) { return l->cache != NULL; }
 const uint32_t *ct_loader_order(const ct_loader *l) { return l->order; }
 

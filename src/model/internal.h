@@ -59,6 +59,9 @@ struct ct_model {
     bool fwd_marked[CT_MARKS / 4], bwd_marked[CT_MARKS / 4];
     ct_backward_hook hook;
     void *hook_user;
+    ct_backward_hook grads_hook;   /* after a layer wrote its weight gradients */
+    void *grads_hook_user;
+    uint32_t row0;                 /* the first row's place in the global batch (dropout) */
 
     /* What owns the model from outside (cutune/model.h's models: their backend and file), freed
      * with it after everything that needs the backend. */

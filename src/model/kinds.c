@@ -68,7 +68,7 @@ static void kernel_dense(const ct_layer *l, ct_tensor *k, size_t *fan_in, size_t
 /* ---- steps ---- */
 
 static ct_dropout_key dropout_key(const ct_model *m, int layer) {
-    ct_dropout_key k = {m->cfg.seed, (uint32_t)layer, m->last_step};
+    ct_dropout_key k = {m->cfg.seed, (uint32_t)layer, m->last_step, m->row0};
     return k;
 }
 

@@ -167,6 +167,14 @@ ct_status ct_model_backward(ct_model *m);
  * inspection: gradient checks, debugging, finite checks. */
 typedef ct_status (*ct_backward_hook)(void *user, ct_model *m, int layer);
 void ct_model_set_backward_hook(ct_model *m, ct_backward_hook hook, void *user);
+/* Called by backward just after layer `layer` wrote its weight gradients (trainable layers
+ * only), every layer above it being done: data-parallel training sums each bucket of gradients
+ * from here while backward goes on (dist/buckets.h). NULL removes it. */
+void ct_model_set_grads_hook(ct_model *m, ct_backward_hook hook, void *user);
+/* The place of the batch's first row in the global batch of a data-parallel step (0 on one
+ * rank): dropout draws row r's mask as row row0 + r, so N ranks with a share each draw what
+ * one rank with the whole batch draws. */
+void ct_model_set_row_offset(ct_model *m, uint32_t row0);
 
 /* Per-layer timing: with the profile on, every layer's forward and backward step is bracketed
  * by backend marks (CUDA events, or the clock on the CPU). ct_model_profile waits for the last
@@ -189,6 +197,13 @@ ct_status ct_model_tensor_get(ct_model *m, const ct_tensor *t, float *host);
 ct_status ct_model_tensor_set(ct_model *m, ct_tensor *t, const float *host);
 
 ct_backend *ct_model_backend(ct_model *m);
+
+/* The parameter and optimizer-state arenas (backend memory; NULL and 0 when empty): the whole
+ * state a data-parallel rank 0 hands to the others. */
+void ct_model_state_arenas(ct_model *m, void **params, size_t *params_bytes, void **opt,
+                           size_t *opt_bytes);
+/* Sets every gradient to zero: a data-parallel rank with no rows in a step adds nothing. */
+ct_status ct_model_zero_grads(ct_model *m);
 
 /* Bytes held by each arena: parameters, gradients, optimizer state, activations. */
 typedef struct ct_model_memory {

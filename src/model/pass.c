@@ -264,6 +264,8 @@ ct_status ct_model_backward(ct_model *m) {
         if (s == CT_OK && m->hook != NULL && m->layers[i].dout != NULL)
             s = m->hook(m->hook_user, m, i);
         if (s == CT_OK) s = layer_backward(m, i);
+        if (s == CT_OK && m->grads_hook != NULL && m->layers[i].dkernel.data != NULL)
+            s = m->grads_hook(m->grads_hook_user, m, i);
         if (s == CT_OK && m->profile) s = m->be->ops->mark(m->be->ctx, base + 2 * i + 1);
         if (s != CT_OK)
             return ct_error(s, "backward of %s: %s", m->layers[i].name, ct_last_error());
@@ -308,3 +310,10 @@ void ct_model_set_backward_hook(ct_model *m, ct_backward_hook hook, void *user) 
     m->hook = hook;
     m->hook_user = user;
 }
+
+void ct_model_set_grads_hook(ct_model *m, ct_backward_hook hook, void *user) {
+    m->grads_hook = hook;
+    m->grads_hook_user = user;
+}
+
+void ct_model_set_row_offset(ct_model *m, uint32_t row0) { m->row0 = row0; }

@@ -19,14 +19,20 @@ static int compute_first_trainable(const ct_model *m) {
  * layer's activation. */
 enum { PLAN_SLOTS = 7, PLAN_ACT = 6 };
 
+/* Gradients go in backward order, the last layer's first, so that the buckets a data-parallel
+ * step sums as backward goes (dist/buckets.h) are slices of the arena in the order they fill. */
 static void plan_grads_and_state(ct_model *m, size_t (*off)[PLAN_SLOTS]) {
-    for (int i = 0; i < m->n_layers; i++) {
+    for (int i = m->n_layers - 1; i >= 0; i--) {
         ct_layer *l = &m->layers[i];
         l->dkernel.data = l->dbias.data = NULL;
-        for (int s = 0; s < 2; s++) l->opt_kernel[s].data = l->opt_bias[s].data = NULL;
         if (!ct_layer_has_params(l) || !l->trainable) continue;
         off[i][0] = ct_arena_reserve(&m->grads, l->kernel.size);
         off[i][1] = ct_arena_reserve(&m->grads, l->bias.size);
+    }
+    for (int i = 0; i < m->n_layers; i++) {
+        ct_layer *l = &m->layers[i];
+        for (int s = 0; s < 2; s++) l->opt_kernel[s].data = l->opt_bias[s].data = NULL;
+        if (!ct_layer_has_params(l) || !l->trainable) continue;
         for (int s = 0; s < m->opt_slots; s++) {
             off[i][2 + 2 * s] = ct_arena_reserve(&m->opt, l->kernel.size);
             off[i][3 + 2 * s] = ct_arena_reserve(&m->opt, l->bias.size);
@@ -215,5 +221,22 @@ done:
     free(p.off);
     free(p.where);
     free(p.aux_dout);
+    return s;
+}
+
+void ct_model_state_arenas(ct_model *m, void **params, size_t *params_bytes, void **opt,
+                           size_t *opt_bytes) {
+    *params = m->params.base;
+    *params_bytes = m->params.bytes;
+    *opt = m->opt.base;
+    *opt_bytes = m->opt.bytes;
+}
+
+ct_status ct_model_zero_grads(ct_model *m) {
+    if (m->grads.bytes == 0) return CT_OK;
+    void *zeros = calloc(1, m->grads.bytes);
+    if (zeros == NULL) return ct_error(CT_ENOMEM, "cannot allocate %zu bytes", m->grads.bytes);
+    ct_status s = m->be->ops->copy_to_device(m->be->ctx, m->grads.base, zeros, m->grads.bytes);
+    free(zeros);
     return s;
 }

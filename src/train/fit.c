@@ -24,21 +24,25 @@
 
 static volatile sig_atomic_t stop_requested;
 /* CUTUNE_STOP_AFTER_STEPS (core/knobs.h): steps this call may train before it stops as if
- * interrupted; 0: no limit. */
+ * interrupted; 0: no limit. Reaching it is count_stop: the same step on every rank of a
+ * data-parallel run, where a signal's stop_requested comes when it comes and is voted on. */
 static long stop_after_steps, steps_this_call;
+static bool count_stop;
 
 void ct_train_request_stop(void) { stop_requested = 1; }
 
 bool ct_train_stop_requested(void) { return stop_requested != 0; }
 
-bool fit_stop_requested(void) { return stop_requested != 0; }
+bool fit_stop_requested(void) { return stop_requested != 0 || count_stop; }
+
+bool fit_count_stopped(void) { return count_stop; }
 
 bool fit_last_step_before_stop(void) {
     return stop_after_steps > 0 && steps_this_call + 1 >= stop_after_steps;
 }
 
 void fit_count_step(void) {
-    if (stop_after_steps > 0 && ++steps_this_call >= stop_after_steps) stop_requested = 1;
+    if (stop_after_steps > 0 && ++steps_this_call >= stop_after_steps) count_stop = true;
 }
 
 static void on_signal(int sig) {
@@ -102,7 +106,8 @@ void ct_train_config_defaults(ct_train_config *c) {
     c->verbose = 1;
 }
 
-static void fit_free(fit_run *r) {
+static void fit_free(fit_run *r, bool clean) {
+    fit_dist_close(r, clean);
     fit_cache_free(&r->cache);
     ct_loader_free(r->tl); /* before the buffers its workers fill */
     ct_loader_free(r->vl);
@@ -138,11 +143,13 @@ static ct_status check_config(const ct_train_config *c) {
     return ct_backbone_lookup(c->backbone, &bb);
 }
 
-static ct_status open_backend(fit_run *r) {
+ct_status fit_open_backend(fit_run *r) {
     const ct_train_config *c = r->c;
+    if (r->be.ops != NULL) return CT_OK;
     char note[512];
     ct_backend_options o;
     ct_backend_options_defaults(&o);
+    o.device = r->device;
     o.precision = c->precision;
     o.deterministic = c->deterministic || o.deterministic;
     ct_status s = ct_backend_open_with(&r->be, c->device, &o, note, sizeof note);
@@ -183,13 +190,18 @@ static ct_status start(fit_run *r) {
     if ((s = fit_open_data(r)) != CT_OK) return s;
     if ((s = fit_class_weights(r)) != CT_OK) return s;
     r->strategy = c->strategy;
-    if (c->strategy == CT_STRATEGY_AUTO &&
+    if (c->strategy == CT_STRATEGY_AUTO && r->rank == 0 &&
         (s = fit_auto_strategy(c, r->train, &r->strategy)) != CT_OK)
         return s;
+    /* --strategy auto measures: rank 0's choice is every rank's. */
+    if (r->comm != NULL && (s = ct_comm_broadcast(r->comm, &r->strategy, sizeof r->strategy,
+                                                  false, "the strategy")) != CT_OK)
+        return s;
     if ((s = fit_choose_head(r)) != CT_OK) return s;
-    if ((s = open_backend(r)) != CT_OK) return s;
+    if ((s = fit_open_backend(r)) != CT_OK) return s;
     if ((s = fit_build_model(r)) != CT_OK) return s;
     if ((s = allocate(r)) != CT_OK) return s;
+    if ((s = fit_dist_same_settings(r)) != CT_OK) return s;
     return fit_open_loaders(r);
 }
 
@@ -219,14 +231,25 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
     memset(res, 0, sizeof *res);
     res->best_epoch = -1;
     r.c = c;
+    r.lock_fd = -1;
     stop_requested = 0;
+    count_stop = false;
     steps_this_call = 0;
     ct_status s = ct_knob_stop_after_steps(&stop_after_steps);
     if (s != CT_OK) return s;
     if ((s = check_config(c)) != CT_OK) return s;
     if ((s = ct_schedule_parse(&r.schedule, c->schedule, c->epochs)) != CT_OK) return s;
-    if ((s = fit_prepare_run_dir(&r)) != CT_OK) return s;
-    s = start(&r);
+    ct_world world;
+    if ((s = fit_dist_open(&r, &world)) != CT_OK) {
+        fit_free(&r, false);
+        return s;
+    }
+    s = fit_dist_agree(&r, fit_prepare_run_dir(&r), "preparing the run folder");
+    if (s != CT_OK) {
+        fit_free(&r, false);
+        return s;
+    }
+    s = fit_dist_agree(&r, start(&r), "starting the run");
     if (s == CT_OK) s = fit_run_epochs(&r, res);
     if (s == CT_EDEVMEM) fit_oom_hint(&r);
     if (s != CT_OK && s != CT_EINTR) bad_file_hint(c, s);
@@ -234,11 +257,11 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
         /* The loader's and the log's files are closed first. */
         char msg[4096];
         snprintf(msg, sizeof msg, "%s", ct_last_error());
-        fit_free(&r);
+        fit_free(&r, false);
         fit_discard_failed_start(&r);
         return ct_error(s, "%s", msg);
     }
-    fit_free(&r);
+    fit_free(&r, true);
     fit_release_run_dir(&r, false);
     return s;
 }

@@ -27,8 +27,11 @@
 #include "train/stream.h"
 #include "train/callbacks.h"
 #include "io/weights.h"
+#include "dist/buckets.h"
+#include "dist/comm.h"
 
 #define FIT_KEYS 5 /* acc, loss, lr, val_acc, val_loss: Keras's sorted column order */
+#define FIT_SUMS 5 /* a step's sums over the ranks: loss, correct, rows, non-finite, stop */
 enum { FIT_ACC, FIT_LOSS, FIT_LR, FIT_VAL_ACC, FIT_VAL_LOSS };
 
 /* The frozen-prefix cache (fit_cache.c). */
@@ -95,6 +98,14 @@ typedef struct fit_run {
     fit_cache cache;
     ct_stream *stream;           /* training batches through the staging slots */
     ct_stream *vstream;          /* validation batches, the same way (no augmentation) */
+    /* data parallel (fit_dist.c): */
+    int rank, world;             /* 0 and 1 without a launcher */
+    int device;                  /* the CUDA device: the local rank */
+    ct_comm *comm;               /* the other ranks; NULL on one */
+    ct_train_config quiet;       /* ranks but 0: the settings with verbose 0 (r->c points here) */
+    ct_grad_sync sync;           /* the gradient buckets */
+    size_t step_rows;            /* the rows of the step's global batch */
+    double stop_votes;           /* ranks that asked for a stop in the last step */
 } fit_run;
 
 /* ---- fit.c ---- */
@@ -106,6 +117,10 @@ bool fit_stop_requested(void);
  * next step is the last this call will train. */
 void fit_count_step(void);
 bool fit_last_step_before_stop(void);
+/* Whether CUTUNE_STOP_AFTER_STEPS's count was reached (the same step on every rank). */
+bool fit_count_stopped(void);
+/* Opens the backend the run computes on (once: a data-parallel run opens it early). */
+ct_status fit_open_backend(fit_run *r);
 
 /* ---- fit_setup.c ---- */
 
@@ -128,10 +143,11 @@ ct_status fit_auto_strategy(const ct_train_config *c, const ct_dataset *train, c
 
 /* One training step on batch `b` in staging slot `slot` (-1: a cached batch), queuing the next
  * batch's copy while the device works when `prefetch`; the update is applied only after the
- * loss and every gradient were found finite. */
+ * loss and every gradient were found finite. sums gets the step's loss sum, correct predictions
+ * and rows, over every rank of a data-parallel run. */
 ct_status fit_train_step(fit_run *r, const ct_batch *b, int slot, bool prefetch,
                          const ct_batch **next, int *next_slot, double lr_scale,
-                         double *loss_out, double *correct);
+                         double sums[FIT_SUMS]);
 /* The next training batch (from the cache or the loader, copied into a staging slot), and
  * giving one back. */
 ct_status fit_fetch_train(fit_run *r, const ct_batch **b, int *slot);
@@ -226,6 +242,38 @@ void fit_cache_free(fit_cache *fc);
 bool fit_cache_load(fit_run *r, uint64_t *key, char *where, size_t cap);
 /* The cache's values to disk under `key` (failures are ignored: it is a cache). */
 void fit_cache_store(fit_run *r, uint64_t key);
+
+/* ---- fit_dist.c: data parallel ---- */
+
+/* The launcher's world (w); when launched, the backend on the local device and the
+ * communicator. Ranks but 0 run quiet. */
+ct_status fit_dist_open(fit_run *r, ct_world *w);
+/* Every rank learns whether `stage` failed on any rank: this rank's own error, or CT_EIO
+ * saying how many others failed. `s` as it is on one rank. */
+ct_status fit_dist_agree(fit_run *r, ct_status s, const char *stage);
+/* Every rank runs the same settings record. */
+ct_status fit_dist_same_settings(fit_run *r);
+/* After rank 0's start of the loop (fresh or resumed): its loop state, log rows, freezing,
+ * weights and optimizer state on every rank, and the buckets planned. */
+ct_status fit_dist_share_start(fit_run *r);
+/* Rank 0's weights on every rank (after EarlyStopping restored them from its file). */
+ct_status fit_dist_share_weights(fit_run *r);
+/* The buckets of the current freezing (again after every change). */
+ct_status fit_dist_plan_buckets(fit_run *r);
+/* A step's start: dropout's row offset, the buckets' step, and the per-sample weights that make
+ * the summed gradients the global batch's mean (returned: r->weights). */
+const float *fit_dist_step_begin(fit_run *r, const ct_batch *b);
+/* The step's sums over the ranks: in, this rank's {loss, correct, rows}; out, the global
+ * {loss sum, correct, rows, ranks with a non-finite loss, ranks asking to stop}. CT_ENUMERIC on
+ * every rank when any rank's loss was not finite (loss_status: this rank's). */
+ct_status fit_dist_step_sums(fit_run *r, ct_status loss_status, double sums[FIT_SUMS]);
+ct_status fit_dist_validation_sums(fit_run *r, double *loss_sum, double *correct, long *seen);
+/* An epoch's end: the run stops when any rank's callbacks say so. */
+ct_status fit_dist_vote_stop(fit_run *r, bool *stop);
+/* Whether the run stops after this step: a stop request on any rank (voted in the step's sums),
+ * or the step count; on one rank, fit_stop_requested. */
+bool fit_stop_agreed(const fit_run *r);
+void fit_dist_close(fit_run *r, bool clean);
 
 /* ---- fit_memory.c ---- */
 

@@ -159,7 +159,7 @@ ct_status fit_cache_prepare(fit_run *r) {
         return s;
     }
     fc->active = true;
-    fit_cache_store(r, key);
+    if (r->rank == 0) fit_cache_store(r, key); /* one writer per run */
     if (r->c->verbose > 0)
         printf("frozen-prefix cache: the output of %s (%zu values per sample, %zu MiB) is "
                "computed once; each epoch trains the layers above it\n", l->name, fc->dim,
@@ -190,9 +190,15 @@ const ct_batch *fit_cache_next(fit_run *r) {
     size_t n = fc->training ? fc->n_train : fc->n_val;
     if (fc->pos >= n) return NULL;
     const int aux = ct_dataset_aux_dim(ds);
-    int rows = 0;
-    for (; rows < r->c->batch_size && fc->pos < n; rows++, fc->pos++) {
-        uint32_t i = fc->training ? fc->order[fc->pos] : (uint32_t)fc->pos;
+    /* A data-parallel rank takes its slice of the global batch (data.h: ct_shard_rows). */
+    const size_t B = (size_t)r->c->batch_size, g = n - fc->pos < B ? n - fc->pos : B;
+    size_t first = 0;
+    const int take = (int)ct_shard_rows(g, r->rank, r->world, &first);
+    const size_t start = fc->pos + first;
+    fc->pos += g;
+    for (int rows = 0; rows < take; rows++) {
+        const size_t pos = start + (size_t)rows;
+        uint32_t i = fc->training ? fc->order[pos] : (uint32_t)pos;
         memcpy(fc->bx + (size_t)rows * fc->dim, feat + (size_t)i * fc->dim,
                fc->dim * sizeof(float));
         memcpy(fc->by + (size_t)rows * r->n_out, y + (size_t)i * r->n_out,
@@ -205,7 +211,7 @@ const ct_batch *fit_cache_next(fit_run *r) {
     fc->batch.y = fc->by;
     fc->batch.aux = aux > 0 ? fc->baux : NULL;
     fc->batch.index = fc->bidx;
-    fc->batch.n = rows;
+    fc->batch.n = take;
     fc->batch.epoch = fc->epoch;
     fc->batch.number = fc->number++;
     return &fc->batch;

@@ -85,6 +85,7 @@ static ct_status checkpoint_best(fit_run *r, int epoch, double value, bool es_im
         printf("Epoch %d: %s improved from %.5f to %.5f, saving model to %s\n", epoch + 1,
                cb->monitor, cb->best.best, value, r->path.best);
     cb->best.best = value;
+    if (r->rank != 0) return CT_OK; /* rank 0 alone writes the run folder */
     if (c->restore_best_weights && c->early_stopping_patience >= 0 && !es_improved &&
         fit_exists(r->path.best) && !fit_exists(r->path.es_best) &&
         rename(r->path.best, r->path.es_best) != 0)
@@ -129,7 +130,7 @@ ct_status fit_callbacks_epoch_end(fit_run *r, int epoch, const double *row, doub
     if (s != CT_OK) return s;
     reduce_on_plateau(r, epoch, value);
     *stop = user_epoch_end(r, epoch, row, seconds) || *early;
-    return CT_OK;
+    return fit_dist_vote_stop(r, stop);
 }
 
 void fit_callbacks_batch_end(fit_run *r, long steps, double loss, double acc) {
@@ -143,15 +144,18 @@ void fit_callbacks_batch_end(fit_run *r, long steps, double loss, double acc) {
 
 ct_status fit_callbacks_restore_best(fit_run *r) {
     /* Keras restores EarlyStopping's best (with min_delta): es_best.h5 when a later checkpoint
-     * improvement replaced best.h5, else best.h5. */
+     * improvement replaced best.h5, else best.h5. Rank 0 reads its file; the other ranks of a
+     * data-parallel run get the weights from it. */
     const char *from = fit_exists(r->path.es_best) ? r->path.es_best : r->path.best;
-    if (!r->c->restore_best_weights || r->cb.es.best_epoch < 0 || !fit_exists(from)) return CT_OK;
-    if (r->c->verbose > 0)
+    if (!r->c->restore_best_weights || r->cb.es.best_epoch < 0) return CT_OK;
+    const bool found = r->rank == 0 && fit_exists(from);
+    if (found && r->c->verbose > 0)
         printf("Restoring model weights from the end of the best epoch: %d (%s).\n",
                r->cb.es.best_epoch + 1, from);
-    ct_status s = ct_weights_load(r->m, from, NULL, NULL);
-    r->best_is_current = s == CT_OK && from == r->path.best;
-    return s;
+    ct_status s = found ? ct_weights_load(r->m, from, NULL, NULL) : CT_OK;
+    if (found) r->best_is_current = s == CT_OK && from == r->path.best;
+    s = fit_dist_agree(r, s, "restoring the best weights");
+    return s == CT_OK ? fit_dist_share_weights(r) : s;
 }
 
 int fit_callbacks_best_epoch(const fit_run *r, int epochs) {

@@ -30,7 +30,19 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The loop's state at the start: fresh, or what the checkpoint holds (--resume). */
+/* A fresh run's first files: config.txt and the log's header. */
+static ct_status loop_begin_files(fit_run *r) {
+    ct_status s = fit_apply_freezing(r, 0);
+    if (s != CT_OK) return s;
+    if ((s = fit_write_text(r->path.config, r->config_text)) != CT_OK) return s;
+    r->wrote_config = true;
+    s = ct_csv_log_open(&r->log, r->path.log, fit_log_keys, fit_n_log_keys(r), false);
+    if (s == CT_OK) r->wrote_log = true;
+    return s;
+}
+
+/* The loop's state at the start: fresh, or what the checkpoint holds (--resume); in a
+ * data-parallel run, rank 0's on every rank. */
 static ct_status loop_begin(fit_run *r) {
     const ct_train_config *c = r->c;
     ct_status s = fit_callbacks_init(r, &r->cb);
@@ -39,18 +51,16 @@ static ct_status loop_begin(fit_run *r) {
     r->st.seed = c->seed;
     r->st.lr_scale = 1.0;
     fit_callbacks_save(&r->cb, &r->st);
-    if (r->resuming) return fit_resume(r);
-    if ((s = fit_apply_freezing(r, 0)) != CT_OK) return s;
-    if ((s = fit_write_text(r->path.config, r->config_text)) != CT_OK) return s;
-    r->wrote_config = true;
-    s = ct_csv_log_open(&r->log, r->path.log, fit_log_keys, fit_n_log_keys(r), false);
-    if (s == CT_OK) r->wrote_log = true;
-    return s;
+    if (r->rank == 0) s = r->resuming ? fit_resume(r) : loop_begin_files(r);
+    else s = fit_apply_freezing(r, 0);
+    s = fit_dist_agree(r, s, r->resuming ? "resuming from the checkpoint" : "starting the log");
+    return s == CT_OK ? fit_dist_share_start(r) : s;
 }
 
 /* Where the epoch's batches start: the cache or the loader, at the checkpoint's batch. */
 static ct_status epoch_begin(fit_run *r, int epoch) {
     ct_status s = fit_apply_freezing(r, epoch);
+    if (s == CT_OK) s = fit_dist_plan_buckets(r);
     if (s == CT_OK) s = fit_cache_prepare(r);
     if (s != CT_OK) return s;
     if (r->cache.active) {
@@ -67,6 +77,10 @@ static ct_status interrupted(fit_run *r, const ct_batch *b, int slot, ct_train_r
     if (r->c->verbose > 0) fputc('\n', stdout);
     if ((s = fit_save_checkpoint(r)) != CT_OK) return s;
     res->interrupted = true;
+    if (r->rank != 0)
+        return ct_error(CT_EINTR, "rank %d: interrupted at epoch %lld, batch %lld with every rank "
+                        "(rank 0 wrote the checkpoint)", r->rank, (long long)r->st.epoch + 1,
+                        (long long)r->st.batch_in_epoch);
     return ct_error(CT_EINTR, "interrupted at epoch %lld, batch %lld: checkpoint written to %s; "
                     "continue with --resume", (long long)r->st.epoch + 1,
                     (long long)r->st.batch_in_epoch, r->path.ckpt);
@@ -75,12 +89,11 @@ static ct_status interrupted(fit_run *r, const ct_batch *b, int slot, ct_train_r
 /* One step and its bookkeeping; *b and *slot move on to the next batch. */
 static ct_status step_and_count(fit_run *r, const ct_batch **b, int *slot, long steps,
                                 double lr_scale) {
-    double loss = 0.0, correct = 0.0;
+    double sums[FIT_SUMS] = {0};
     const ct_batch *nb = NULL;
     int nslot = -1;
     const bool prefetch = r->st.batch_in_epoch + 1 < steps && !fit_last_step_before_stop();
-    ct_status s = fit_train_step(r, *b, *slot, prefetch, &nb, &nslot, lr_scale, &loss, &correct);
-    const int n = (*b)->n;
+    ct_status s = fit_train_step(r, *b, *slot, prefetch, &nb, &nslot, lr_scale, sums);
     /* Giving the batches back must not replace the step's own error message. */
     char msg[4096] = "";
     if (s != CT_OK) snprintf(msg, sizeof msg, "%s", ct_last_error());
@@ -95,12 +108,12 @@ static ct_status step_and_count(fit_run *r, const ct_batch **b, int *slot, long 
         (void)fit_release_train(r, *b, *slot);
         return ct_error(s, "%s", msg);
     }
-    r->st.epoch_loss_sum += loss * n;
-    r->st.epoch_correct += correct;
-    r->st.epoch_seen += n;
+    r->st.epoch_loss_sum += sums[0];
+    r->st.epoch_correct += sums[1];
+    r->st.epoch_seen += (int64_t)sums[2];
     r->st.step++;
     r->st.batch_in_epoch++;
-    r->st.sample_in_epoch += n;
+    r->st.sample_in_epoch += (int64_t)sums[2];
     fit_count_step();
     return CT_OK;
 }
@@ -117,7 +130,7 @@ static ct_status train_batches(fit_run *r, ct_progbar *bar, long steps, double l
     if (r->st.batch_in_epoch < steps && (s = fit_fetch_train(r, &b, &slot)) != CT_OK) return s;
     while (r->st.batch_in_epoch < steps && b != NULL) {
         if ((s = step_and_count(r, &b, &slot, steps, lr_scale)) != CT_OK) return s;
-        if (b == NULL && r->cache.active && !fit_stop_requested() && r->st.batch_in_epoch < steps)
+        if (b == NULL && r->cache.active && !fit_stop_agreed(r) && r->st.batch_in_epoch < steps)
             b = fit_cache_next(r);
         const double loss = r->st.epoch_loss_sum / r->st.epoch_seen;
         const double acc = r->st.epoch_correct / r->st.epoch_seen;
@@ -127,7 +140,7 @@ static ct_status train_batches(fit_run *r, ct_progbar *bar, long steps, double l
             ct_progbar_update(bar, r->st.batch_in_epoch, names, vals, 2, now_seconds());
         }
         fit_callbacks_batch_end(r, steps, loss, acc);
-        if (fit_stop_requested()) return interrupted(r, b, slot, res);
+        if (fit_stop_agreed(r)) return interrupted(r, b, slot, res);
     }
     return fit_release_train(r, b, slot);
 }
@@ -179,6 +192,7 @@ static ct_status epoch_row(fit_run *r, ct_progbar *bar, int epoch, double lr_sca
     if (c->verbose == 2) print_epoch_line(r, row, now_seconds() - t0);
     else if (c->verbose == 1) finish_bar(r, bar, row);
     memcpy(r->history + (size_t)epoch * FIT_KEYS, row, FIT_KEYS * sizeof *row);
+    if (r->rank != 0) return CT_OK; /* rank 0 alone writes the run folder */
     if ((s = ct_csv_log_row(&r->log, epoch, row)) != CT_OK) return s;
     if ((s = write_curves(r, epoch + 1)) != CT_OK) return s;
     r->wrote_curves = true;
@@ -198,8 +212,11 @@ static ct_status epoch_end(fit_run *r, ct_progbar *bar, int epoch, double lr_sca
     r->st.sample_in_epoch = 0;
     r->st.epoch_loss_sum = r->st.epoch_correct = 0.0;
     r->st.epoch_seen = 0;
-    if ((s = fit_save_checkpoint(r)) != CT_OK) return s;
-    if ((s = fit_keep_epoch_checkpoint(r, epoch + 1)) != CT_OK) return s;
+    s = fit_save_checkpoint(r);
+    if (s == CT_OK) s = fit_keep_epoch_checkpoint(r, epoch + 1);
+    char what[64];
+    snprintf(what, sizeof what, "the end of epoch %d", epoch + 1);
+    if ((s = fit_dist_agree(r, s, what)) != CT_OK) return s;
     fflush(stdout);
     res->epochs_run = epoch + 1;
     res->final_loss = row[FIT_LOSS];

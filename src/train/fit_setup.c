@@ -346,6 +346,10 @@ ct_status fit_open_loaders(fit_run *r) {
     }
     r->loader_cfg = lc;
     r->loader_cfg.shuffle = false;
+    /* A data-parallel rank's training and validation batches: its slice of every global batch
+     * (the frozen-prefix cache and the evaluation loader keep every sample). */
+    lc.shard_rank = r->rank;
+    lc.shard_count = r->world;
     ct_loader_config tlc = lc;
     tlc.shuffle = true;
     bool on_device = false;

@@ -137,42 +137,72 @@ ct_status fit_release_train(fit_run *r, const ct_batch *b, int slot) {
     return ct_stream_done(r->stream, r->tl, slot);
 }
 
-/* One training step on `b` (in staging slot `slot`). Everything is queued first - input,
- * forward, loss, backward - then, while the device works, the next batch is fetched and its
- * copy queued (*next, *next_slot; only when `prefetch`), and only then does the host wait, once,
- * for the loss, the probabilities and the gradients' finite check. The update is applied after
- * the checks, so a NaN never reaches the weights. */
-ct_status fit_train_step(fit_run *r, const ct_batch *b, int slot, bool prefetch,
-                         const ct_batch **next, int *next_slot, double lr_scale,
-                         double *loss_out, double *correct) {
-    r->best_is_current = false;
-    *next = NULL;
-    *next_slot = -1;
-    batch_targets(r, b);
+/* The loss's message: where a non-finite value started, and what is safe on disk. */
+static ct_status nonfinite_loss(fit_run *r, const ct_batch *b, float loss) {
+    char where[256], note[4400];
+    nonfinite_culprit(r, b->n, where, sizeof where);
+    return ct_error(CT_ENUMERIC, "step %lld (epoch %lld, batch %lld): the loss is %s; %s. Lower "
+                    "the learning rate or check the data. %s", (long long)r->st.step + 1,
+                    (long long)r->st.epoch + 1, (long long)r->st.batch_in_epoch + 1,
+                    isnan(loss) ? "NaN" : "infinite", where, saved_note(r, note, sizeof note));
+}
+
+/* Input, forward, loss and backward of `b`, queued; a data-parallel rank with no rows in this
+ * step adds zero gradients. The gradient buckets are summed as backward writes them. */
+static ct_status queue_pass(fit_run *r, const ct_batch *b, int slot, const float *weights) {
     const uint32_t step = (uint32_t)r->st.step;
     ct_status s;
+    if (b->n == 0)
+        return ct_model_zero_grads(r->m);
     if (r->cache.active)
         s = ct_model_forward_from_host(r->m, r->cache.layer + 1, b->x, b->aux, b->n, true, step);
     else if ((s = ct_stream_input(r->stream, slot, &r->c->augment)) == CT_OK)
         s = ct_model_forward(r->m, b->n, true, step);
-    if (s == CT_OK) s = ct_model_loss_start(r->m, r->labels, r->use_weights ? r->weights : NULL);
+    if (s == CT_OK) s = ct_model_loss_start(r->m, r->labels, weights);
     if (s == CT_OK) s = ct_model_backward(r->m);
+    return s;
+}
+
+/* The step's loss, probabilities and sums {loss * rows, correct, rows, ...}: this rank's, or
+ * every rank's in a data-parallel run. */
+static ct_status step_sums(fit_run *r, const ct_batch *b, double *sums) {
+    float loss = 0.0f;
+    ct_status s = b->n > 0 ? ct_model_loss_value(r->m, &loss) : CT_OK;
+    ct_status ls = s;
+    if (s == CT_OK && b->n > 0) s = ct_model_probs(r->m, r->probs);
+    if (s != CT_OK && s != CT_ENUMERIC) return s;
+    sums[0] = (double)loss * b->n;
+    sums[1] = s == CT_OK ? batch_correct(r, b->n) : 0.0;
+    sums[2] = b->n;
+    if (r->comm != NULL) {
+        sums[0] = loss;
+        s = fit_dist_step_sums(r, ls, sums);
+        if (s == CT_ENUMERIC && ls == CT_OK) return s; /* another rank's */
+    }
+    return s == CT_ENUMERIC ? nonfinite_loss(r, b, loss) : s;
+}
+
+/* One training step on `b` (in staging slot `slot`). Everything is queued first - input,
+ * forward, loss, backward - then, while the device works, the next batch is fetched and its
+ * copy queued (*next, *next_slot; only when `prefetch`), and only then does the host wait, once,
+ * for the loss, the probabilities and the gradients' finite check. The update is applied after
+ * the checks, so a NaN never reaches the weights. sums: the step's loss sum, correct
+ * predictions and rows (over every rank). */
+ct_status fit_train_step(fit_run *r, const ct_batch *b, int slot, bool prefetch,
+                         const ct_batch **next, int *next_slot, double lr_scale,
+                         double sums[FIT_SUMS]) {
+    r->best_is_current = false;
+    *next = NULL;
+    *next_slot = -1;
+    batch_targets(r, b);
+    const float *weights = r->use_weights ? r->weights : NULL;
+    if (r->comm != NULL) weights = fit_dist_step_begin(r, b);
+    ct_status s = queue_pass(r, b, slot, weights);
+    if (s == CT_OK && r->comm != NULL) s = ct_grad_sync_finish(&r->sync);
     /* Cached batches come from host memory and share one buffer with `b`: no prefetch. */
     if (s == CT_OK && prefetch && !r->cache.active) s = fit_fetch_train(r, next, next_slot);
+    if (s == CT_OK) s = step_sums(r, b, sums);
     if (s != CT_OK) return s;
-    float loss = 0.0f;
-    s = ct_model_loss_value(r->m, &loss);
-    if (s == CT_ENUMERIC) {
-        char where[256], note[4400];
-        nonfinite_culprit(r, b->n, where, sizeof where);
-        return ct_error(s, "step %lld (epoch %lld, batch %lld): the loss is %s; %s. Lower the "
-                        "learning rate or check the data. %s", (long long)r->st.step + 1,
-                        (long long)r->st.epoch + 1, (long long)r->st.batch_in_epoch + 1,
-                        isnan(loss) ? "NaN" : "infinite", where,
-                        saved_note(r, note, sizeof note));
-    }
-    if (s != CT_OK) return s;
-    if ((s = ct_model_probs(r->m, r->probs)) != CT_OK) return s;
     bool finite = true;
     if ((s = ct_model_grads_finite(r->m, &finite)) != CT_OK) return s;
     /* Name the tensor; one check per tensor only on the way to the error. */
@@ -183,10 +213,7 @@ ct_status fit_train_step(fit_run *r, const ct_batch *b, int slot, bool prefetch,
                         "the learning rate or check the data. %s", (long long)r->st.step + 1,
                         saved_note(r, note, sizeof note));
     }
-    if ((s = ct_model_apply_gradients(r->m, (float)lr_scale)) != CT_OK) return s;
-    *loss_out = loss;
-    *correct = batch_correct(r, b->n);
-    return CT_OK;
+    return ct_model_apply_gradients(r->m, (float)lr_scale);
 }
 
 /* ---- validation ---- */
@@ -215,6 +242,8 @@ static ct_status validate_step(void *user, const ct_batch *b, int slot, const ct
                                int *nslot) {
     val_sums *v = user;
     fit_run *r = v->r;
+    if (b->n == 0) /* a data-parallel rank's empty share of the last batch */
+        return ct_stream_next(r->vstream, r->vl, nb, nslot);
     batch_targets(r, b);
     float loss = 0.0f;
     ct_status s = ct_stream_input(r->vstream, slot, NULL);
@@ -239,6 +268,8 @@ ct_status fit_validate(fit_run *r, double *val_loss, double *val_acc) {
     if (!r->cache.active) {
         val_sums v = {r, 0.0, 0.0, 0};
         if ((s = ct_stream_pass(r->vstream, r->vl, 0, validate_step, &v)) != CT_OK) return s;
+        if ((s = fit_dist_validation_sums(r, &v.loss_sum, &v.correct, &v.seen)) != CT_OK)
+            return s;
         *val_loss = v.seen > 0 ? v.loss_sum / v.seen : NAN;
         *val_acc = v.seen > 0 ? v.correct / v.seen : NAN;
         return CT_OK;
@@ -249,6 +280,7 @@ ct_status fit_validate(fit_run *r, double *val_loss, double *val_acc) {
         const ct_batch *b = NULL;
         if ((s = next_batch(r, r->vl, &b)) != CT_OK) return s;
         if (b == NULL) break;
+        if (b->n == 0) continue; /* a data-parallel rank's empty share of the last batch */
         batch_targets(r, b);
         float loss = 0.0f;
         s = forward(r, b, false, 0);
@@ -264,6 +296,7 @@ ct_status fit_validate(fit_run *r, double *val_loss, double *val_acc) {
         seen += b->n;
         release_batch(r, r->vl, b);
     }
+    if ((s = fit_dist_validation_sums(r, &loss_sum, &correct, &seen)) != CT_OK) return s;
     *val_loss = seen > 0 ? loss_sum / seen : NAN;
     *val_acc = seen > 0 ? correct / seen : NAN;
     return CT_OK;

@@ -103,6 +103,7 @@ ct_status fit_prepare_run_dir(fit_run *r) {
         return ct_error(CT_EINVAL, "--out RUN_DIR is required: the run's logs, checkpoints and "
                         "weights go there");
     set_paths(r, dir);
+    if (r->rank != 0) return CT_OK; /* rank 0 alone touches the folder */
     if (r->resuming && !fit_is_dir(dir))
         return ct_error(CT_ENOTFOUND, "%s: no checkpoint to resume from (start the run "
                         "without --resume)", r->path.ckpt);
@@ -154,6 +155,7 @@ ct_status fit_write_text(const char *path, const char *text) {
 }
 
 ct_status fit_save_weights(fit_run *r, const char *path) {
+    if (r->rank != 0) return CT_OK;
     const char *names[CT_MAX_CLASSES];
     for (int k = 0; k < r->k; k++) names[k] = ct_dataset_class_name(r->train, k);
     /* The full standardisation (with featurewise statistics) travels with the weights, so
@@ -165,6 +167,7 @@ ct_status fit_save_weights(fit_run *r, const char *path) {
 }
 
 ct_status fit_save_checkpoint(fit_run *r) {
+    if (r->rank != 0) return CT_OK;
     const char *names[CT_MAX_CLASSES];
     for (int k = 0; k < r->k; k++) names[k] = ct_dataset_class_name(r->train, k);
     ct_weights_save_opts o = {.class_names = names, .n_classes = r->k};

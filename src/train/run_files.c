@@ -59,7 +59,7 @@ static void epoch_checkpoint_path(const fit_run *r, int epochs, char *buf, size_
 
 ct_status fit_keep_epoch_checkpoint(fit_run *r, int epochs) {
     const int keep = r->c->keep_checkpoints;
-    if (keep <= 1) return CT_OK;
+    if (keep <= 1 || r->rank != 0) return CT_OK;
     char path[4300];
     epoch_checkpoint_path(r, epochs, path, sizeof path);
     ct_status s = second_name(r->path.ckpt, path);
@@ -72,6 +72,7 @@ ct_status fit_keep_epoch_checkpoint(fit_run *r, int epochs) {
 
 ct_status fit_save_final(fit_run *r, const char **path) {
     *path = r->path.final;
+    if (r->rank != 0) return CT_OK; /* rank 0 alone writes the run folder */
     if (r->c->save_best_only && fit_exists(r->path.best)) {
         *path = r->path.best;
         if (remove(r->path.final) != 0 && errno != ENOENT)
@@ -84,7 +85,7 @@ ct_status fit_save_final(fit_run *r, const char **path) {
 }
 
 ct_status fit_finish_files(fit_run *r) {
-    if (r->c->keep_checkpoints > 0) return CT_OK;
+    if (r->c->keep_checkpoints > 0 || r->rank != 0) return CT_OK;
     FILE *f = fopen(r->path.finished, "w");
     if (f == NULL || fclose(f) != 0)
         return ct_error(CT_EIO, "%s: cannot write: %s", r->path.finished, strerror(errno));
