@@ -19,6 +19,15 @@ if(CUTUNE_HAVE_CUDA)
   string(APPEND _pc_private " -L${CUDAToolkit_LIBRARY_DIR} -lcudart -lcublas -lcublasLt"
          " -L${_cudnn_dir} -lcudnn -lstdc++")
 endif()
+if(CUTUNE_HAVE_NCCL)
+  get_filename_component(_nccl_dir "${NCCL_LIBRARY}" DIRECTORY)
+  string(APPEND _pc_private " -L${_nccl_dir} -lnccl")
+endif()
+if(CUTUNE_HAVE_MPI)
+  foreach(dep ${MPI_C_LIBRARIES})
+    string(APPEND _pc_private " ${dep}")
+  endforeach()
+endif()
 set(CUTUNE_PC_LIBS_PRIVATE "${_pc_private}")
 # The prefix relative to the .pc file, so that an installed tree can be moved (or installed with
 # `cmake --install --prefix`) and still be found.

@@ -25,6 +25,7 @@ fuzz_seconds=${FUZZ_SECONDS:-30}
 # the library into programs built without the sanitizer runtime.
 chosen='test_data_.*|test_cli|test_rng|test_ops_cpu|test_augment_op|test_weights.*|test_checkpoint'
 chosen+='|test_download|test_api|test_golden|test_train_parts|test_advise|test_train_errors'
+chosen+='|test_rendezvous|test_world|test_buckets'  # what the network and the launcher hand in
 select=(-R "${CUTUNE_SANITIZE_TESTS:-^($chosen|man_completion)\$}")
 [ "${CUTUNE_SANITIZE_TESTS:-}" = all ] && select=(-E '^(install_example|python_.*)$')
 

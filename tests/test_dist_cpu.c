@@ -15,7 +15,9 @@
 
 TestSuite(dist_cpu, .init = tc_setup, .fini = tc_teardown, .timeout = 600);
 
-#define MPI "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 mpirun --oversubscribe -np "
+/* Open MPI as root (CI), with more ranks than cores. */
+#define MPI                                                                                    \
+    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe -np "
 
 /* The whole top block and the head train, with augmentation: no frozen-prefix cache. SGD:
  * Adam divides each gradient by its own root mean square, so where a gradient is a sum that
@@ -35,7 +37,7 @@ static bool have_mpirun(void) { return system("command -v mpirun >/dev/null 2>&1
 
 #define NEED_MPIRUN()                                                                          \
     do {                                                                                       \
-        if (!have_mpirun()) cr_skip_test("mpirun is not installed (apt-get install openmpi-bin)"); \
+        if (!have_mpirun()) cr_skip_test("mpirun is not installed (apt install openmpi-bin)"); \
     } while (0)
 
 static double rel(double a, double b) {
@@ -108,7 +110,8 @@ static herr_t close_visit(hid_t g, const char *name, const tc_linfo *info, void 
 
 static void expect_close_files(const char *a, const char *b, double tol) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t fa = H5Fopen(a, H5F_ACC_RDONLY, H5P_DEFAULT), fb = H5Fopen(b, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t fa = H5Fopen(a, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t fb = H5Fopen(b, H5F_ACC_RDONLY, H5P_DEFAULT);
     cr_assert(fa >= 0 && fb >= 0, "%s or %s cannot be opened", a, b);
     close_cmp c = {.other = fb};
     cr_assert(tc_lvisit(fa, H5_INDEX_NAME, H5_ITER_INC, close_visit, &c) >= 0);
@@ -254,8 +257,8 @@ Test(dist_cpu, kill_9_of_one_rank_stops_the_other_and_the_run_continues) {
     char flags[1024], run[128], cmd[4096];
     snprintf(flags, sizeof flags, HEAD_FLAGS " --epochs 200", D, D);
     snprintf(run, sizeof run, "%s", tc_path("killed"));
-    snprintf(cmd, sizeof cmd, "exec env CUTUNE_COLLECTIVE_TIMEOUT=20 " MPI "2 '%s' train %s --out %s 2>&1",
-             getenv("CUTUNE_CLI"), flags, run);
+    snprintf(cmd, sizeof cmd, "exec env CUTUNE_COLLECTIVE_TIMEOUT=20 " MPI "2 '%s' train %s "
+             "--out %s 2>&1", getenv("CUTUNE_CLI"), flags, run);
     int fd[2];
     cr_assert_eq(pipe(fd), 0);
     pid_t pid = fork();
@@ -315,4 +318,109 @@ Test(dist_cpu, bad_launches_are_refused_with_a_message) {
                 "train %s --out %s", flags, tc_path("env"));
     cr_expect_neq(rc, 0);
     cr_expect(strstr(tc_out, "mpirun") != NULL, "%s", tc_out);
+}
+
+Test(dist_cpu, bench_reports_every_rank_and_the_global_rate) {
+    NEED_MPIRUN();
+    TC_MUST(MPI "2", "bench --device cpu --input-size 32 --batch-size 2 --steps 2 --warmup 1 "
+            "--threads 1");
+    cr_expect(strstr(tc_out, "| 0 | ") != NULL && strstr(tc_out, "| 1 | ") != NULL, "%s", tc_out);
+    cr_expect(strstr(tc_out, "2 ranks (mpirun/srun, gradients summed by mpi): global batch 4")
+              != NULL, "%s", tc_out);
+}
+
+/* Runs `args` under mpirun with 2 ranks in the background; once the output holds `after`,
+ * stops rank 1 (SIGSTOP: alive, silent); returns the milliseconds from then until mpirun
+ * ended, its output in tc_out and its status in *status. */
+static long stop_rank_1_after(const char *args, const char *marker, const char *after,
+                              int *status) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "exec env CUTUNE_COLLECTIVE_TIMEOUT=4 " MPI "2 '%s' %s 2>&1",
+             getenv("CUTUNE_CLI"), args);
+    int fd[2];
+    cr_assert_eq(pipe(fd), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        close(fd[0]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    size_t n = 0;
+    ssize_t got;
+    long stopped_at = -1;
+    pid_t victim = -1;
+    while ((got = read(fd[0], tc_out + n, sizeof tc_out - 1 - n)) > 0) {
+        n += (size_t)got;
+        tc_out[n] = '\0';
+        if (stopped_at < 0 && strstr(tc_out, after) != NULL) {
+            victim = rank_pid(marker, 1);
+            cr_assert_gt(victim, 0, "rank 1 not found:\n%s", tc_out);
+            cr_assert_eq(kill(victim, SIGSTOP), 0);
+            stopped_at = now_ms();
+        }
+    }
+    close(fd[0]);
+    waitpid(pid, status, 0);
+    if (victim > 0) kill(victim, SIGKILL); /* mpirun's own kill may not reach a stopped rank */
+    return stopped_at < 0 ? -1 : now_ms() - stopped_at;
+}
+
+Test(dist_cpu, a_rank_that_hangs_stops_the_other_after_the_timeout) {
+    NEED_MPIRUN();
+    char args[1400], run[128];
+    snprintf(run, sizeof run, "%s", tc_path("hung"));
+    snprintf(args, sizeof args, "train " HEAD_FLAGS " --epochs 500 --out %s", D, D, run);
+    int status = 0;
+    const long took = stop_rank_1_after(args, run, "Epoch 3/", &status);
+    cr_assert_geq(took, 0, "the run never reached epoch 3:\n%s", tc_out);
+    cr_expect_lt(took, 20000, "rank 0 took %ld ms to stop (timeout 4 s)", took);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) != 0, "mpirun exited 0:\n%s", tc_out);
+    cr_expect(strstr(tc_out, "rank 0 of 2") != NULL &&
+              strstr(tc_out, "for the other ranks (CUTUNE_COLLECTIVE_TIMEOUT=4)") != NULL,
+              "no message says what rank 0 waited for:\n%s", tc_out);
+    cr_expect(tc_exists(tc_path("hung/checkpoint.h5")), "the checkpoints are gone");
+}
+
+/* 12 iceberg records, one of whose band_1 is 3e38 everywhere: a NaN within the first steps. */
+static void write_overflowing_records(const char *path) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputc('[', f);
+    for (int r = 0; r < 12; r++) {
+        fprintf(f, "%s{\"id\": \"r%d\", \"inc_angle\": %d, \"is_iceberg\": %d", r ? "," : "", r,
+                38 + r, r % 2);
+        for (int band = 1; band <= 2; band++) {
+            fprintf(f, ", \"band_%d\": [", band);
+            for (int i = 0; i < 5625; i++)
+                fprintf(f, "%s%g", i ? "," : "", r == 5 && band == 1 ? 3e38 : -20.0 - (i % 7));
+            fputc(']', f);
+        }
+        fputc('}', f);
+    }
+    fputs("]\n", f);
+    fclose(f);
+}
+
+Test(dist_cpu, a_nan_stops_every_rank_at_the_same_step) {
+    NEED_MPIRUN();
+    char json[128];
+    snprintf(json, sizeof json, "%s", tc_path("overflow.json"));
+    write_overflowing_records(json);
+    const int rc = tc_run(MPI "2", "train --data %s --batch-size 4 --weights none --device cpu "
+                          "--threads 1 --strategy head --epochs 2 --verbose 2 --out %s", json,
+                          tc_path("nan"));
+    cr_expect_neq(rc, 0, "%s", tc_out);
+    /* Both ranks name the same step. */
+    const char *first = strstr(tc_out, "cutune train: step ");
+    cr_assert_not_null(first, "no message names the step:\n%s", tc_out);
+    char step[32];
+    cr_assert_eq(sscanf(first, "cutune train: step %31[0-9]", step), 1);
+    char again[64];
+    snprintf(again, sizeof again, "cutune train: step %s ", step);
+    cr_expect_not_null(strstr(first + 1, again), "the ranks stopped at different steps:\n%s",
+                       tc_out);
+    cr_expect(strstr(tc_out, "NaN") != NULL || strstr(tc_out, "not finite") != NULL, "%s",
+              tc_out);
 }

@@ -129,7 +129,8 @@ static void expect_peer(peer pr, int code, const char *text) {
 
 Test(rendezvous, three_ranks_get_rank_0s_blob, .timeout = 20) {
     int port = free_port();
-    peer a = spawn_rank(1, 3, port, 42, 0, PEER_OPEN), b = spawn_rank(2, 3, port, 42, 0.2, PEER_OPEN);
+    peer a = spawn_rank(1, 3, port, 42, 0, PEER_OPEN);
+    peer b = spawn_rank(2, 3, port, 42, 0.2, PEER_OPEN);
     ct_rendezvous *rv = NULL;
     cr_assert_eq(open_root(&rv, 3, port, 42, 3.0), CT_OK, "%s", ct_last_error());
     cr_expect_str_eq(ct_rendezvous_host(rv, 2), "host-2");
@@ -199,7 +200,8 @@ Test(rendezvous, mismatches_are_refused_naming_the_rank, .timeout = 30) {
 
 Test(rendezvous, a_duplicate_rank_is_refused, .timeout = 20) {
     int port = free_port();
-    peer a = spawn_rank(1, 3, port, 42, 0, PEER_OPEN), b = spawn_rank(1, 3, port, 42, 0.3, PEER_OPEN);
+    peer a = spawn_rank(1, 3, port, 42, 0, PEER_OPEN);
+    peer b = spawn_rank(1, 3, port, 42, 0.3, PEER_OPEN);
     ct_rendezvous *rv = NULL;
     cr_assert_neq(open_root(&rv, 3, port, 42, 3.0), CT_OK);
     cr_expect(strstr(ct_last_error(), "rank 1 arrived twice") != NULL, "%s", ct_last_error());
@@ -280,7 +282,8 @@ static double wait_lost(double seconds) {
 
 Test(liveness, a_killed_rank_is_reported, .timeout = 20) {
     int port = free_port();
-    peer a = spawn_rank(1, 3, port, 42, 0, PEER_WATCH), b = spawn_rank(2, 3, port, 42, 0, PEER_WATCH);
+    peer a = spawn_rank(1, 3, port, 42, 0, PEER_WATCH);
+    peer b = spawn_rank(2, 3, port, 42, 0, PEER_WATCH);
     ct_rendezvous *rv = NULL;
     cr_assert_eq(open_root(&rv, 3, port, 42, 3.0), CT_OK, "%s", ct_last_error());
     cr_assert_eq(ct_rendezvous_watch(rv, 2.0, on_lost, NULL), CT_OK, "%s", ct_last_error());
@@ -297,22 +300,29 @@ Test(liveness, a_killed_rank_is_reported, .timeout = 20) {
     ct_rendezvous_close(rv, false);
 }
 
-Test(liveness, rank_0_killed_is_reported_to_the_others, .timeout = 20) {
+/* Rank 0 of 2, met by a peer rank 1 in `mode`, watching it for `watch` seconds (0: not). */
+static ct_rendezvous *root_of_two(peer *a, peer_mode mode, double watch) {
     int port = free_port();
-    peer a = spawn_rank(1, 2, port, 42, 0, PEER_WATCH);
+    *a = spawn_rank(1, 2, port, 42, 0, mode);
     ct_rendezvous *rv = NULL;
     cr_assert_eq(open_root(&rv, 2, port, 42, 3.0), CT_OK, "%s", ct_last_error());
+    if (watch > 0.0)
+        cr_assert_eq(ct_rendezvous_watch(rv, watch, on_lost, NULL), CT_OK, "%s",
+                     ct_last_error());
+    return rv;
+}
+
+Test(liveness, rank_0_killed_is_reported_to_the_others, .timeout = 20) {
+    peer a;
+    ct_rendezvous *rv = root_of_two(&a, PEER_WATCH, 0.0);
     sleep_s(0.3);
     ct_rendezvous_close(rv, false); /* as if rank 0 had died */
     expect_peer(a, 3, "lost rank 0: its connection closed without a goodbye");
 }
 
 Test(liveness, a_clean_close_is_no_loss, .timeout = 20) {
-    int port = free_port();
-    peer a = spawn_rank(1, 2, port, 42, 0, PEER_WATCH_CLEAN);
-    ct_rendezvous *rv = NULL;
-    cr_assert_eq(open_root(&rv, 2, port, 42, 3.0), CT_OK, "%s", ct_last_error());
-    cr_assert_eq(ct_rendezvous_watch(rv, 2.0, on_lost, NULL), CT_OK, "%s", ct_last_error());
+    peer a;
+    ct_rendezvous *rv = root_of_two(&a, PEER_WATCH_CLEAN, 2.0);
     expect_peer(a, 0, "ok");
     cr_expect_lt(wait_lost(2.5), 0, "on_lost fired for rank %d: %s", atomic_load(&lost_rank),
                  lost_reason);
@@ -320,11 +330,8 @@ Test(liveness, a_clean_close_is_no_loss, .timeout = 20) {
 }
 
 Test(liveness, a_silent_rank_is_reported, .timeout = 20) {
-    int port = free_port();
-    peer a = spawn_rank(1, 2, port, 42, 0, PEER_WATCH);
-    ct_rendezvous *rv = NULL;
-    cr_assert_eq(open_root(&rv, 2, port, 42, 3.0), CT_OK, "%s", ct_last_error());
-    cr_assert_eq(ct_rendezvous_watch(rv, 1.5, on_lost, NULL), CT_OK, "%s", ct_last_error());
+    peer a;
+    ct_rendezvous *rv = root_of_two(&a, PEER_WATCH, 1.5);
     kill(a.pid, SIGSTOP); /* alive to the kernel, silent to its peers */
     double took = wait_lost(4.0);
     cr_expect(took >= 1.0 && took < 3.0, "on_lost after %.2f s for a 1.5 s timeout", took);

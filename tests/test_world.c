@@ -31,15 +31,20 @@ Test(world, a_plain_process_is_rank_0_of_1) {
     cr_expect(w.host[0] != '\0');
 }
 
-Test(world, torchrun_environment) {
-    setenv("RANK", "3", 1);
-    setenv("WORLD_SIZE", "4", 1);
-    setenv("LOCAL_RANK", "1", 1);
-    setenv("LOCAL_WORLD_SIZE", "2", 1);
-    setenv("MASTER_ADDR", "gpu-a", 1);
-    setenv("MASTER_PORT", "29500", 1);
+/* Sets NAME=VALUE pairs (NULL-ended) in a clean environment and reads the world. */
+static ct_world detect_with(const char *const *pairs) {
+    clean_env();
+    for (int i = 0; pairs[i] != NULL; i += 2) setenv(pairs[i], pairs[i + 1], 1);
     ct_world w;
     cr_assert_eq(ct_world_detect(&w), CT_OK, "%s", ct_last_error());
+    return w;
+}
+
+Test(world, torchrun_environment) {
+    const char *const env[] = {"RANK", "3", "WORLD_SIZE", "4", "LOCAL_RANK", "1",
+                               "LOCAL_WORLD_SIZE", "2", "MASTER_ADDR", "gpu-a", "MASTER_PORT",
+                               "29500", NULL};
+    ct_world w = detect_with(env);
     cr_expect_eq(w.launch, CT_LAUNCH_ENV);
     cr_expect(w.rank == 3 && w.size == 4 && w.local_rank == 1 && w.local_size == 2);
     cr_expect_str_eq(w.master_addr, "gpu-a");
@@ -47,38 +52,33 @@ Test(world, torchrun_environment) {
     char buf[300];
     cr_expect(strstr(ct_world_describe(&w, buf, sizeof buf), "rank 3 of 4") != NULL, "%s", buf);
     cr_expect_str_eq(ct_launch_name(w.launch), "torchrun environment");
+    /* torchrun's static rendezvous holds MASTER_PORT with its agent's store: the next port. */
+    setenv("TORCHELASTIC_USE_AGENT_STORE", "True", 1);
+    cr_assert_eq(ct_world_detect(&w), CT_OK, "%s", ct_last_error());
+    cr_expect_eq(w.master_port, 29501);
+    unsetenv("TORCHELASTIC_USE_AGENT_STORE");
 }
 
 Test(world, local_values_default_to_one_host) {
-    setenv("RANK", "1", 1);
-    setenv("WORLD_SIZE", "2", 1);
-    setenv("MASTER_ADDR", "127.0.0.1", 1);
-    setenv("MASTER_PORT", "1234", 1);
-    ct_world w;
-    cr_assert_eq(ct_world_detect(&w), CT_OK, "%s", ct_last_error());
+    const char *const env[] = {"RANK", "1", "WORLD_SIZE", "2", "MASTER_ADDR", "127.0.0.1",
+                               "MASTER_PORT", "1234", NULL};
+    ct_world w = detect_with(env);
     cr_expect(w.local_rank == 1 && w.local_size == 2);
 }
 
 Test(world, mpi_wins_over_torchrun) {
-    setenv("RANK", "0", 1);
-    setenv("WORLD_SIZE", "1", 1);
-    setenv("OMPI_COMM_WORLD_RANK", "2", 1);
-    setenv("OMPI_COMM_WORLD_SIZE", "3", 1);
-    setenv("OMPI_COMM_WORLD_LOCAL_RANK", "0", 1);
-    ct_world w;
-    cr_assert_eq(ct_world_detect(&w), CT_OK, "%s", ct_last_error());
+    const char *const env[] = {"RANK", "0", "WORLD_SIZE", "1", "OMPI_COMM_WORLD_RANK", "2",
+                               "OMPI_COMM_WORLD_SIZE", "3", "OMPI_COMM_WORLD_LOCAL_RANK", "0",
+                               NULL};
+    ct_world w = detect_with(env);
     cr_expect_eq(w.launch, CT_LAUNCH_MPI);
     cr_expect(w.rank == 2 && w.size == 3 && w.local_rank == 0);
 }
 
 Test(world, slurm_step_of_several_tasks) {
-    setenv("SLURM_PROCID", "5", 1);
-    setenv("SLURM_NTASKS", "8", 1);
-    setenv("SLURM_LOCALID", "1", 1);
-    setenv("SLURM_NODEID", "2", 1);
-    setenv("SLURM_TASKS_PER_NODE", "2(x2),4", 1);
-    ct_world w;
-    cr_assert_eq(ct_world_detect(&w), CT_OK, "%s", ct_last_error());
+    const char *const env[] = {"SLURM_PROCID", "5", "SLURM_NTASKS", "8", "SLURM_LOCALID", "1",
+                               "SLURM_NODEID", "2", "SLURM_TASKS_PER_NODE", "2(x2),4", NULL};
+    ct_world w = detect_with(env);
     cr_expect_eq(w.launch, CT_LAUNCH_MPI);
     cr_expect(w.rank == 5 && w.size == 8 && w.local_rank == 1 && w.local_size == 4);
     setenv("SLURM_NTASKS", "1", 1); /* one task: not a distributed launch */

@@ -21,6 +21,9 @@ bool bench_dist_quiet(const bench_dist *d) { return d != NULL && d->w.rank != 0;
 
 ct_status bench_dist_connect(bench_dist *d, ct_backend *be) {
     if (d->w.launch == CT_LAUNCH_NONE) return CT_OK;
+    /* torchrun --nproc-per-node 1 on a machine without a GPU: a plain run. */
+    if (d->w.launch == CT_LAUNCH_ENV && d->w.size == 1 && strcmp(be->ops->name, "cpu") == 0)
+        return CT_OK;
     return ct_comm_open(&d->comm, &d->w, be, 0);
 }
 

@@ -18,8 +18,8 @@ static ct_status push(ct_grad_sync *g, float *data, size_t count, int lowest) {
     return CT_OK;
 }
 
-/* One tensor's place in the bucket being filled: a new bucket starts when the tensor would
- * take the current one past its size (a bucket holds at least one tensor). */
+/* The bucket being filled. As in PyTorch DDP, a bucket takes whole tensors and closes once it
+ * holds its size or more; the first is smaller, so that communication starts early. */
 typedef struct filling {
     float *start, *end; /* the open bucket's span; start NULL: none open */
     int lowest;
@@ -31,16 +31,14 @@ static ct_status add_tensor(ct_grad_sync *g, filling *f, const ct_tensor *t, int
     float *p = t->data;
     if (f->start != NULL && p < f->end)
         return ct_error(CT_EINVAL, "the gradient arena is not in backward order (%s)", t->name);
-    if (f->start != NULL && (size_t)((char *)(p + t->size) - (char *)f->start) > f->cap_bytes) {
-        ct_status s = push(g, f->start, (size_t)(f->end - f->start), f->lowest);
-        if (s != CT_OK) return s;
-        f->start = NULL;
-        f->cap_bytes = bucket_bytes;
-    }
     if (f->start == NULL) f->start = p;
     f->end = p + t->size;
     f->lowest = layer;
-    return CT_OK;
+    if ((size_t)((char *)f->end - (char *)f->start) < f->cap_bytes) return CT_OK;
+    ct_status s = push(g, f->start, (size_t)(f->end - f->start), f->lowest);
+    f->start = NULL;
+    f->cap_bytes = bucket_bytes;
+    return s;
 }
 
 ct_status ct_grad_sync_plan(ct_grad_sync *g, ct_model *m, ct_comm *comm, size_t bucket_bytes,

@@ -1,11 +1,11 @@
 /* The gradient buckets of a data-parallel step (PyTorch DDP's schedule).
  *
  * The model's gradient arena holds the trainable layers' gradients in backward order: the last
- * layer's first. It is cut into buckets of whole tensors, about CUTUNE_BUCKET_MB (25 MB) each,
- * the first smaller (1 MB) so that communication starts early. Backward calls
- * ct_grad_sync_layer_done after each layer has written its gradients; every bucket whose
- * lowest layer is done is then handed to the communicator, in order, which sums it while
- * backward goes on (NCCL's own stream). ct_grad_sync_finish hands over what is left and makes
+ * layer's first. It is cut into buckets of whole tensors that close once they hold
+ * CUTUNE_BUCKET_MB (25 MB) or more, the first 1 MB, so that communication starts early.
+ * Backward calls ct_grad_sync_layer_done after each layer has written its gradients; every
+ * bucket whose lowest layer is done is then handed to the communicator, in order, which sums it
+ * while backward goes on (NCCL's own stream). ct_grad_sync_finish hands over what is left and makes
  * the backend wait for the last sum: the optimizer reads the sums after it. Frozen layers have
  * no gradients, so no buckets. */
 #ifndef CUTUNE_DIST_BUCKETS_H

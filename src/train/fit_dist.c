@@ -48,6 +48,9 @@ ct_status fit_dist_open(fit_run *r, ct_world *w) {
     }
     r->device = w->local_rank;
     if ((s = fit_open_backend(r)) != CT_OK) return s;
+    /* torchrun --nproc-per-node 1 on a machine without a GPU: a plain run. */
+    if (w->launch == CT_LAUNCH_ENV && w->size == 1 && strcmp(r->be.ops->name, "cpu") == 0)
+        return CT_OK;
     return ct_comm_open(&r->comm, w, &r->be, 0);
 }
 
