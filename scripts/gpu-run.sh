@@ -124,18 +124,19 @@ if [ -n "$cudnn_lib" ] && [ -n "$cudnn_inc" ]; then
 else
     summary_notes+=("cuDNN not found (library '$cudnn_lib', header '$cudnn_inc')")
 fi
-# NCCL: the toolkit's, else PyTorch's wheel (nvidia-nccl), which ships libnccl.so.2 only.
-nccl_lib=$(find_one 'libnccl.so*' /usr/local/cuda/lib64 /usr/lib/$arch "$wheels")
+# NCCL: the header to build (libnccl.so.2 is loaded at run time, found on LD_LIBRARY_PATH): the
+# toolkit's, else PyTorch's wheel (nvidia-nccl).
+nccl_lib=$(find_one 'libnccl.so.2*' /usr/local/cuda/lib64 /usr/lib/$arch "$wheels")
 nccl_inc=$(find_one nccl.h /usr/local/cuda/include /usr/include "$wheels")
 if [ -n "$nccl_lib" ] && [ -n "$nccl_inc" ]; then
-    mkdir -p "$prefix/nccl"
-    ln -sf "$nccl_lib" "$prefix/nccl/libnccl.so"
-    cmake_extra+=(-DNCCL_INCLUDE_DIR="$(dirname "$nccl_inc")" -DNCCL_LIBRARY="$prefix/nccl/libnccl.so")
+    cmake_extra+=(-DNCCL_INCLUDE_DIR="$(dirname "$nccl_inc")")
+    nccl_dir=$(dirname "$nccl_lib")
 else
     summary_notes+=("NCCL not found (library '$nccl_lib', header '$nccl_inc'): no dist phase")
 fi
 cuda_lib=$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64
 lib_dirs="$prefix/usr/lib/$arch:$prefix/usr/lib/$arch/openblas-openmp:$(dirname "${cudnn_lib:-/x/x}")"
+lib_dirs="$lib_dirs:${nccl_dir:-/nonexistent}"
 # cuBLAS: the toolkit's own, else PyTorch's wheel (FindCUDAToolkit takes the two paths given).
 if [ ! -e "$cuda_lib/libcublas.so" ]; then
     for l in cublas cublasLt; do

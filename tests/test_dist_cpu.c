@@ -5,10 +5,12 @@
  * within 1e-5 relative) and the same saved models within 1e-5, with dropout, augmentation and
  * an uneven last batch (12 images: 8 + 4), through the whole backbone's top block and through
  * the frozen-prefix cache; only rank 0 writes; a run stopped on 2 ranks continues on 1 and one
- * stopped on 1 continues on 2; kill -9 of one rank ends the other with a message naming it, and
- * the same command continues the run; settings that differ between ranks, a batch smaller than
- * the ranks and CPU ranks without MPI are refused with a message. Skipped where mpirun is not
- * installed (CI installs Open MPI). */
+ * stopped on 1 continues on 2; three ranks with empty shares; kill -9 of one rank ends the other
+ * with a message naming it, Ctrl-C on mpirun stops both after rank 0's checkpoint, and the same
+ * command continues the run; a rank that hangs ends the other after the collectives' timeout; a
+ * NaN stops both at the same step; settings that differ between ranks, a batch smaller than the
+ * ranks and CPU ranks without MPI are refused with a message; bench reports every rank.
+ * Skipped where mpirun is not installed (CI installs Open MPI). */
 #include "train_cli_util.h"
 
 #include <time.h>
@@ -252,52 +254,6 @@ static long now_ms(void) {
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-Test(dist_cpu, kill_9_of_one_rank_stops_the_other_and_the_run_continues) {
-    NEED_MPIRUN();
-    char flags[1024], run[128], cmd[4096];
-    snprintf(flags, sizeof flags, HEAD_FLAGS " --epochs 200", D, D);
-    snprintf(run, sizeof run, "%s", tc_path("killed"));
-    snprintf(cmd, sizeof cmd, "exec env CUTUNE_COLLECTIVE_TIMEOUT=20 " MPI "2 '%s' train %s "
-             "--out %s 2>&1", getenv("CUTUNE_CLI"), flags, run);
-    int fd[2];
-    cr_assert_eq(pipe(fd), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd[1], 1);
-        close(fd[0]);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(fd[1]);
-    size_t n = 0;
-    ssize_t got;
-    long killed_at = -1;
-    while ((got = read(fd[0], tc_out + n, sizeof tc_out - 1 - n)) > 0) {
-        n += (size_t)got;
-        tc_out[n] = '\0';
-        if (killed_at < 0 && strstr(tc_out, "Epoch 3/") != NULL) { /* two checkpoints written */
-            const pid_t victim = rank_pid(run, 1);
-            cr_assert_gt(victim, 0, "rank 1 not found:\n%s", tc_out);
-            cr_assert_eq(kill(victim, SIGKILL), 0);
-            killed_at = now_ms();
-        }
-    }
-    close(fd[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    cr_assert_gt(killed_at, 0, "the run never reached epoch 3:\n%s", tc_out);
-    cr_expect_lt(now_ms() - killed_at, 30000, "the other rank took %ld ms to stop",
-                 now_ms() - killed_at);
-    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) != 0, "mpirun exited 0:\n%s", tc_out);
-    cr_expect(strstr(tc_out, "rank 1") != NULL, "no message names rank 1:\n%s", tc_out);
-    /* The same command, with --resume, continues from the last checkpoint. */
-    TC_MUST(MPI "2", "train %s --epochs 4 --out %s --resume", flags, run);
-    cr_expect(strstr(tc_out, "resuming") != NULL, "%s", tc_out);
-    tc_csv *log = tc_csv_read(tc_path("killed/log.csv"));
-    cr_expect_eq(log->rows, 4);
-    free(log);
-}
-
 Test(dist_cpu, bad_launches_are_refused_with_a_message) {
     NEED_MPIRUN();
     char flags[1024];
@@ -329,13 +285,15 @@ Test(dist_cpu, bench_reports_every_rank_and_the_global_rate) {
               != NULL, "%s", tc_out);
 }
 
-/* Runs `args` under mpirun with 2 ranks in the background; once the output holds `after`,
- * stops rank 1 (SIGSTOP: alive, silent); returns the milliseconds from then until mpirun
- * ended, its output in tc_out and its status in *status. */
-static long stop_rank_1_after(const char *args, const char *marker, const char *after,
-                              int *status) {
+/* Runs `cutune args` under mpirun with 2 ranks (CUTUNE_COLLECTIVE_TIMEOUT=8); once the output
+ * holds `after`, sends `sig` to rank `rank` of the run whose command line names `marker`, or to
+ * mpirun itself when rank is -1. Returns the milliseconds from the signal until mpirun ended
+ * (-1: never sent), with its output in tc_out and its status in *status. A stopped rank is
+ * killed at the end (mpirun's own kill may not reach it). */
+static long signal_during(const char *args, const char *marker, const char *after, int rank,
+                          int sig, int *status) {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "exec env CUTUNE_COLLECTIVE_TIMEOUT=4 " MPI "2 '%s' %s 2>&1",
+    snprintf(cmd, sizeof cmd, "exec env CUTUNE_COLLECTIVE_TIMEOUT=8 " MPI "2 '%s' %s 2>&1",
              getenv("CUTUNE_CLI"), args);
     int fd[2];
     cr_assert_eq(pipe(fd), 0);
@@ -349,22 +307,69 @@ static long stop_rank_1_after(const char *args, const char *marker, const char *
     close(fd[1]);
     size_t n = 0;
     ssize_t got;
-    long stopped_at = -1;
-    pid_t victim = -1;
+    long sent_at = -1;
+    pid_t target = -1;
     while ((got = read(fd[0], tc_out + n, sizeof tc_out - 1 - n)) > 0) {
         n += (size_t)got;
         tc_out[n] = '\0';
-        if (stopped_at < 0 && strstr(tc_out, after) != NULL) {
-            victim = rank_pid(marker, 1);
-            cr_assert_gt(victim, 0, "rank 1 not found:\n%s", tc_out);
-            cr_assert_eq(kill(victim, SIGSTOP), 0);
-            stopped_at = now_ms();
+        if (sent_at < 0 && strstr(tc_out, after) != NULL) {
+            target = rank < 0 ? pid : rank_pid(marker, rank);
+            cr_assert_gt(target, 0, "rank %d not found:\n%s", rank, tc_out);
+            cr_assert_eq(kill(target, sig), 0);
+            sent_at = now_ms();
         }
     }
     close(fd[0]);
     waitpid(pid, status, 0);
-    if (victim > 0) kill(victim, SIGKILL); /* mpirun's own kill may not reach a stopped rank */
-    return stopped_at < 0 ? -1 : now_ms() - stopped_at;
+    if (sig == SIGSTOP && target > 0) kill(target, SIGKILL);
+    return sent_at < 0 ? -1 : now_ms() - sent_at;
+}
+
+/* The same command with --resume finishes the run: every epoch in the log. */
+static void expect_the_same_command_continues(const char *flags, const char *run, int epochs) {
+    TC_MUST(MPI "2", "train %s --out %s --resume", flags, run);
+    cr_expect(strstr(tc_out, "resuming") != NULL, "%s", tc_out);
+    char path[600];
+    snprintf(path, sizeof path, "%s/log.csv", run);
+    tc_csv *log = tc_csv_read(path);
+    cr_expect_eq(log->rows, epochs);
+    free(log);
+}
+
+/* A 60-epoch run on the cached head in folder `name`, signalled at epoch 3 (two checkpoints
+ * written): `sig` to rank `rank`, or to mpirun when rank is -1. Returns signal_during's time. */
+static long signal_at_epoch_3(const char *name, int rank, int sig, int *status, char *flags,
+                              char *run) {
+    snprintf(flags, 1024, HEAD_FLAGS " --epochs 60", D, D);
+    snprintf(run, 128, "%s", tc_path("%s", name));
+    char args[1400];
+    snprintf(args, sizeof args, "train %s --out %s", flags, run);
+    const long took = signal_during(args, run, "Epoch 3/", rank, sig, status);
+    cr_assert_geq(took, 0, "the run never reached epoch 3:\n%s", tc_out);
+    cr_expect(WIFEXITED(*status) && WEXITSTATUS(*status) != 0, "mpirun exited 0:\n%s", tc_out);
+    return took;
+}
+
+Test(dist_cpu, kill_9_of_one_rank_stops_the_other_and_the_run_continues) {
+    NEED_MPIRUN();
+    char flags[1024], run[128];
+    int status = 0;
+    const long took = signal_at_epoch_3("killed", 1, SIGKILL, &status, flags, run);
+    cr_expect_lt(took, 30000, "the other rank took %ld ms to stop", took);
+    cr_expect(strstr(tc_out, "rank 1") != NULL, "no message names rank 1:\n%s", tc_out);
+    expect_the_same_command_continues(flags, run, 60);
+}
+
+Test(dist_cpu, ctrl_c_on_mpirun_stops_every_rank_after_a_checkpoint) {
+    NEED_MPIRUN();
+    char flags[1024], run[128];
+    int status = 0;
+    signal_at_epoch_3("interrupted", -1, SIGINT, &status, flags, run);
+    /* Open MPI turns Ctrl-C into SIGTERM for every rank: both stop after the same step and
+     * rank 0 writes the checkpoint. */
+    cr_expect(strstr(tc_out, "checkpoint written to") != NULL, "%s", tc_out);
+    cr_expect(strstr(tc_out, "rank 1: interrupted at epoch") != NULL, "%s", tc_out);
+    expect_the_same_command_continues(flags, run, 60);
 }
 
 Test(dist_cpu, a_rank_that_hangs_stops_the_other_after_the_timeout) {
@@ -373,12 +378,12 @@ Test(dist_cpu, a_rank_that_hangs_stops_the_other_after_the_timeout) {
     snprintf(run, sizeof run, "%s", tc_path("hung"));
     snprintf(args, sizeof args, "train " HEAD_FLAGS " --epochs 500 --out %s", D, D, run);
     int status = 0;
-    const long took = stop_rank_1_after(args, run, "Epoch 3/", &status);
+    const long took = signal_during(args, run, "Epoch 3/", 1, SIGSTOP, &status);
     cr_assert_geq(took, 0, "the run never reached epoch 3:\n%s", tc_out);
-    cr_expect_lt(took, 20000, "rank 0 took %ld ms to stop (timeout 4 s)", took);
+    cr_expect_lt(took, 25000, "rank 0 took %ld ms to stop (timeout 8 s)", took);
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) != 0, "mpirun exited 0:\n%s", tc_out);
     cr_expect(strstr(tc_out, "rank 0 of 2") != NULL &&
-              strstr(tc_out, "for the other ranks (CUTUNE_COLLECTIVE_TIMEOUT=4)") != NULL,
+              strstr(tc_out, "for the other ranks (CUTUNE_COLLECTIVE_TIMEOUT=8)") != NULL,
               "no message says what rank 0 waited for:\n%s", tc_out);
     cr_expect(tc_exists(tc_path("hung/checkpoint.h5")), "the checkpoints are gone");
 }

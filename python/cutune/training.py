@@ -12,6 +12,7 @@ KeyboardInterrupt; ``train(..., resume=True)`` with the same arguments continues
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 from ctypes import byref, c_char_p, c_void_p
@@ -174,6 +175,19 @@ class _CtrlC:
             signal.signal(signal.SIGTERM, self.saved[1])
 
 
+def _launched_rank() -> int:
+    """This process's rank as its launcher says (mpirun, srun, torchrun), 0 without one: the
+    ranks of a data-parallel run but 0 draw no progress bar, as the library prints nothing there."""
+    for name in ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "RANK"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        value = os.environ.get("SLURM_PROCID", "")
+        return int(value) if value.isdigit() else 0
+    return 0
+
+
 def train(data: Optional[str] = None, out: Optional[str] = None, *,
           callbacks: Iterable[Callback] = (), verbose: int = 1, **flags: Any) -> History:
     """Fine-tunes as ``cutune train`` does and returns the run's History.
@@ -191,7 +205,7 @@ def train(data: Optional[str] = None, out: Optional[str] = None, *,
     given = {k: v for k, v in given.items() if v is not None}
     folds = given.get("folds")
     config = make_config(given)
-    run = _Run(callbacks, verbose)
+    run = _Run(callbacks, verbose if _launched_rank() == 0 else 0)
     run.history.params["epochs"] = int(given.get("epochs", 10))
     try:
         lib.ct_train_config_set_callbacks(config, byref(run.c_callbacks))
