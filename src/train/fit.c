@@ -246,7 +246,7 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
     }
     s = fit_dist_agree(&r, fit_prepare_run_dir(&r), "preparing the run folder");
     if (s != CT_OK) {
-        fit_free(&r, false);
+        fit_free(&r, r.failed_together);
         return s;
     }
     s = fit_dist_agree(&r, start(&r), "starting the run");
@@ -257,7 +257,7 @@ ct_status ct_train(const ct_train_config *c, ct_train_result *res) {
         /* The loader's and the log's files are closed first. */
         char msg[4096];
         snprintf(msg, sizeof msg, "%s", ct_last_error());
-        fit_free(&r, false);
+        fit_free(&r, r.failed_together);
         fit_discard_failed_start(&r);
         return ct_error(s, "%s", msg);
     }

@@ -106,6 +106,7 @@ typedef struct fit_run {
     ct_grad_sync sync;           /* the gradient buckets */
     size_t step_rows;            /* the rows of the step's global batch */
     double stop_votes;           /* ranks that asked for a stop in the last step */
+    bool failed_together;        /* every rank learnt of the failure (fit_dist_agree) */
 } fit_run;
 
 /* ---- fit.c ---- */

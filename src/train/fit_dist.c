@@ -61,6 +61,9 @@ ct_status fit_dist_agree(fit_run *r, ct_status s, const char *stage) {
     double failed[1] = {s != CT_OK};
     ct_status cs = ct_comm_sum(r->comm, failed, 1, stage);
     if (cs != CT_OK) return cs;
+    /* Every rank stops here: the liveness channel (rendezvous.h) is closed with a goodbye, so
+     * that no rank takes another's end for a loss and prints that instead of the reason. */
+    r->failed_together = failed[0] > 0.0;
     if (s != CT_OK) return ct_error(s, "%s", msg);
     if (failed[0] > 0.0)
         return ct_error(CT_EIO, "rank %d: %s failed on %.0f other rank(s), whose message says why",
@@ -167,6 +170,7 @@ ct_status fit_dist_step_sums(fit_run *r, ct_status loss_status, double sums[FIT_
     ct_status s = ct_comm_sum(r->comm, sums, FIT_SUMS, what);
     if (s != CT_OK) return s;
     r->stop_votes = sums[4];
+    r->failed_together = sums[3] > 0.0; /* every rank stops at this step */
     if (loss_status != CT_OK) return loss_status;
     if (sums[3] > 0.0)
         return ct_error(CT_ENUMERIC, "step %lld (epoch %lld, batch %lld): the loss is not finite "
