@@ -127,16 +127,30 @@ static void expect_peer(peer pr, int code, const char *text) {
     cr_expect(strstr(said, text) != NULL, "a rank said '%s', expected '%s'", said, text);
 }
 
-Test(rendezvous, three_ranks_get_rank_0s_blob, .timeout = 20) {
+static void on_lost(void *user, int rank, const char *reason);
+
+/* Rank 0 of n + 1, met by peers ranks 1..n in `mode` (the last starting `last_delay` s late),
+ * watching them for `watch` seconds (0: not). */
+static ct_rendezvous *root_with(peer *peers, int n, peer_mode mode, double last_delay,
+                                double watch) {
     int port = free_port();
-    peer a = spawn_rank(1, 3, port, 42, 0, PEER_OPEN);
-    peer b = spawn_rank(2, 3, port, 42, 0.2, PEER_OPEN);
+    for (int i = 0; i < n; i++)
+        peers[i] = spawn_rank(i + 1, n + 1, port, 42, i == n - 1 ? last_delay : 0, mode);
     ct_rendezvous *rv = NULL;
-    cr_assert_eq(open_root(&rv, 3, port, 42, 3.0), CT_OK, "%s", ct_last_error());
+    cr_assert_eq(open_root(&rv, n + 1, port, 42, 3.0), CT_OK, "%s", ct_last_error());
+    if (watch > 0.0)
+        cr_assert_eq(ct_rendezvous_watch(rv, watch, on_lost, NULL), CT_OK, "%s",
+                     ct_last_error());
+    return rv;
+}
+
+Test(rendezvous, three_ranks_get_rank_0s_blob, .timeout = 20) {
+    peer p[2];
+    ct_rendezvous *rv = root_with(p, 2, PEER_OPEN, 0.2, 0.0);
     cr_expect_str_eq(ct_rendezvous_host(rv, 2), "host-2");
     ct_rendezvous_close(rv, true);
-    expect_peer(a, 0, "ok");
-    expect_peer(b, 0, "ok");
+    expect_peer(p[0], 0, "ok");
+    expect_peer(p[1], 0, "ok");
 }
 
 Test(rendezvous, rank_0_arriving_last, .timeout = 20) {
@@ -281,12 +295,9 @@ static double wait_lost(double seconds) {
 }
 
 Test(liveness, a_killed_rank_is_reported, .timeout = 20) {
-    int port = free_port();
-    peer a = spawn_rank(1, 3, port, 42, 0, PEER_WATCH);
-    peer b = spawn_rank(2, 3, port, 42, 0, PEER_WATCH);
-    ct_rendezvous *rv = NULL;
-    cr_assert_eq(open_root(&rv, 3, port, 42, 3.0), CT_OK, "%s", ct_last_error());
-    cr_assert_eq(ct_rendezvous_watch(rv, 2.0, on_lost, NULL), CT_OK, "%s", ct_last_error());
+    peer p[2];
+    ct_rendezvous *rv = root_with(p, 2, PEER_WATCH, 0.0, 2.0);
+    peer a = p[0], b = p[1];
     sleep_s(0.3);
     kill(b.pid, SIGKILL);
     double took = wait_lost(3.0);
@@ -300,21 +311,9 @@ Test(liveness, a_killed_rank_is_reported, .timeout = 20) {
     ct_rendezvous_close(rv, false);
 }
 
-/* Rank 0 of 2, met by a peer rank 1 in `mode`, watching it for `watch` seconds (0: not). */
-static ct_rendezvous *root_of_two(peer *a, peer_mode mode, double watch) {
-    int port = free_port();
-    *a = spawn_rank(1, 2, port, 42, 0, mode);
-    ct_rendezvous *rv = NULL;
-    cr_assert_eq(open_root(&rv, 2, port, 42, 3.0), CT_OK, "%s", ct_last_error());
-    if (watch > 0.0)
-        cr_assert_eq(ct_rendezvous_watch(rv, watch, on_lost, NULL), CT_OK, "%s",
-                     ct_last_error());
-    return rv;
-}
-
 Test(liveness, rank_0_killed_is_reported_to_the_others, .timeout = 20) {
     peer a;
-    ct_rendezvous *rv = root_of_two(&a, PEER_WATCH, 0.0);
+    ct_rendezvous *rv = root_with(&a, 1, PEER_WATCH, 0.0, 0.0);
     sleep_s(0.3);
     ct_rendezvous_close(rv, false); /* as if rank 0 had died */
     expect_peer(a, 3, "lost rank 0: its connection closed without a goodbye");
@@ -322,7 +321,7 @@ Test(liveness, rank_0_killed_is_reported_to_the_others, .timeout = 20) {
 
 Test(liveness, a_clean_close_is_no_loss, .timeout = 20) {
     peer a;
-    ct_rendezvous *rv = root_of_two(&a, PEER_WATCH_CLEAN, 2.0);
+    ct_rendezvous *rv = root_with(&a, 1, PEER_WATCH_CLEAN, 0.0, 2.0);
     expect_peer(a, 0, "ok");
     cr_expect_lt(wait_lost(2.5), 0, "on_lost fired for rank %d: %s", atomic_load(&lost_rank),
                  lost_reason);
@@ -331,7 +330,7 @@ Test(liveness, a_clean_close_is_no_loss, .timeout = 20) {
 
 Test(liveness, a_silent_rank_is_reported, .timeout = 20) {
     peer a;
-    ct_rendezvous *rv = root_of_two(&a, PEER_WATCH, 1.5);
+    ct_rendezvous *rv = root_with(&a, 1, PEER_WATCH, 0.0, 1.5);
     kill(a.pid, SIGSTOP); /* alive to the kernel, silent to its peers */
     double took = wait_lost(4.0);
     cr_expect(took >= 1.0 && took < 3.0, "on_lost after %.2f s for a 1.5 s timeout", took);

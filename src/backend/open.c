@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/hash.h"
 #include "cutune/cuda.h"
 
 ct_status ct_backend_init_by_name(ct_backend *be, const char *name, char *note, size_t note_len) {
@@ -77,8 +78,7 @@ void ct_backend_say_note(const char *who, const char *note) {
     static uint64_t said[16];
     static int n_said;
     if (note == NULL || note[0] == '\0') return;
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const char *p = note; *p != '\0'; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    const uint64_t h = ct_fnv1a(CT_FNV1A_START, note, strlen(note));
     bool fresh = true;
     pthread_mutex_lock(&lock);
     for (int i = 0; i < n_said && fresh; i++) fresh = said[i] != h;

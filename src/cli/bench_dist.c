@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "bench.h"
-#include "core/knobs.h"
 
 ct_status bench_dist_start(bench_dist *d) {
     memset(d, 0, sizeof *d);
@@ -20,22 +19,11 @@ ct_status bench_dist_start(bench_dist *d) {
 bool bench_dist_quiet(const bench_dist *d) { return d != NULL && d->w.rank != 0; }
 
 ct_status bench_dist_connect(bench_dist *d, ct_backend *be) {
-    if (d->w.launch == CT_LAUNCH_NONE) return CT_OK;
-    /* torchrun --nproc-per-node 1 on a machine without a GPU: a plain run. */
-    if (d->w.launch == CT_LAUNCH_ENV && d->w.size == 1 && strcmp(be->ops->name, "cpu") == 0)
-        return CT_OK;
-    return ct_comm_open(&d->comm, &d->w, be, 0);
+    return ct_comm_wanted(&d->w, be) ? ct_comm_open(&d->comm, &d->w, be, 0) : CT_OK;
 }
 
 ct_status bench_dist_plan(bench_dist *d, ct_model *m) {
-    if (d == NULL || d->comm == NULL) return CT_OK;
-    double mb = 25.0;
-    ct_status s = ct_knob_bucket_mb(&mb);
-    const size_t bytes = (size_t)(mb * 1048576.0);
-    if (s == CT_OK)
-        s = ct_grad_sync_plan(&d->sync, m, d->comm, bytes, bytes < 1048576 ? bytes : 1048576);
-    if (s == CT_OK) ct_model_set_grads_hook(m, ct_grad_sync_hook, &d->sync);
-    return s;
+    return d != NULL && d->comm != NULL ? ct_grad_sync_attach(&d->sync, m, d->comm) : CT_OK;
 }
 
 void bench_dist_step_begin(bench_dist *d, long step) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/knobs.h"
 #include "dist/buckets.h"
 
 static ct_status push(ct_grad_sync *g, float *data, size_t count, int lowest) {
@@ -56,6 +57,15 @@ ct_status ct_grad_sync_plan(ct_grad_sync *g, ct_model *m, ct_comm *comm, size_t 
         if (s != CT_OK) return s;
     }
     return f.start != NULL ? push(g, f.start, (size_t)(f.end - f.start), f.lowest) : CT_OK;
+}
+
+ct_status ct_grad_sync_attach(ct_grad_sync *g, ct_model *m, ct_comm *comm) {
+    double mb = 25.0;
+    ct_status s = ct_knob_bucket_mb(&mb);
+    const size_t bytes = (size_t)(mb * 1048576.0), first = 1048576;
+    if (s == CT_OK) s = ct_grad_sync_plan(g, m, comm, bytes, bytes < first ? bytes : first);
+    if (s == CT_OK) ct_model_set_grads_hook(m, ct_grad_sync_hook, g);
+    return s;
 }
 
 void ct_grad_sync_begin(ct_grad_sync *g, int64_t step) {

@@ -37,6 +37,9 @@ typedef struct ct_grad_sync {
  * order. */
 ct_status ct_grad_sync_plan(ct_grad_sync *g, ct_model *m, ct_comm *comm, size_t bucket_bytes,
                             size_t first_bytes);
+/* ct_grad_sync_plan with CUTUNE_BUCKET_MB's size (25 MB; the first 1 MB, or the size when
+ * smaller), and the hook set on m so that backward hands the buckets over. */
+ct_status ct_grad_sync_attach(ct_grad_sync *g, ct_model *m, ct_comm *comm);
 /* A step begins: no bucket handed over yet. */
 void ct_grad_sync_begin(ct_grad_sync *g, int64_t step);
 /* Layer `layer` has written its gradients (and every layer above it has). */

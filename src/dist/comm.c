@@ -178,6 +178,11 @@ static ct_status open_kind(ct_comm *c, ct_world *w, ct_backend *be, uint64_t che
     return ct_comm_mpi_open(c, be);
 }
 
+bool ct_comm_wanted(const ct_world *w, const ct_backend *be) {
+    if (w->launch == CT_LAUNCH_NONE) return false;
+    return !(w->launch == CT_LAUNCH_ENV && w->size == 1 && strcmp(be->ops->name, "cpu") == 0);
+}
+
 ct_status ct_comm_open(ct_comm **out, ct_world *w, ct_backend *be, uint64_t check) {
     *out = NULL;
     ct_comm *c = calloc(1, sizeof *c);

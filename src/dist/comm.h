@@ -44,6 +44,10 @@ typedef struct ct_comm {
     double timeout_s;             /* CUTUNE_COLLECTIVE_TIMEOUT */
 } ct_comm;
 
+/* Whether a process launched as `w` sums with the other ranks: not without a launcher, nor as
+ * the single CPU rank of a torchrun-style launch (torchrun --nproc-per-node 1 on a machine
+ * without a GPU trains as a plain run). */
+bool ct_comm_wanted(const ct_world *w, const ct_backend *be);
 /* The communicator of a run on backend `be`, for the ranks `w` describes (w->launch must not
  * be CT_LAUNCH_NONE). Under MPI, w's rank, size and local rank become MPI's. `check` is a
  * value of the run's settings that every rank must share (the rendezvous compares it).

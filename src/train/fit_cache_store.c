@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "../core/atomic.h"
+#include "../core/hash.h"
 #include "../core/knobs.h"
 #include "../model/layer.h"
 #include "fit.h"
@@ -31,10 +32,7 @@
 
 /* ---- the key ---- */
 
-static void fnv(uint64_t *h, const void *data, size_t n) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) *h = (*h ^ p[i]) * 0x100000001b3ull;
-}
+static void fnv(uint64_t *h, const void *data, size_t n) { *h = ct_fnv1a(*h, data, n); }
 
 static void fnv_str(uint64_t *h, const char *s) {
     if (s == NULL) s = "";
@@ -86,7 +84,7 @@ static ct_status hash_weights(fit_run *r, uint64_t *h) {
 static ct_status cache_key(fit_run *r, uint64_t *key) {
     const ct_train_config *c = r->c;
     const ct_loader_config *lc = &r->loader_cfg;
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = CT_FNV1A_START;
     char pre[512];
     ct_standardize_format(&lc->standardize, pre, sizeof pre);
     fnv_str(&h, CACHE_MAGIC);

@@ -17,18 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/knobs.h"
+#include "core/hash.h"
 #include "fit.h"
-
-/* The FNV-1a hash of the run's settings record: every rank must run the same one. */
-static uint64_t settings_hash(const char *text) {
-    uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 ct_status fit_dist_open(fit_run *r, ct_world *w) {
     r->rank = 0;
@@ -48,10 +38,7 @@ ct_status fit_dist_open(fit_run *r, ct_world *w) {
     }
     r->device = w->local_rank;
     if ((s = fit_open_backend(r)) != CT_OK) return s;
-    /* torchrun --nproc-per-node 1 on a machine without a GPU: a plain run. */
-    if (w->launch == CT_LAUNCH_ENV && w->size == 1 && strcmp(r->be.ops->name, "cpu") == 0)
-        return CT_OK;
-    return ct_comm_open(&r->comm, w, &r->be, 0);
+    return ct_comm_wanted(w, &r->be) ? ct_comm_open(&r->comm, w, &r->be, 0) : CT_OK;
 }
 
 ct_status fit_dist_agree(fit_run *r, ct_status s, const char *stage) {
@@ -73,18 +60,12 @@ ct_status fit_dist_agree(fit_run *r, ct_status s, const char *stage) {
 
 ct_status fit_dist_same_settings(fit_run *r) {
     if (r->comm == NULL) return CT_OK;
-    return ct_comm_same(r->comm, settings_hash(r->config_text), "the run's settings");
+    const uint64_t h = ct_fnv1a(CT_FNV1A_START, r->config_text, strlen(r->config_text));
+    return ct_comm_same(r->comm, h, "the run's settings");
 }
 
 ct_status fit_dist_plan_buckets(fit_run *r) {
-    if (r->comm == NULL) return CT_OK;
-    double mb = 25.0;
-    ct_status s = ct_knob_bucket_mb(&mb);
-    if (s != CT_OK) return s;
-    const size_t bytes = (size_t)(mb * 1048576.0);
-    s = ct_grad_sync_plan(&r->sync, r->m, r->comm, bytes, bytes < 1048576 ? bytes : 1048576);
-    if (s == CT_OK) ct_model_set_grads_hook(r->m, ct_grad_sync_hook, &r->sync);
-    return s;
+    return r->comm != NULL ? ct_grad_sync_attach(&r->sync, r->m, r->comm) : CT_OK;
 }
 
 /* The freezing rank 0 trains under, on this rank too. */
